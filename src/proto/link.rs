@@ -1,0 +1,680 @@
+//! One link: its session, its health, and what it owes the peer.
+//!
+//! ## Liveness
+//!
+//! * **While data flows** the receiver acknowledges within [`FEEDBACK_DELAY`] (a keepalive whose
+//!   `rx_highest_pn` covers what it got). The sender remembers when it first sent data that is
+//!   not yet covered; after an RTO without cover it *probes* (a keepalive asking for an
+//!   immediate answer), and after [`dead_after`] it declares the link down. That is at most
+//!   about 0.3 s on a link with a short RTT, yet it scales with `SRTT + 4 RTTVAR`, so a healthy
+//!   link with heavy jitter — whose variance shows in RTTVAR — is never declared dead.
+//! * **When idle** each side sends a keepalive every second, and a link that hears nothing for
+//!   its `timeout` is down (MLVPN's meaning of `timeout`).
+//! * **Coming back**: a client re-handshakes a down link every [`HANDSHAKE_RETRY`]; a server
+//!   keeps probing a link it declared dead and marks it up when a probe is acknowledged.
+//!
+//! ## States
+//!
+//! `Down` → (client sends hello) `Authenticating` → `Up`, and from `Up`: `Lossy` when the
+//! outbound loss over the window reaches `loss_tolerance`, `Slow` when SRTT reaches
+//! `latency_tolerance`. Only `Up` links carry data; `Lossy` and `Slow` links keep being measured
+//! (with acknowledged keepalives every [`KEEPALIVE_ACTIVE`]) and return to `Up` by themselves.
+
+use super::handshake::{ConfirmLog, Pending};
+use super::loss::LossWindow;
+use super::rtt::RttEstimator;
+use super::session::Session;
+use super::time::{Duration, Instant};
+use super::timer::{LinkTimer, Timer, TimerTable};
+use super::wire::{Keepalive, flags};
+use std::net::SocketAddr;
+
+/// Keepalive period of an idle link (MLVPN's).
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(1);
+/// Keepalive period while we send data on the link, or while it is lossy or slow: frequent
+/// enough for RTT samples, cheap enough not to matter (10 small packets a second).
+pub const KEEPALIVE_ACTIVE: Duration = Duration::from_millis(100);
+/// Longest a receiver waits before acknowledging data.
+pub const FEEDBACK_DELAY: Duration = Duration::from_millis(20);
+/// Floor of the probe timeout.
+pub const PROBE_MIN: Duration = Duration::from_millis(50);
+/// Floor of the dead timeout: low enough to detect a dead link within 0.5 s, high enough that
+/// a scheduling hiccup of the machine is not a dead link.
+pub const DEAD_MIN: Duration = Duration::from_millis(300);
+/// Time between handshake attempts of a client link that is down.
+pub const HANDSHAKE_RETRY: Duration = Duration::from_millis(500);
+/// Handshake attempts without an answer before we report it (once).
+pub const UNANSWERED_REPORT_AFTER: u32 = 3;
+/// RTO assumed before the first RTT sample.
+pub const INITIAL_RTO: Duration = Duration::from_secs(1);
+
+/// A link's settings, from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkConfig {
+    pub name: String,
+    /// Down after this long without hearing from the peer.
+    pub timeout: Duration,
+    /// Outbound loss, in percent, at which the link is lossy; 100 turns it off.
+    pub loss_tolerance: u8,
+    /// SRTT at which the link is slow.
+    pub latency_tolerance: Duration,
+    /// Carries data only when no normal link is usable.
+    pub fallback_only: bool,
+    /// Upload capacity in bytes per second: the scheduler's weight.
+    pub bandwidth_upload: Option<u64>,
+}
+
+impl LinkConfig {
+    /// A link with MLVPN's defaults.
+    pub fn new(name: &str) -> Self {
+        LinkConfig {
+            name: name.to_string(),
+            timeout: Duration::from_secs(60),
+            loss_tolerance: 100,
+            latency_tolerance: Duration::from_millis(1000),
+            fallback_only: false,
+            bandwidth_upload: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkState {
+    /// No working session.
+    Down,
+    /// Client: a handshake is under way.
+    Authenticating,
+    /// Carries data.
+    Up,
+    /// Connected, but losing too much to carry data.
+    Lossy,
+    /// Connected, but too slow to carry data.
+    Slow,
+}
+
+impl LinkState {
+    /// Has a working session with the peer (whether or not it carries data).
+    pub fn is_connected(self) -> bool {
+        matches!(self, LinkState::Up | LinkState::Lossy | LinkState::Slow)
+    }
+
+    /// MLVPN's status string, which existing monitoring expects.
+    pub fn mlvpn_name(self) -> &'static str {
+        match self {
+            LinkState::Down => "disconnected",
+            LinkState::Authenticating => "waiting peer",
+            LinkState::Up => "connected",
+            LinkState::Lossy => "lossy link",
+            LinkState::Slow => "slow link",
+        }
+    }
+}
+
+/// Why a link went down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownReason {
+    /// Nothing heard for `timeout`.
+    Timeout,
+    /// Data sent and not acknowledged in time.
+    Unanswered,
+    /// The peer said it is closing.
+    PeerDisconnected,
+    /// The peer process restarted; its old sessions are gone.
+    PeerRestarted,
+    /// We are closing.
+    Closed,
+}
+
+/// Per-link counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_data_packets: u64,
+    pub rx_data_packets: u64,
+    /// Times the link went down.
+    pub disconnects: u64,
+    pub handshakes: u64,
+    /// Handshake messages that did not authenticate or were not fresh.
+    pub handshake_failures: u64,
+    pub probes: u64,
+}
+
+/// The part of the timer table that belongs to one link.
+#[derive(Debug)]
+pub struct LinkTimers<'a> {
+    pub table: &'a mut TimerTable,
+    pub link: usize,
+}
+
+impl LinkTimers<'_> {
+    fn set(&mut self, t: LinkTimer, at: Instant) {
+        self.table.set(Timer::Link(self.link, t), at);
+    }
+    fn set_earliest(&mut self, t: LinkTimer, at: Instant) {
+        self.table.set_earliest(Timer::Link(self.link, t), at);
+    }
+    fn stop(&mut self, t: LinkTimer) {
+        self.table.stop(Timer::Link(self.link, t));
+    }
+}
+
+/// A change of state the tunnel must hear about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    pub from: LinkState,
+    pub to: LinkState,
+    pub reason: Option<DownReason>,
+}
+
+#[derive(Debug)]
+pub struct Link {
+    pub config: LinkConfig,
+    pub state: LinkState,
+    pub is_client: bool,
+    /// The current session, and the one it replaced (still accepted on receive, so packets
+    /// in flight across a re-handshake are not lost).
+    pub session: Option<Session>,
+    pub previous: Option<Session>,
+    /// Client: the handshake in progress.
+    pub pending: Option<Pending>,
+    /// Server: recent confirms.
+    pub confirms: ConfirmLog,
+    /// Where to send: the configured remote (client) or the learned peer (server).
+    pub peer: Option<SocketAddr>,
+    pub rtt: RttEstimator,
+    loss_out: LossWindow,
+    loss_in: LossWindow,
+    last_rx: Instant,
+    last_data_tx: Option<Instant>,
+    last_keepalive_tx: Instant,
+    /// The peer's latest keepalive timestamp and when it arrived, to echo.
+    peer_timestamp: Option<(u32, Instant)>,
+    /// The echo we last took an RTT sample from (each echo is sampled once).
+    last_echo: Option<u32>,
+    /// The first packet sent that the peer has not yet covered: (when, packet number).
+    unacked: Option<(Instant, u64)>,
+    /// A keepalive is owed; `owe_ack_request` asks the peer to answer it at once.
+    pub owe_keepalive: bool,
+    pub owe_ack_request: bool,
+    /// Client: a hello is owed.
+    pub owe_hello: bool,
+    /// Unanswered hellos in a row.
+    pub hellos_unanswered: u32,
+    pub stats: LinkStats,
+    /// Whether an authentication failure or unanswered handshake was reported since the link
+    /// last authenticated (we report once, not once per packet).
+    pub auth_problem_reported: bool,
+}
+
+impl Link {
+    pub fn new(config: LinkConfig, is_client: bool) -> Self {
+        Link {
+            config,
+            state: LinkState::Down,
+            is_client,
+            session: None,
+            previous: None,
+            pending: None,
+            confirms: ConfirmLog::default(),
+            peer: None,
+            rtt: RttEstimator::default(),
+            loss_out: LossWindow::default(),
+            loss_in: LossWindow::default(),
+            last_rx: Instant::ZERO,
+            last_data_tx: None,
+            last_keepalive_tx: Instant::ZERO,
+            peer_timestamp: None,
+            last_echo: None,
+            unacked: None,
+            owe_keepalive: false,
+            owe_ack_request: false,
+            owe_hello: false,
+            hellos_unanswered: 0,
+            stats: LinkStats::default(),
+            auth_problem_reported: false,
+        }
+    }
+
+    /// Carries data now.
+    pub fn is_usable(&self) -> bool {
+        self.state == LinkState::Up
+    }
+
+    /// Outbound loss in percent over the window, if known.
+    pub fn loss_out(&self) -> Option<u8> {
+        self.loss_out.percent()
+    }
+
+    /// Inbound loss in percent over the window, if known.
+    pub fn loss_in(&self) -> Option<u8> {
+        self.loss_in.percent()
+    }
+
+    /// When we last heard from the peer on this link.
+    pub fn last_rx(&self) -> Instant {
+        self.last_rx
+    }
+
+    fn rto(&self) -> Duration {
+        self.rtt.rto_or(INITIAL_RTO)
+    }
+
+    fn probe_after(&self) -> Duration {
+        self.rto().max(PROBE_MIN) + FEEDBACK_DELAY
+    }
+
+    /// How long data may stay unacknowledged before the link is declared dead.
+    pub fn dead_after(&self) -> Duration {
+        (self.rto().saturating_mul(3) + FEEDBACK_DELAY).max(DEAD_MIN)
+    }
+
+    fn set_state(&mut self, to: LinkState, reason: Option<DownReason>) -> Option<Transition> {
+        let from = self.state;
+        if from == to {
+            return None;
+        }
+        self.state = to;
+        Some(Transition { from, to, reason })
+    }
+
+    /// A session is working: from the server's side on a valid confirm, from the client's on
+    /// the server's first packet, or on either after a probe came back.
+    pub fn established(&mut self, now: Instant, timers: &mut LinkTimers<'_>) -> Option<Transition> {
+        self.last_rx = now;
+        self.unacked = None;
+        self.hellos_unanswered = 0;
+        self.auth_problem_reported = false;
+        self.pending = None;
+        timers.stop(LinkTimer::Handshake);
+        timers.stop(LinkTimer::Probe);
+        timers.set(LinkTimer::Idle, now + self.config.timeout);
+        timers.set_earliest(LinkTimer::Keepalive, now + KEEPALIVE_IDLE);
+        let t = self.set_state(LinkState::Up, None);
+        self.evaluate().or(t)
+    }
+
+    /// A new session replaces the current one; its counters start afresh.
+    pub fn install(&mut self, session: Session) {
+        self.previous = self.session.replace(session);
+        self.loss_out.reset();
+        self.loss_in.reset();
+        self.last_echo = None;
+        self.peer_timestamp = None;
+        self.unacked = None;
+    }
+
+    /// Any authenticated packet from the peer.
+    pub fn on_rx(&mut self, now: Instant, len: usize, timers: &mut LinkTimers<'_>) {
+        self.last_rx = now;
+        self.stats.rx_packets += 1;
+        self.stats.rx_bytes += len as u64;
+        if self.state.is_connected() {
+            timers.set(LinkTimer::Idle, now + self.config.timeout);
+        }
+    }
+
+    /// An authenticated data packet: the peer is owed an acknowledgement.
+    pub fn on_data_rx(&mut self, now: Instant, timers: &mut LinkTimers<'_>) {
+        self.stats.rx_data_packets += 1;
+        timers.set_earliest(LinkTimer::Feedback, now + FEEDBACK_DELAY);
+    }
+
+    /// An authenticated keepalive.
+    pub fn on_keepalive(
+        &mut self,
+        now: Instant,
+        ka: &Keepalive,
+        timers: &mut LinkTimers<'_>,
+    ) -> Option<Transition> {
+        self.peer_timestamp = Some((ka.timestamp, now));
+        if ka.flags & flags::HAS_ECHO != 0 && self.last_echo != Some(ka.echo_timestamp) {
+            self.last_echo = Some(ka.echo_timestamp);
+            let rtt = now.wire_timestamp().wrapping_sub(ka.echo_timestamp).wrapping_sub(ka.echo_delay);
+            // A sample over a minute is a wrapped or bogus echo, not a round trip.
+            if (rtt as u64) < Duration::from_secs(60).as_micros() {
+                self.rtt.on_sample(Duration::from_micros(rtt as u64));
+            }
+        }
+        self.loss_out.on_report(ka.rx_highest_pn, ka.rx_packets);
+        if ka.flags & flags::ACK_REQUESTED != 0 {
+            self.owe_keepalive = true;
+        }
+        let mut transition = None;
+        if let Some((_, pn)) = self.unacked {
+            if ka.rx_highest_pn >= pn {
+                self.unacked = None;
+                timers.stop(LinkTimer::Probe);
+                if self.state == LinkState::Down && !self.is_client && self.session.is_some() {
+                    // A server probe came back: the link works both ways again.
+                    transition = self.established(now, timers);
+                }
+            }
+        }
+        self.evaluate().or(transition)
+    }
+
+    /// Re-derives Up/Lossy/Slow from the measurements.
+    fn evaluate(&mut self) -> Option<Transition> {
+        if !self.state.is_connected() {
+            return None;
+        }
+        let tolerance = self.config.loss_tolerance;
+        let lossy = tolerance < 100
+            && match self.loss_out.percent() {
+                Some(p) => p >= tolerance,
+                // While lossy, wait for a fresh window before leaving.
+                None => self.state == LinkState::Lossy,
+            };
+        let slow = self.rtt.srtt().is_some_and(|s| s >= self.config.latency_tolerance);
+        let to = if lossy {
+            LinkState::Lossy
+        } else if slow {
+            LinkState::Slow
+        } else {
+            LinkState::Up
+        };
+        if to == LinkState::Lossy && self.state != LinkState::Lossy {
+            self.loss_out.clear();
+        }
+        self.set_state(to, None)
+    }
+
+    /// We sent a data packet with packet number `pn`.
+    pub fn on_data_sent(&mut self, now: Instant, pn: u64, len: usize, timers: &mut LinkTimers<'_>) {
+        self.stats.tx_packets += 1;
+        self.stats.tx_bytes += len as u64;
+        self.stats.tx_data_packets += 1;
+        self.last_data_tx = Some(now);
+        if self.unacked.is_none() {
+            self.unacked = Some((now, pn));
+            timers.set(LinkTimer::Probe, now + self.probe_after());
+        }
+        timers.set_earliest(LinkTimer::Keepalive, self.last_keepalive_tx + KEEPALIVE_ACTIVE);
+    }
+
+    /// The keepalive to send now. Call [`Link::on_keepalive_sent`] once it is sealed.
+    pub fn keepalive(&self, now: Instant) -> Keepalive {
+        let session = self.session.as_ref();
+        let mut ka = Keepalive {
+            flags: 0,
+            timestamp: now.wire_timestamp(),
+            rx_highest_pn: session.map_or(0, |s| s.rx_highest()),
+            rx_packets: session.map_or(0, |s| s.rx_packets),
+            rx_bytes: session.map_or(0, |s| s.rx_bytes),
+            ..Keepalive::default()
+        };
+        if self.owe_ack_request || !matches!(self.state, LinkState::Up) {
+            ka.flags |= flags::ACK_REQUESTED;
+        }
+        if let Some((ts, at)) = self.peer_timestamp {
+            ka.flags |= flags::HAS_ECHO;
+            ka.echo_timestamp = ts;
+            ka.echo_delay = (now - at).as_micros().min(u32::MAX as u64) as u32;
+        }
+        ka
+    }
+
+    pub fn on_keepalive_sent(
+        &mut self,
+        now: Instant,
+        ka: &Keepalive,
+        pn: u64,
+        len: usize,
+        timers: &mut LinkTimers<'_>,
+    ) {
+        self.stats.tx_packets += 1;
+        self.stats.tx_bytes += len as u64;
+        self.last_keepalive_tx = now;
+        self.owe_keepalive = false;
+        self.owe_ack_request = false;
+        self.loss_in.on_report(ka.rx_highest_pn, ka.rx_packets);
+        timers.stop(LinkTimer::Feedback);
+        if ka.flags & flags::ACK_REQUESTED != 0 {
+            self.stats.probes += 1;
+            if self.unacked.is_none() {
+                self.unacked = Some((now, pn));
+                if self.state != LinkState::Down {
+                    timers.set(LinkTimer::Probe, now + self.probe_after());
+                }
+            }
+        }
+        let active = self.last_data_tx.is_some_and(|t| now - t < KEEPALIVE_IDLE);
+        let period = match self.state {
+            LinkState::Up if !active => KEEPALIVE_IDLE,
+            LinkState::Down => HANDSHAKE_RETRY,
+            _ => KEEPALIVE_ACTIVE,
+        };
+        timers.set(LinkTimer::Keepalive, now + period);
+    }
+
+    /// A timer of this link expired.
+    pub fn on_timer(
+        &mut self,
+        now: Instant,
+        timer: LinkTimer,
+        timers: &mut LinkTimers<'_>,
+    ) -> Option<Transition> {
+        match timer {
+            LinkTimer::Keepalive | LinkTimer::Feedback => {
+                if self.session.is_some() && (self.state.is_connected() || !self.is_client) {
+                    self.owe_keepalive = true;
+                }
+                None
+            }
+            LinkTimer::Probe => {
+                let (since, _) = self.unacked?;
+                let dead_at = since + self.dead_after();
+                if now >= dead_at {
+                    return self.go_down(now, DownReason::Unanswered, timers);
+                }
+                self.owe_keepalive = true;
+                self.owe_ack_request = true;
+                timers.set(LinkTimer::Probe, (now + self.rto().max(PROBE_MIN)).min(dead_at));
+                None
+            }
+            LinkTimer::Idle => {
+                let due = self.last_rx + self.config.timeout;
+                if now >= due {
+                    self.go_down(now, DownReason::Timeout, timers)
+                } else {
+                    timers.set(LinkTimer::Idle, due);
+                    None
+                }
+            }
+            LinkTimer::Handshake => {
+                if self.is_client && !self.state.is_connected() {
+                    if self.pending.is_some() {
+                        self.hellos_unanswered += 1;
+                    }
+                    self.owe_hello = true;
+                    timers.set(LinkTimer::Handshake, now + HANDSHAKE_RETRY);
+                }
+                None
+            }
+        }
+    }
+
+    /// Takes the link down. A client starts re-handshaking at once; a server keeps probing
+    /// a session it may still have, or forgets it when the peer is gone.
+    pub fn go_down(
+        &mut self,
+        now: Instant,
+        reason: DownReason,
+        timers: &mut LinkTimers<'_>,
+    ) -> Option<Transition> {
+        let was_connected = self.state.is_connected();
+        self.unacked = None;
+        self.owe_ack_request = false;
+        timers.stop(LinkTimer::Probe);
+        timers.stop(LinkTimer::Feedback);
+        timers.stop(LinkTimer::Idle);
+        if was_connected {
+            self.stats.disconnects += 1;
+        }
+        if self.is_client {
+            self.pending = None;
+            self.owe_keepalive = false;
+            timers.stop(LinkTimer::Keepalive);
+            if reason == DownReason::Closed {
+                timers.stop(LinkTimer::Handshake);
+            } else {
+                timers.set(LinkTimer::Handshake, now);
+            }
+        } else if reason == DownReason::Unanswered {
+            timers.set(LinkTimer::Keepalive, now);
+        } else {
+            self.previous = None;
+            self.session = None;
+            self.owe_keepalive = false;
+            timers.stop(LinkTimer::Keepalive);
+        }
+        self.set_state(LinkState::Down, Some(reason))
+    }
+
+    /// Client: the hello went out; the link is authenticating.
+    pub fn on_hello_sent(&mut self, pending: Pending) -> Option<Transition> {
+        self.pending = Some(pending);
+        self.owe_hello = false;
+        self.stats.tx_packets += 1;
+        self.set_state(LinkState::Authenticating, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::crypto::Key;
+    use crate::proto::kdf::session_keys;
+
+    fn ms(v: u64) -> Instant {
+        Instant::from_micros(v * 1000)
+    }
+
+    fn connected(is_client: bool) -> (Link, TimerTable) {
+        let mut table = TimerTable::new(1);
+        let mut link = Link::new(LinkConfig { loss_tolerance: 20, ..LinkConfig::new("a") }, is_client);
+        link.install(Session::new(1, session_keys(&Key([0; 32]), &[1; 32], &[2; 32]), is_client, 9));
+        link.established(ms(0), &mut LinkTimers { table: &mut table, link: 0 });
+        (link, table)
+    }
+
+    fn ack(highest: u64, count: u32) -> Keepalive {
+        Keepalive { rx_highest_pn: highest, rx_packets: count, ..Keepalive::default() }
+    }
+
+    /// Runs the link's expired timers up to `now`.
+    fn run_to(link: &mut Link, table: &mut TimerTable, now: Instant) -> Vec<Transition> {
+        let mut out = vec![];
+        while let Some(t) = table.next().filter(|&t| t <= now) {
+            for k in LinkTimer::ALL {
+                if table.expire(Timer::Link(0, k), t) {
+                    out.extend(link.on_timer(t, k, &mut LinkTimers { table, link: 0 }));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn unacknowledged_data_takes_the_link_down_within_half_a_second() {
+        let (mut link, mut table) = connected(true);
+        for _ in 0..20 {
+            link.rtt.on_sample(Duration::from_millis(30));
+        }
+        link.on_data_sent(ms(1000), 5, 100, &mut LinkTimers { table: &mut table, link: 0 });
+        let t = run_to(&mut link, &mut table, ms(1290));
+        assert!(t.is_empty() && link.owe_ack_request, "probing, not yet down");
+        let t = run_to(&mut link, &mut table, ms(1400));
+        assert_eq!(t.len(), 1);
+        assert_eq!((t[0].to, t[0].reason), (LinkState::Down, Some(DownReason::Unanswered)));
+        assert!(link.dead_after() <= Duration::from_millis(320));
+    }
+
+    #[test]
+    fn acknowledged_data_keeps_the_link_up() {
+        let (mut link, mut table) = connected(true);
+        link.rtt.on_sample(Duration::from_millis(30));
+        for k in 0..100u64 {
+            let now = ms(1000 + k * 10);
+            link.on_data_sent(now, k, 100, &mut LinkTimers { table: &mut table, link: 0 });
+            link.on_keepalive(now, &ack(k, k as u32 + 1), &mut LinkTimers { table: &mut table, link: 0 });
+            assert!(run_to(&mut link, &mut table, now).is_empty());
+        }
+        assert_eq!(link.state, LinkState::Up);
+    }
+
+    #[test]
+    fn jitter_widens_the_dead_timeout() {
+        let (mut link, _) = connected(true);
+        for k in 0..50 {
+            link.rtt.on_sample(Duration::from_millis(if k % 2 == 0 { 40 } else { 240 }));
+        }
+        assert!(link.dead_after() > Duration::from_millis(600), "{:?}", link.dead_after());
+    }
+
+    #[test]
+    fn idle_link_goes_down_after_its_timeout_only() {
+        let (mut link, mut table) = connected(false);
+        link.config.timeout = Duration::from_secs(5);
+        link.established(ms(0), &mut LinkTimers { table: &mut table, link: 0 });
+        assert!(run_to(&mut link, &mut table, ms(4999)).iter().all(|t| t.to != LinkState::Down));
+        let t = run_to(&mut link, &mut table, ms(5000));
+        assert_eq!(t.last().map(|t| t.reason), Some(Some(DownReason::Timeout)));
+        assert!(link.session.is_none(), "server forgets a peer that timed out");
+    }
+
+    #[test]
+    fn loss_makes_a_link_lossy_and_a_clean_window_brings_it_back() {
+        let (mut link, mut table) = connected(true);
+        let mut tm = LinkTimers { table: &mut table, link: 0 };
+        link.on_keepalive(ms(1), &ack(0, 1), &mut tm);
+        let t = link.on_keepalive(ms(2), &ack(100, 71), &mut tm);
+        assert_eq!(t.map(|t| t.to), Some(LinkState::Lossy));
+        assert!(!link.is_usable());
+        // The window restarts; until it fills the link stays lossy.
+        assert_eq!(link.on_keepalive(ms(3), &ack(104, 75), &mut tm), None);
+        let t = link.on_keepalive(ms(4), &ack(120, 91), &mut tm);
+        assert_eq!(t.map(|t| t.to), Some(LinkState::Up));
+    }
+
+    #[test]
+    fn high_srtt_makes_a_link_slow() {
+        let (mut link, mut table) = connected(true);
+        link.config.latency_tolerance = Duration::from_millis(200);
+        link.rtt.on_sample(Duration::from_millis(300));
+        let t = link.on_keepalive(ms(1), &ack(0, 1), &mut LinkTimers { table: &mut table, link: 0 });
+        assert_eq!(t.map(|t| t.to), Some(LinkState::Slow));
+    }
+
+    #[test]
+    fn rtt_is_sampled_from_echoes_once_each() {
+        let (mut link, mut table) = connected(true);
+        let mut tm = LinkTimers { table: &mut table, link: 0 };
+        let echo = Keepalive {
+            flags: flags::HAS_ECHO,
+            echo_timestamp: ms(1000).wire_timestamp(),
+            echo_delay: 5_000,
+            ..Keepalive::default()
+        };
+        link.on_keepalive(ms(1045), &echo, &mut tm);
+        assert_eq!(link.rtt.srtt(), Some(Duration::from_millis(40)));
+        link.on_keepalive(ms(1245), &echo, &mut tm);
+        assert_eq!(link.rtt.srtt(), Some(Duration::from_millis(40)), "same echo is not resampled");
+    }
+
+    #[test]
+    fn a_server_probe_that_comes_back_restores_the_link() {
+        let (mut link, mut table) = connected(false);
+        let mut tm = LinkTimers { table: &mut table, link: 0 };
+        link.go_down(ms(10), DownReason::Unanswered, &mut tm);
+        assert!(link.session.is_some());
+        let ka = link.keepalive(ms(20));
+        assert!(ka.flags & flags::ACK_REQUESTED != 0);
+        link.on_keepalive_sent(ms(20), &ka, 7, 50, &mut tm);
+        let t = link.on_keepalive(ms(60), &ack(7, 1), &mut tm);
+        assert_eq!(t.map(|t| t.to), Some(LinkState::Up));
+    }
+}

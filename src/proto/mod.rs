@@ -1,0 +1,21 @@
+//! The sans-IO protocol core. No sockets, no files, no clock, no `unsafe`: see [`Tunnel`] for
+//! the call order, and [`wire`] for the protocol.
+
+pub mod crypto;
+pub mod handshake;
+pub mod kdf;
+pub mod link;
+pub mod loss;
+pub mod reorder;
+pub mod replay;
+pub mod rtt;
+pub mod sched;
+pub mod session;
+pub mod time;
+pub mod timer;
+pub mod tunnel;
+pub mod wire;
+
+pub use link::{DownReason, LinkConfig, LinkState};
+pub use time::{Duration, Instant};
+pub use tunnel::{Config, DropReason, Event, Mode, Received, Transmit, Tunnel};

@@ -1,0 +1,452 @@
+//! Puts data packets that arrived over links of different delay back in tunnel order.
+//!
+//! Packets carry a tunnel-wide sequence number (u32, compared with wrapping arithmetic, RFC
+//! 1982 style). The buffer tracks a window `[next, next + capacity)` in a fixed ring; packets are
+//! copied into a fixed pool of `capacity` buffers allocated once.
+//!
+//! * A packet that is exactly the next one, with nothing queued before it, is not copied: the
+//!   caller delivers it straight from its own buffer ([`Arrival::Deliver`]).
+//! * A later packet is held. A packet older than `next` (already delivered, or given up on) is
+//!   dropped as late; one already held is dropped as a duplicate. Nothing is ever delivered
+//!   twice or out of order.
+//! * A hole is skipped when the packet that has waited longest reaches `max_wait`
+//!   ([`ReorderBuffer::release_expired`]). The deadline belongs to that packet, not to the last
+//!   arrival: the C original re-armed its timer on every packet, so under load a hole was only
+//!   skipped when the buffer overflowed and packets were delivered up to 1.25 s late.
+//! * A packet too far ahead for the window pushes the window forward, releasing what it passes.
+//!
+//! Released packets queue in order until the caller drains them with [`ReorderBuffer::pop`].
+
+use super::time::{Duration, Instant};
+use std::collections::VecDeque;
+
+const NO_BUFFER: u16 = u16::MAX;
+
+/// The largest supported number of slots.
+pub const MAX_CAPACITY: usize = NO_BUFFER as usize;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    buffer: u16,
+    seq: u32,
+    arrived: Instant,
+}
+
+const EMPTY: Entry = Entry { buffer: NO_BUFFER, seq: 0, arrived: Instant::ZERO };
+
+/// What happened to an arriving packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// In order: deliver it now, from your own buffer.
+    Deliver,
+    /// Copied and held until the packets before it arrive or are given up on.
+    Held,
+    /// Older than the window: dropped.
+    Late,
+    /// Already held: dropped.
+    Duplicate,
+    /// Every buffer is in use (the caller is not draining [`ReorderBuffer::pop`]): dropped.
+    Full,
+    /// Longer than a slot: dropped.
+    TooBig,
+}
+
+/// Counters, for status and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReorderStats {
+    /// Delivered without waiting.
+    pub in_order: u64,
+    /// Held, then delivered.
+    pub reordered: u64,
+    pub late: u64,
+    pub duplicate: u64,
+    pub full: u64,
+    /// Sequence numbers given up on (holes skipped by timeout or window overflow).
+    pub skipped: u64,
+    /// Total and maximum time packets spent held, in microseconds.
+    pub wait_total_us: u64,
+    pub wait_max_us: u64,
+}
+
+#[derive(Debug)]
+pub struct ReorderBuffer {
+    capacity: u32,
+    slot_len: usize,
+    /// `capacity * slot_len` bytes: the packet pool.
+    storage: Vec<u8>,
+    /// Length of the packet in each pool buffer.
+    lens: Vec<u16>,
+    /// Pool buffers not in use.
+    free: Vec<u16>,
+    /// Held packets by `seq % capacity`.
+    window: Vec<Entry>,
+    /// Pool buffers released in order, waiting for `pop`, with their arrival time.
+    ready: VecDeque<(u16, Instant)>,
+    /// The next sequence number to deliver; `None` until the first packet.
+    next: Option<u32>,
+    /// The highest sequence number held (meaningful while something is held).
+    highest: u32,
+    held: usize,
+    /// The held packet that arrived first: its deadline is the buffer's.
+    oldest: Option<(u32, Instant)>,
+    pub stats: ReorderStats,
+}
+
+fn seq_diff(a: u32, b: u32) -> i32 {
+    a.wrapping_sub(b) as i32
+}
+
+impl ReorderBuffer {
+    /// A buffer of `capacity` slots of `slot_len` bytes each, allocated now and never again.
+    pub fn new(capacity: usize, slot_len: usize) -> Self {
+        assert!((1..=MAX_CAPACITY).contains(&capacity), "reorder capacity out of range");
+        assert!(slot_len <= u16::MAX as usize);
+        ReorderBuffer {
+            capacity: capacity as u32,
+            slot_len,
+            storage: vec![0; capacity * slot_len],
+            lens: vec![0; capacity],
+            free: (0..capacity as u16).rev().collect(),
+            window: vec![EMPTY; capacity],
+            ready: VecDeque::with_capacity(capacity),
+            next: None,
+            highest: 0,
+            held: 0,
+            oldest: None,
+            stats: ReorderStats::default(),
+        }
+    }
+
+    fn slot(&self, seq: u32) -> usize {
+        (seq % self.capacity) as usize
+    }
+
+    /// Packets held or released and not yet popped.
+    pub fn len(&self) -> usize {
+        self.held + self.ready.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Offers packet `seq`, whose bytes are `payload`.
+    pub fn arrive(&mut self, now: Instant, seq: u32, payload: &[u8]) -> Arrival {
+        if payload.len() > self.slot_len {
+            return Arrival::TooBig;
+        }
+        let next = *self.next.get_or_insert(seq);
+        let d = seq_diff(seq, next);
+        if d < 0 {
+            self.stats.late += 1;
+            return Arrival::Late;
+        }
+        if d as u32 >= self.capacity {
+            self.advance_to(seq.wrapping_sub(self.capacity - 1));
+        }
+        let next = self.next.expect("set above");
+        if seq == next && self.ready.is_empty() {
+            self.next = Some(next.wrapping_add(1));
+            self.stats.in_order += 1;
+            return Arrival::Deliver;
+        }
+        let slot = self.slot(seq);
+        if self.window[slot].buffer != NO_BUFFER {
+            self.stats.duplicate += 1;
+            return Arrival::Duplicate;
+        }
+        let Some(buffer) = self.free.pop() else {
+            self.stats.full += 1;
+            return Arrival::Full;
+        };
+        let start = buffer as usize * self.slot_len;
+        self.storage[start..start + payload.len()].copy_from_slice(payload);
+        self.lens[buffer as usize] = payload.len() as u16;
+        self.window[slot] = Entry { buffer, seq, arrived: now };
+        if self.held == 0 || seq_diff(seq, self.highest) > 0 {
+            self.highest = seq;
+        }
+        self.held += 1;
+        if self.oldest.is_none() {
+            self.oldest = Some((seq, now));
+        }
+        Arrival::Held
+    }
+
+    /// Moves `next` forward to `target`, releasing held packets it passes and skipping holes.
+    fn advance_to(&mut self, target: u32) {
+        let Some(mut next) = self.next else { return };
+        let mut passed_oldest = false;
+        while seq_diff(target, next) > 0 {
+            let slot = self.slot(next);
+            let e = self.window[slot];
+            if e.buffer != NO_BUFFER {
+                self.ready.push_back((e.buffer, e.arrived));
+                self.window[slot] = EMPTY;
+                self.held -= 1;
+                passed_oldest |= self.oldest.is_some_and(|(s, _)| s == e.seq);
+            } else {
+                self.stats.skipped += 1;
+            }
+            next = next.wrapping_add(1);
+            if self.held == 0 {
+                // Nothing else held: jump the rest of the way at once.
+                self.stats.skipped += seq_diff(target, next).max(0) as u64;
+                next = target;
+            }
+        }
+        self.next = Some(next);
+        if passed_oldest {
+            self.find_oldest();
+        }
+    }
+
+    fn find_oldest(&mut self) {
+        self.oldest = None;
+        let Some(next) = self.next else { return };
+        if self.held == 0 {
+            return;
+        }
+        let span = seq_diff(self.highest, next).max(0) as u32;
+        for k in 0..=span {
+            let e = self.window[self.slot(next.wrapping_add(k))];
+            if e.buffer != NO_BUFFER && self.oldest.is_none_or(|(_, t)| e.arrived < t) {
+                self.oldest = Some((e.seq, e.arrived));
+            }
+        }
+    }
+
+    /// When the packet that has waited longest must be released.
+    pub fn deadline(&self, max_wait: Duration) -> Option<Instant> {
+        self.oldest.map(|(_, t)| t + max_wait)
+    }
+
+    /// Gives up on every hole in front of a packet that has waited `max_wait`.
+    pub fn release_expired(&mut self, now: Instant, max_wait: Duration) {
+        while let Some((seq, arrived)) = self.oldest {
+            if arrived + max_wait > now {
+                break;
+            }
+            self.advance_to(seq.wrapping_add(1));
+        }
+    }
+
+    /// Copies the next deliverable packet into `out` and returns its length.
+    pub fn pop(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
+        let (buffer, arrived) = match self.ready.pop_front() {
+            Some(r) => r,
+            None => {
+                let next = self.next?;
+                let slot = self.slot(next);
+                let e = self.window[slot];
+                if e.buffer == NO_BUFFER {
+                    return None;
+                }
+                self.window[slot] = EMPTY;
+                self.held -= 1;
+                self.next = Some(next.wrapping_add(1));
+                if self.oldest.is_some_and(|(s, _)| s == next) {
+                    self.find_oldest();
+                }
+                (e.buffer, e.arrived)
+            }
+        };
+        let len = self.lens[buffer as usize] as usize;
+        let start = buffer as usize * self.slot_len;
+        out[..len].copy_from_slice(&self.storage[start..start + len]);
+        self.free.push(buffer);
+        let waited = (now - arrived).as_micros();
+        self.stats.reordered += 1;
+        self.stats.wait_total_us += waited;
+        self.stats.wait_max_us = self.stats.wait_max_us.max(waited);
+        Some(len)
+    }
+
+    /// The peer restarted and its sequence numbers start afresh: release everything held, in
+    /// order, and take the next packet as the new start.
+    pub fn restart(&mut self) {
+        if self.held > 0 {
+            self.advance_to(self.highest.wrapping_add(1));
+        }
+        self.next = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(ms: u64) -> Instant {
+        Instant::from_micros(ms * 1000)
+    }
+    const WAIT: Duration = Duration::from_millis(50);
+
+    /// Offers `seq` and returns what the caller would deliver now, in order.
+    fn offer(r: &mut ReorderBuffer, now: Instant, seq: u32) -> Vec<u32> {
+        let mut out = Vec::new();
+        if r.arrive(now, seq, &seq.to_be_bytes()) == Arrival::Deliver {
+            out.push(seq);
+        }
+        out.extend(drain(r, now));
+        out
+    }
+
+    fn drain(r: &mut ReorderBuffer, now: Instant) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 16];
+        while let Some(n) = r.pop(now, &mut buf) {
+            out.push(u32::from_be_bytes(buf[..n].try_into().unwrap()));
+        }
+        out
+    }
+
+    #[test]
+    fn in_order_packets_pass_straight_through() {
+        let mut r = ReorderBuffer::new(8, 16);
+        for s in 100..120 {
+            assert_eq!(r.arrive(t(0), s, b"x"), Arrival::Deliver);
+        }
+        assert_eq!(r.stats.in_order, 20);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn fills_a_hole_and_releases_in_order() {
+        let mut r = ReorderBuffer::new(8, 16);
+        assert_eq!(offer(&mut r, t(0), 1), [1]);
+        assert_eq!(offer(&mut r, t(1), 3), Vec::<u32>::new());
+        assert_eq!(offer(&mut r, t(2), 4), Vec::<u32>::new());
+        assert_eq!(offer(&mut r, t(3), 2), [2, 3, 4]);
+        assert_eq!(offer(&mut r, t(4), 5), [5]);
+    }
+
+    #[test]
+    fn late_and_duplicate_packets_are_dropped() {
+        let mut r = ReorderBuffer::new(8, 16);
+        offer(&mut r, t(0), 10);
+        assert_eq!(r.arrive(t(0), 10, b"a"), Arrival::Late);
+        assert_eq!(r.arrive(t(0), 9, b"a"), Arrival::Late);
+        assert_eq!(r.arrive(t(0), 12, b"a"), Arrival::Held);
+        assert_eq!(r.arrive(t(0), 12, b"a"), Arrival::Duplicate);
+        assert_eq!(r.stats.late, 2);
+        assert_eq!(r.stats.duplicate, 1);
+    }
+
+    #[test]
+    fn a_hole_is_skipped_when_the_oldest_packet_times_out_not_later() {
+        let mut r = ReorderBuffer::new(16, 16);
+        offer(&mut r, t(0), 0);
+        offer(&mut r, t(10), 2); // hole at 1
+        assert_eq!(r.deadline(WAIT), Some(t(60)));
+        // Later arrivals must not push the deadline back.
+        for (i, s) in (3..8).enumerate() {
+            offer(&mut r, t(20 + i as u64 * 10), s);
+        }
+        assert_eq!(r.deadline(WAIT), Some(t(60)));
+        r.release_expired(t(59), WAIT);
+        assert_eq!(drain(&mut r, t(59)), Vec::<u32>::new());
+        r.release_expired(t(60), WAIT);
+        assert_eq!(drain(&mut r, t(60)), [2, 3, 4, 5, 6, 7]);
+        assert_eq!(r.stats.skipped, 1);
+        assert_eq!(r.stats.wait_max_us, 50_000);
+        assert_eq!(r.arrive(t(61), 1, b"x"), Arrival::Late, "given up, never delivered late");
+    }
+
+    #[test]
+    fn deadline_follows_the_next_oldest_after_release() {
+        let mut r = ReorderBuffer::new(16, 16);
+        offer(&mut r, t(0), 0);
+        offer(&mut r, t(0), 2); // waits for 1
+        offer(&mut r, t(30), 5); // waits for 3, 4
+        r.release_expired(t(50), WAIT);
+        assert_eq!(drain(&mut r, t(50)), [2]);
+        assert_eq!(r.deadline(WAIT), Some(t(80)));
+        r.release_expired(t(80), WAIT);
+        assert_eq!(drain(&mut r, t(80)), [5]);
+        assert_eq!(r.deadline(WAIT), None);
+    }
+
+    #[test]
+    fn a_packet_beyond_the_window_pushes_it_forward_in_order() {
+        let mut r = ReorderBuffer::new(4, 16);
+        offer(&mut r, t(0), 0);
+        offer(&mut r, t(0), 2);
+        offer(&mut r, t(0), 3);
+        // 9 needs the window [6, 10): 1, 4 and 5 are given up, 2 and 3 go out first.
+        assert_eq!(offer(&mut r, t(0), 9), [2, 3]);
+        assert_eq!(offer(&mut r, t(0), 6), [6]);
+        assert_eq!(offer(&mut r, t(0), 8), Vec::<u32>::new());
+        assert_eq!(offer(&mut r, t(0), 7), [7, 8, 9]);
+        assert_eq!(r.stats.skipped, 3);
+    }
+
+    #[test]
+    fn huge_jumps_do_not_loop_over_the_gap() {
+        let mut r = ReorderBuffer::new(4, 16);
+        offer(&mut r, t(0), 0);
+        assert_eq!(offer(&mut r, t(0), 2_000_000_000), Vec::<u32>::new());
+        assert_eq!(offer(&mut r, t(0), 1_999_999_997), [1_999_999_997]);
+        assert_eq!(r.stats.skipped, 1_999_999_996);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let mut r = ReorderBuffer::new(8, 16);
+        offer(&mut r, t(0), u32::MAX - 1);
+        assert_eq!(offer(&mut r, t(0), 0), Vec::<u32>::new());
+        assert_eq!(offer(&mut r, t(0), u32::MAX), [u32::MAX, 0]);
+        assert_eq!(offer(&mut r, t(0), 1), [1]);
+    }
+
+    #[test]
+    fn undrained_releases_are_never_overtaken() {
+        let mut r = ReorderBuffer::new(4, 16);
+        offer(&mut r, t(0), 0);
+        r.arrive(t(0), 2, &2u32.to_be_bytes());
+        r.release_expired(t(100), WAIT); // 2 is now ready but not popped
+        // 3 is "next", but 2 is queued ahead of it: 3 must be held, not delivered.
+        assert_eq!(r.arrive(t(100), 3, &3u32.to_be_bytes()), Arrival::Held);
+        assert_eq!(drain(&mut r, t(100)), [2, 3]);
+    }
+
+    #[test]
+    fn the_pool_is_bounded() {
+        let mut r = ReorderBuffer::new(4, 16);
+        offer(&mut r, t(0), 0);
+        for s in 2..5 {
+            assert_eq!(r.arrive(t(0), s, b"x"), Arrival::Held);
+        }
+        // Overflow releases 2..4 to the ready queue; without a drain the pool is exhausted.
+        assert_eq!(r.arrive(t(0), 8, b"x"), Arrival::Held);
+        assert_eq!(r.len(), 4);
+        assert_eq!(r.arrive(t(0), 12, b"x"), Arrival::Full);
+        assert_eq!(r.arrive(t(0), 12, &[0; 17]), Arrival::TooBig);
+    }
+
+    #[test]
+    fn restart_releases_what_is_held_and_resynchronises() {
+        let mut r = ReorderBuffer::new(8, 16);
+        offer(&mut r, t(0), 100);
+        r.arrive(t(0), 103, &103u32.to_be_bytes());
+        r.restart();
+        assert_eq!(drain(&mut r, t(1)), [103]);
+        assert_eq!(offer(&mut r, t(1), 5), [5]);
+    }
+
+    #[test]
+    fn random_arrivals_never_deliver_out_of_order_or_twice() {
+        let mut r = ReorderBuffer::new(32, 16);
+        let mut x = 12345u64;
+        let mut delivered = Vec::new();
+        let mut now = 0;
+        for base in 0..5000u32 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let seq = base.saturating_sub((x >> 33) as u32 % 40);
+            now += 1;
+            r.release_expired(t(now), WAIT);
+            delivered.extend(offer(&mut r, t(now), seq));
+        }
+        assert!(delivered.windows(2).all(|w| w[0] < w[1]), "strictly increasing");
+        assert!(delivered.len() > 2000);
+    }
+}

@@ -1,0 +1,783 @@
+//! The whole engine of one tunnel endpoint.
+//!
+//! # Call order
+//!
+//! ```text
+//! let mut t = Tunnel::new(config, &psk, seed_from_getrandom, now);
+//! loop {
+//!     // inputs, each with the current time:
+//!     t.handle_tun(now, &mut buf, len)            -> Ok(Transmit) | Err(DropReason)
+//!     t.handle_datagram(now, link, from, &mut dg) -> Deliver(range) | Reply(len) | Consumed | Dropped
+//!     t.handle_timeout(now)                       when poll_timeout() has passed
+//!     // then drain every output until it returns None:
+//!     while let Some(tx) = t.poll_transmit(now, &mut buf) { send buf[..tx.len] on tx.link to tx.dst }
+//!     while let Some(n)  = t.poll_deliver(now, &mut buf)  { write buf[..n] to the TUN device }
+//!     while let Some(ev) = t.poll_event()                 { log, run hooks }
+//!     sleep until t.poll_timeout(), or until an fd is readable
+//! }
+//! ```
+//!
+//! The caller owns every byte: a TUN packet is read into `buf[DATA_OVERHEAD..]` and sealed in
+//! place; a datagram is opened in place and, if in order, delivered straight from the caller's
+//! buffer. Only packets held for reordering are copied, into storage allocated at start. Nothing
+//! here allocates per packet, reads a clock or touches a file.
+
+use super::crypto::{Csprng, Key};
+use super::handshake::{self, CookieJar, HandshakeError, Pending};
+use super::kdf::{handshake_key, session_keys};
+use super::link::{DownReason, Link, LinkConfig, LinkState, LinkTimers, Transition, UNANSWERED_REPORT_AFTER};
+use super::reorder::{Arrival, ReorderBuffer, ReorderStats};
+use super::sched::{LinkView, Scheduler, WeightedRoundRobin};
+use super::session::{OpenError, Session};
+use super::time::{Duration, Instant};
+use super::timer::{LinkTimer, Timer, TimerTable, TunnelTimer};
+use super::wire::{
+    self, Challenge, Confirm, DATA_OVERHEAD, Disconnect, DisconnectReason, Header, Hello, Keepalive, Kind,
+    TRANSPORT_HEADER_LEN, WireError,
+};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::ops::Range;
+
+/// Floor and ceiling of the reorder timeout, and the margin added to the measured spread.
+pub const REORDER_MIN: Duration = Duration::from_millis(10);
+pub const REORDER_MAX: Duration = Duration::from_secs(1);
+pub const REORDER_MARGIN: Duration = Duration::from_millis(10);
+/// Reorder timeout before any RTT is known.
+pub const REORDER_DEFAULT: Duration = Duration::from_millis(100);
+/// Events kept for `poll_event`; more are counted and dropped.
+const EVENT_QUEUE: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Client,
+    Server,
+}
+
+/// The engine's settings. The shell builds this from `mlvpn.conf`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub links: Vec<LinkConfig>,
+    /// Slots of the reorder buffer; 0 delivers packets in arrival order.
+    pub reorder_buffer_size: usize,
+    /// Largest IP packet carried (the TUN device's MTU).
+    pub mtu: usize,
+}
+
+/// A datagram to send: `buf[..len]` on link `link` to `dst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    pub link: usize,
+    pub dst: SocketAddr,
+    pub len: usize,
+}
+
+/// What to do with a datagram handed to [`Tunnel::handle_datagram`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Received {
+    /// Write `buf[range]` to the TUN device now.
+    Deliver(Range<usize>),
+    /// Send `buf[..len]` back to the sender, on the same link.
+    Reply(usize),
+    /// Used by the engine; nothing to do.
+    Consumed,
+    /// Refused and counted.
+    Dropped(DropReason),
+}
+
+/// Why a packet was dropped. Each has a counter in [`DropCounters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Does not parse: truncated, unknown version or kind, wrong length.
+    Malformed,
+    /// Did not authenticate: forged, corrupted, or sealed with another password.
+    Unauthenticated,
+    /// A packet number seen before or older than the replay window.
+    Replayed,
+    /// A session this link does not have (for example after our restart).
+    UnknownSession,
+    /// A handshake message that is not an answer to anything current.
+    StaleHandshake,
+    /// A message this side never accepts (a hello sent to a client...).
+    Unexpected,
+    /// Larger than the MTU.
+    TooBig,
+    /// No link can carry it.
+    NoLink,
+    /// Arrived after its place in the sequence was delivered or given up.
+    Late,
+    /// Arrived twice.
+    Duplicate,
+    /// The reorder buffer was full.
+    ReorderFull,
+}
+
+/// Dropped packets by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounters {
+    pub malformed: u64,
+    pub unauthenticated: u64,
+    pub replayed: u64,
+    pub unknown_session: u64,
+    pub stale_handshake: u64,
+    pub unexpected: u64,
+    pub too_big: u64,
+    pub no_link: u64,
+    pub late: u64,
+    pub duplicate: u64,
+    pub reorder_full: u64,
+}
+
+impl DropCounters {
+    fn count(&mut self, d: DropReason) {
+        let c = match d {
+            DropReason::Malformed => &mut self.malformed,
+            DropReason::Unauthenticated => &mut self.unauthenticated,
+            DropReason::Replayed => &mut self.replayed,
+            DropReason::UnknownSession => &mut self.unknown_session,
+            DropReason::StaleHandshake => &mut self.stale_handshake,
+            DropReason::Unexpected => &mut self.unexpected,
+            DropReason::TooBig => &mut self.too_big,
+            DropReason::NoLink => &mut self.no_link,
+            DropReason::Late => &mut self.late,
+            DropReason::Duplicate => &mut self.duplicate,
+            DropReason::ReorderFull => &mut self.reorder_full,
+        };
+        *c += 1;
+    }
+
+    /// All drops of packets that came from the network.
+    pub fn received_total(&self) -> u64 {
+        self.malformed
+            + self.unauthenticated
+            + self.replayed
+            + self.unknown_session
+            + self.stale_handshake
+            + self.unexpected
+            + self.late
+            + self.duplicate
+            + self.reorder_full
+    }
+}
+
+/// Something the shell may want to log or act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A link changed state.
+    Link { link: usize, from: LinkState, to: LinkState, reason: Option<DownReason> },
+    /// The first link connected (after its `Link` event): bring the tunnel up.
+    TunnelUp,
+    /// The last link disconnected (after its `Link` event).
+    TunnelDown,
+    /// The peer process restarted: sequence numbering starts afresh.
+    PeerRestarted,
+    /// A handshake message on `link` failed to authenticate (reported once until the link
+    /// authenticates again): most likely a wrong password.
+    AuthenticationFailed { link: usize, from: SocketAddr },
+    /// Client: several hellos on `link` went unanswered (reported once until it comes up):
+    /// the server is down, unreachable, or has another password.
+    HandshakeUnanswered { link: usize },
+    /// Server: the client's address on `link` changed (NAT rebinding, new WAN address).
+    PeerMoved { link: usize, to: SocketAddr },
+}
+
+/// One tunnel endpoint: client or server, N links.
+#[derive(Debug)]
+pub struct Tunnel {
+    mode: Mode,
+    psk: Key,
+    handshake_key: Key,
+    cookies: CookieJar,
+    rng: Csprng,
+    /// Random per process: tells the peer when we restarted.
+    instance: u64,
+    links: Vec<Link>,
+    timers: TimerTable,
+    scheduler: WeightedRoundRobin,
+    views: Vec<LinkView>,
+    reorder: Option<ReorderBuffer>,
+    reorder_wait: Duration,
+    tx_seq: u32,
+    peer_instance: Option<u64>,
+    events: VecDeque<Event>,
+    events_dropped: u64,
+    drops: DropCounters,
+    connected: usize,
+    /// Links still owed a disconnect (after [`Tunnel::close`]).
+    owe_disconnect: Vec<bool>,
+    closed: bool,
+    transmit_cursor: usize,
+    mtu: usize,
+}
+
+fn is_client(mode: Mode) -> bool {
+    mode == Mode::Client
+}
+
+impl Tunnel {
+    /// A new engine. `psk` comes from [`super::kdf::psk_from_password`]; `seed` must be 32
+    /// bytes from the operating system's CSPRNG (`getrandom(2)`) — everything random the
+    /// engine does (session randoms, ids, nonces) comes from it.
+    pub fn new(config: Config, psk: &Key, seed: [u8; 32], now: Instant) -> Self {
+        let mut rng = Csprng::new(seed);
+        let cookies = CookieJar::new(&mut rng);
+        let instance = rng.next_u64();
+        let n = config.links.len();
+        let weights_known = config.links.iter().any(|l| l.bandwidth_upload.is_some());
+        let mean = {
+            let set: Vec<u64> = config.links.iter().filter_map(|l| l.bandwidth_upload).collect();
+            (set.iter().sum::<u64>() / set.len().max(1) as u64).max(1)
+        };
+        let views = config
+            .links
+            .iter()
+            .map(|l| LinkView {
+                usable: false,
+                fallback_only: l.fallback_only,
+                // Unset among set ones: the mean, so a forgotten value does not starve a link.
+                weight: if weights_known { l.bandwidth_upload.unwrap_or(mean).max(1) } else { 1 },
+            })
+            .collect();
+        let client = is_client(config.mode);
+        let mut t = Tunnel {
+            mode: config.mode,
+            handshake_key: handshake_key(psk),
+            psk: psk.clone(),
+            cookies,
+            rng,
+            instance,
+            links: config.links.into_iter().map(|c| Link::new(c, client)).collect(),
+            timers: TimerTable::new(n),
+            scheduler: WeightedRoundRobin::new(n),
+            views,
+            reorder: (config.reorder_buffer_size > 0)
+                .then(|| ReorderBuffer::new(config.reorder_buffer_size, config.mtu)),
+            reorder_wait: REORDER_DEFAULT,
+            tx_seq: 0,
+            peer_instance: None,
+            events: VecDeque::with_capacity(EVENT_QUEUE),
+            events_dropped: 0,
+            drops: DropCounters::default(),
+            connected: 0,
+            owe_disconnect: vec![false; n],
+            closed: false,
+            transmit_cursor: 0,
+            mtu: config.mtu,
+        };
+        if client {
+            for i in 0..n {
+                t.timers.set(Timer::Link(i, LinkTimer::Handshake), now);
+            }
+        }
+        t
+    }
+
+    /// Client: where link `link` sends (the shell resolves `remotehost`).
+    pub fn set_remote(&mut self, link: usize, addr: SocketAddr) {
+        self.links[link].peer = Some(addr);
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn links(&self) -> &[Link] {
+        &self.links
+    }
+
+    pub fn drops(&self) -> &DropCounters {
+        &self.drops
+    }
+
+    pub fn reorder_stats(&self) -> Option<&ReorderStats> {
+        self.reorder.as_ref().map(|r| &r.stats)
+    }
+
+    /// The current reorder timeout.
+    pub fn reorder_wait(&self) -> Duration {
+        self.reorder_wait
+    }
+
+    /// Links with a working session.
+    pub fn connected_links(&self) -> usize {
+        self.connected
+    }
+
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped
+    }
+
+    fn timers_of(&mut self, link: usize) -> (&mut Link, LinkTimers<'_>) {
+        (&mut self.links[link], LinkTimers { table: &mut self.timers, link })
+    }
+
+    fn push_event(&mut self, e: Event) {
+        if self.events.len() < EVENT_QUEUE {
+            self.events.push_back(e);
+        } else {
+            self.events_dropped += 1;
+        }
+    }
+
+    fn dropped(&mut self, d: DropReason) -> Received {
+        self.drops.count(d);
+        Received::Dropped(d)
+    }
+
+    fn on_transition(&mut self, link: usize, t: Option<Transition>) {
+        let Some(t) = t else { return };
+        self.views[link].usable = self.links[link].is_usable();
+        self.push_event(Event::Link { link, from: t.from, to: t.to, reason: t.reason });
+        match (t.from.is_connected(), t.to.is_connected()) {
+            (false, true) => {
+                self.connected += 1;
+                if self.connected == 1 {
+                    self.push_event(Event::TunnelUp);
+                }
+            }
+            (true, false) => {
+                self.connected -= 1;
+                if self.connected == 0 {
+                    self.push_event(Event::TunnelDown);
+                }
+            }
+            _ => {}
+        }
+        self.update_reorder_wait();
+    }
+
+    /// The reorder timeout from the spread of the connected links' delays: half the gap between
+    /// the slowest link's `SRTT + 4 RTTVAR` and the fastest link's SRTT (a one-way estimate),
+    /// plus a margin.
+    fn update_reorder_wait(&mut self) {
+        let mut hi: Option<Duration> = None;
+        let mut lo: Option<Duration> = None;
+        for l in self.links.iter().filter(|l| l.state.is_connected()) {
+            if let Some(srtt) = l.rtt.srtt() {
+                let top = srtt + l.rtt.rttvar().saturating_mul(4);
+                hi = Some(hi.map_or(top, |h| h.max(top)));
+                lo = Some(lo.map_or(srtt, |v| v.min(srtt)));
+            }
+        }
+        self.reorder_wait = match (hi, lo) {
+            (Some(h), Some(l)) => ((h - l).div(2) + REORDER_MARGIN).clamp_to(REORDER_MIN, REORDER_MAX),
+            _ => REORDER_DEFAULT,
+        };
+    }
+
+    fn update_reorder_timer(&mut self) {
+        let timer = Timer::Tunnel(TunnelTimer::ReorderFlush);
+        match self.reorder.as_ref().and_then(|r| r.deadline(self.reorder_wait)) {
+            Some(at) => self.timers.set(timer, at),
+            None => self.timers.stop(timer),
+        }
+    }
+
+    /// Seals the IP packet at `buf[DATA_OVERHEAD..DATA_OVERHEAD + len]` for the link the
+    /// scheduler picks. On success the datagram is `buf[..transmit.len]`.
+    pub fn handle_tun(&mut self, now: Instant, buf: &mut [u8], len: usize) -> Result<Transmit, DropReason> {
+        if len > self.mtu || buf.len() < DATA_OVERHEAD + len {
+            self.drops.count(DropReason::TooBig);
+            return Err(DropReason::TooBig);
+        }
+        let Some(i) = self.scheduler.pick(&self.views, len) else {
+            self.drops.count(DropReason::NoLink);
+            return Err(DropReason::NoLink);
+        };
+        let total = DATA_OVERHEAD + len;
+        let seq = self.tx_seq;
+        self.tx_seq = seq.wrapping_add(1);
+        let (link, mut timers) = self.timers_of(i);
+        let (Some(session), Some(dst)) = (link.session.as_mut(), link.peer) else {
+            // A usable link always has both; if not, it is our bug, but not worth a panic.
+            debug_assert!(false, "usable link without session or peer");
+            self.drops.count(DropReason::NoLink);
+            return Err(DropReason::NoLink);
+        };
+        buf[TRANSPORT_HEADER_LEN + super::crypto::TAG_LEN..DATA_OVERHEAD].copy_from_slice(&seq.to_be_bytes());
+        let pn = session.seal(Kind::Data, &mut buf[..total]);
+        link.on_data_sent(now, pn, total, &mut timers);
+        Ok(Transmit { link: i, dst, len: total })
+    }
+
+    /// Processes one datagram that arrived on `link` from `from`. `datagram` is exactly the
+    /// bytes received; it is decrypted in place.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        link: usize,
+        from: SocketAddr,
+        datagram: &mut [u8],
+    ) -> Received {
+        let header = match Header::parse(datagram) {
+            Ok(h) => h,
+            Err(WireError::Truncated | WireError::Version | WireError::Kind | WireError::Length) => {
+                return self.dropped(DropReason::Malformed);
+            }
+        };
+        if self.closed {
+            return self.dropped(DropReason::Unexpected);
+        }
+        let result = match (header.kind, self.mode) {
+            (Kind::Hello, Mode::Server) => self.on_hello(now, link, &header, datagram),
+            (Kind::Challenge, Mode::Client) => self.on_challenge(now, link, &header, datagram),
+            (Kind::Confirm, Mode::Server) => self.on_confirm(now, link, from, &header, datagram),
+            (Kind::Hello | Kind::Challenge | Kind::Confirm, _) => Err(HandshakeError::Unexpected),
+            _ => return self.on_transport(now, link, from, &header, datagram),
+        };
+        match result {
+            Ok(r) => r,
+            Err(e) => {
+                if e == HandshakeError::Unauthenticated && !self.links[link].auth_problem_reported {
+                    self.links[link].auth_problem_reported = true;
+                    self.push_event(Event::AuthenticationFailed { link, from });
+                }
+                if e != HandshakeError::Unexpected {
+                    self.links[link].stats.handshake_failures += 1;
+                }
+                self.dropped(match e {
+                    HandshakeError::Unauthenticated => DropReason::Unauthenticated,
+                    HandshakeError::Malformed => DropReason::Malformed,
+                    HandshakeError::Unexpected => DropReason::Unexpected,
+                    HandshakeError::Stale => DropReason::StaleHandshake,
+                    HandshakeError::Replayed => DropReason::Replayed,
+                })
+            }
+        }
+    }
+
+    /// Server: answer a hello that authenticates with a challenge, keeping no state.
+    fn on_hello(
+        &mut self,
+        now: Instant,
+        link: usize,
+        h: &Header,
+        buf: &mut [u8],
+    ) -> Result<Received, HandshakeError> {
+        let body = handshake::open(&self.handshake_key, h, buf)?;
+        let hello = Hello::parse(body).map_err(|_| HandshakeError::Malformed)?;
+        let (server_random, epoch) = self.cookies.challenge(now, link as u16, h.session, &hello);
+        let challenge = Challenge {
+            instance: self.instance,
+            client_random: hello.client_random,
+            server_random,
+            epoch,
+            echo_timestamp: hello.timestamp,
+        };
+        let n = handshake::seal(&self.handshake_key, &mut self.rng, Kind::Challenge, h.session, buf, |b| {
+            challenge.emit(b)
+        });
+        self.links[link].stats.tx_packets += 1;
+        Ok(Received::Reply(n))
+    }
+
+    /// Client: a challenge for our pending hello: make the session, answer with a confirm.
+    fn on_challenge(
+        &mut self,
+        now: Instant,
+        link: usize,
+        h: &Header,
+        buf: &mut [u8],
+    ) -> Result<Received, HandshakeError> {
+        let pending = match &self.links[link].pending {
+            Some(p) if p.session == h.session && !p.confirmed => p.clone(),
+            _ => return Err(HandshakeError::Unexpected),
+        };
+        let body = handshake::open(&self.handshake_key, h, buf)?;
+        let challenge = Challenge::parse(body).map_err(|_| HandshakeError::Malformed)?;
+        pending.accept(&challenge)?;
+        let keys = session_keys(&self.psk, &pending.client_random, &challenge.server_random);
+        self.peer_instance_seen(now, link, challenge.instance);
+        let l = &mut self.links[link];
+        let rtt = now.wire_timestamp().wrapping_sub(challenge.echo_timestamp);
+        l.rtt.on_sample(Duration::from_micros(rtt as u64));
+        l.install(Session::new(h.session, keys, true, challenge.instance));
+        l.pending = Some(Pending { confirmed: true, ..pending.clone() });
+        l.hellos_unanswered = 0;
+        let confirm = Confirm {
+            instance: self.instance,
+            client_random: pending.client_random,
+            server_random: challenge.server_random,
+            epoch: challenge.epoch,
+            timestamp: now.wire_timestamp(),
+        };
+        l.stats.tx_packets += 1;
+        let n = handshake::seal(&self.handshake_key, &mut self.rng, Kind::Confirm, h.session, buf, |b| {
+            confirm.emit(b)
+        });
+        Ok(Received::Reply(n))
+    }
+
+    /// Server: a confirm with a valid cookie creates the session and (re)learns the peer.
+    fn on_confirm(
+        &mut self,
+        now: Instant,
+        link: usize,
+        from: SocketAddr,
+        h: &Header,
+        buf: &mut [u8],
+    ) -> Result<Received, HandshakeError> {
+        let body = handshake::open(&self.handshake_key, h, buf)?;
+        let confirm = Confirm::parse(body).map_err(|_| HandshakeError::Malformed)?;
+        self.cookies.check(now, link as u16, h.session, &confirm)?;
+        self.links[link].confirms.admit(now, &confirm.client_random)?;
+        let keys = session_keys(&self.psk, &confirm.client_random, &confirm.server_random);
+        self.peer_instance_seen(now, link, confirm.instance);
+        let (l, mut timers) = self.timers_of(link);
+        l.install(Session::new(h.session, keys, false, confirm.instance));
+        l.peer = Some(from);
+        l.stats.handshakes += 1;
+        l.owe_keepalive = true;
+        l.owe_ack_request = true;
+        let t = l.established(now, &mut timers);
+        self.on_transition(link, t);
+        Ok(Received::Consumed)
+    }
+
+    /// The peer's process instance, from a fresh handshake. A new one means the peer restarted:
+    /// its sequence numbers start afresh and its sessions on other links are gone.
+    fn peer_instance_seen(&mut self, now: Instant, link: usize, instance: u64) {
+        match self.peer_instance {
+            Some(old) if old != instance => {
+                self.push_event(Event::PeerRestarted);
+                if let Some(r) = &mut self.reorder {
+                    r.restart();
+                }
+                for i in 0..self.links.len() {
+                    let stale = self.links[i].session.as_ref().is_some_and(|s| s.peer_instance == old);
+                    if i != link && stale && self.links[i].state != LinkState::Down {
+                        let (l, mut timers) = self.timers_of(i);
+                        let t = l.go_down(now, DownReason::PeerRestarted, &mut timers);
+                        self.on_transition(i, t);
+                    } else if i != link && stale && !is_client(self.mode) {
+                        self.links[i].session = None;
+                    }
+                }
+                self.update_reorder_timer();
+            }
+            _ => {}
+        }
+        self.peer_instance = Some(instance);
+    }
+
+    fn on_transport(
+        &mut self,
+        now: Instant,
+        link: usize,
+        from: SocketAddr,
+        h: &Header,
+        buf: &mut [u8],
+    ) -> Received {
+        let l = &mut self.links[link];
+        let current = l.session.as_ref().is_some_and(|s| s.id == h.session);
+        let session = match (current, l.session.as_mut(), l.previous.as_mut()) {
+            (true, Some(s), _) => s,
+            (false, _, Some(p)) if p.id == h.session => p,
+            _ => return self.dropped(DropReason::UnknownSession),
+        };
+        match session.open(h, buf) {
+            Ok(()) => {}
+            Err(OpenError::Replayed) => return self.dropped(DropReason::Replayed),
+            Err(OpenError::Unauthenticated) => return self.dropped(DropReason::Unauthenticated),
+        }
+        let newest = session.rx_highest() == h.pn;
+        let server = !is_client(self.mode);
+        let (l, mut timers) = self.timers_of(link);
+        l.on_rx(now, buf.len(), &mut timers);
+        if !current {
+            // The session this one replaced: deliver its data, nothing else.
+            return match h.kind {
+                Kind::Data => self.on_data(now, link, buf, false),
+                _ => Received::Consumed,
+            };
+        }
+        if server && newest && l.peer != Some(from) {
+            // Only an authenticated packet newer than any before moves the peer: a replayed
+            // or delayed one cannot.
+            l.peer = Some(from);
+            self.push_event(Event::PeerMoved { link, to: from });
+        }
+        let (l, mut timers) = self.timers_of(link);
+        if l.state == LinkState::Authenticating && l.pending.as_ref().is_some_and(|p| p.confirmed) {
+            l.stats.handshakes += 1;
+            let t = l.established(now, &mut timers);
+            self.on_transition(link, t);
+        }
+        let body_start = TRANSPORT_HEADER_LEN + super::crypto::TAG_LEN;
+        match h.kind {
+            Kind::Data => self.on_data(now, link, buf, true),
+            Kind::Keepalive => {
+                let Ok(ka) = Keepalive::parse(&buf[body_start..]) else {
+                    return self.dropped(DropReason::Malformed);
+                };
+                let (l, mut timers) = self.timers_of(link);
+                let t = l.on_keepalive(now, &ka, &mut timers);
+                self.on_transition(link, t);
+                self.update_reorder_wait();
+                Received::Consumed
+            }
+            Kind::Disconnect => {
+                if Disconnect::parse(&buf[body_start..]).is_err() {
+                    return self.dropped(DropReason::Malformed);
+                }
+                let (l, mut timers) = self.timers_of(link);
+                let t = l.go_down(now, DownReason::PeerDisconnected, &mut timers);
+                self.on_transition(link, t);
+                Received::Consumed
+            }
+            Kind::Hello | Kind::Challenge | Kind::Confirm => unreachable!("handled by handle_datagram"),
+        }
+    }
+
+    fn on_data(&mut self, now: Instant, link: usize, buf: &mut [u8], current: bool) -> Received {
+        let body_start = TRANSPORT_HEADER_LEN + super::crypto::TAG_LEN;
+        let Ok((seq, payload)) = wire::parse_data(&buf[body_start..]) else {
+            return self.dropped(DropReason::Malformed);
+        };
+        if current {
+            let (l, mut timers) = self.timers_of(link);
+            l.on_data_rx(now, &mut timers);
+        }
+        let range = DATA_OVERHEAD..buf.len();
+        let Some(reorder) = &mut self.reorder else {
+            return Received::Deliver(range);
+        };
+        let arrival = reorder.arrive(now, seq, payload);
+        let r = match arrival {
+            Arrival::Deliver => Received::Deliver(range),
+            Arrival::Held => Received::Consumed,
+            Arrival::Late => self.dropped(DropReason::Late),
+            Arrival::Duplicate => self.dropped(DropReason::Duplicate),
+            Arrival::Full => self.dropped(DropReason::ReorderFull),
+            Arrival::TooBig => self.dropped(DropReason::TooBig),
+        };
+        self.update_reorder_timer();
+        r
+    }
+
+    /// Runs every timer that is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.timers.expire(Timer::Tunnel(TunnelTimer::ReorderFlush), now) {
+            if let Some(r) = &mut self.reorder {
+                r.release_expired(now, self.reorder_wait);
+            }
+            self.update_reorder_timer();
+        }
+        for i in 0..self.links.len() {
+            for kind in LinkTimer::ALL {
+                if self.timers.expire(Timer::Link(i, kind), now) {
+                    let (l, mut timers) = self.timers_of(i);
+                    let t = l.on_timer(now, kind, &mut timers);
+                    if kind == LinkTimer::Handshake
+                        && l.hellos_unanswered >= UNANSWERED_REPORT_AFTER
+                        && !l.auth_problem_reported
+                    {
+                        l.auth_problem_reported = true;
+                        self.push_event(Event::HandshakeUnanswered { link: i });
+                    }
+                    self.on_transition(i, t);
+                }
+            }
+        }
+    }
+
+    /// The next control datagram to send, written into `buf` (at least
+    /// [`wire::MAX_CONTROL_LEN`] bytes).
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        let n = self.links.len();
+        for k in 0..n {
+            let i = (self.transmit_cursor + k) % n;
+            if let Some(t) = self.transmit_for(now, i, buf) {
+                self.transmit_cursor = (i + 1) % n;
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    fn transmit_for(&mut self, now: Instant, i: usize, buf: &mut [u8]) -> Option<Transmit> {
+        let dst = self.links[i].peer;
+        if self.owe_disconnect[i] {
+            self.owe_disconnect[i] = false;
+            let (l, mut timers) = self.timers_of(i);
+            let sent = match (l.session.as_mut(), dst) {
+                (Some(s), Some(dst)) => {
+                    let len = wire::DISCONNECT_DATAGRAM_LEN;
+                    Disconnect { reason: DisconnectReason::Shutdown }
+                        .emit(&mut buf[len - Disconnect::LEN..len]);
+                    s.seal(Kind::Disconnect, &mut buf[..len]);
+                    Some(Transmit { link: i, dst, len })
+                }
+                _ => None,
+            };
+            let t = l.go_down(now, DownReason::Closed, &mut timers);
+            self.on_transition(i, t);
+            if sent.is_some() {
+                return sent;
+            }
+        }
+        let l = &mut self.links[i];
+        if l.owe_hello {
+            let dst = dst?;
+            let session = self.rng.next_u32();
+            let client_random = self.rng.bytes();
+            let hello = Hello { instance: self.instance, client_random, timestamp: now.wire_timestamp() };
+            let len = handshake::seal(&self.handshake_key, &mut self.rng, Kind::Hello, session, buf, |b| {
+                hello.emit(b)
+            });
+            let t = l.on_hello_sent(Pending { session, client_random, confirmed: false });
+            self.on_transition(i, t);
+            return Some(Transmit { link: i, dst, len });
+        }
+        if l.owe_keepalive {
+            let (Some(_), Some(dst)) = (l.session.as_ref(), dst) else {
+                l.owe_keepalive = false;
+                return None;
+            };
+            let ka = l.keepalive(now);
+            let len = wire::KEEPALIVE_DATAGRAM_LEN;
+            ka.emit(&mut buf[len - Keepalive::LEN..len]);
+            let pn = l.session.as_mut().expect("checked").seal(Kind::Keepalive, &mut buf[..len]);
+            let (l, mut timers) = self.timers_of(i);
+            l.on_keepalive_sent(now, &ka, pn, len, &mut timers);
+            return Some(Transmit { link: i, dst, len });
+        }
+        None
+    }
+
+    /// The next packet released by the reorder buffer, copied into `buf` (at least MTU bytes).
+    pub fn poll_deliver(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        let n = self.reorder.as_mut()?.pop(now, buf);
+        if n.is_some() {
+            self.update_reorder_timer();
+        }
+        n
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Tunnel::handle_timeout`] must run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Shutting down: every connected link owes the peer a disconnect (drain `poll_transmit`),
+    /// and nothing reconnects.
+    pub fn close(&mut self, now: Instant) {
+        self.closed = true;
+        for i in 0..self.links.len() {
+            if self.links[i].state.is_connected() && self.links[i].session.is_some() {
+                self.owe_disconnect[i] = true;
+            } else {
+                let (l, mut timers) = self.timers_of(i);
+                let t = l.go_down(now, DownReason::Closed, &mut timers);
+                self.on_transition(i, t);
+            }
+            self.links[i].owe_hello = false;
+        }
+    }
+}
