@@ -18,4 +18,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+pub mod config;
 pub mod proto;
+#[allow(unsafe_code)]
+pub mod sys;

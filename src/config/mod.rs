@@ -1,0 +1,1 @@
+//! Reading `mlvpn.conf`. (Being written.)

@@ -1,0 +1,1 @@
+//! Every `unsafe` block of the crate. (Being written.)
