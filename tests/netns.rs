@@ -56,6 +56,20 @@ fn link_tx(lab: &Lab) -> Vec<u64> {
     lab.links.iter().map(|l| dev.get(&l.client_if).map_or(0, |c| c.1)).collect()
 }
 
+/// The harness's JSON reader handles what iperf3 prints.
+#[test]
+fn json_reader() {
+    let doc = r#"{"start": {"connected": []}, "intervals": [{"sum": {"start": 0, "end": 0.1,
+        "bits_per_second": 1.5e6, "omitted": false}}], "title": "a\"b\u0041", "x": null}"#;
+    let v = json::Json::parse(doc).unwrap();
+    let iv = v.get("intervals").unwrap().as_array().unwrap();
+    assert_eq!(iv[0].at(&["sum", "bits_per_second"]).unwrap().as_f64(), Some(1.5e6));
+    assert_eq!(v.get("title").unwrap().as_str(), Some("a\"bA"));
+    assert_eq!(v.get("x"), Some(&json::Json::Null));
+    assert!(json::Json::parse("{\"a\": 1,}").is_err());
+    assert!(json::Json::parse("[1, 2] x").is_err());
+}
+
 // =============================================================================================
 // The lab itself (no daemon): namespaces, veth, tbf, nftables, teardown
 // =============================================================================================

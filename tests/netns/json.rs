@@ -217,21 +217,3 @@ impl Parser<'_> {
         String::from_utf8(out).map_err(|_| self.err("invalid UTF-8"))
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::Json;
-
-    #[test]
-    fn parses_iperf_like_document() {
-        let doc = r#"{"start": {"connected": []}, "intervals": [{"sum": {"start": 0, "end": 0.1,
-            "bits_per_second": 1.5e6, "omitted": false}}], "title": "a\"b\u0041", "x": null}"#;
-        let v = Json::parse(doc).unwrap();
-        let iv = v.get("intervals").unwrap().as_array().unwrap();
-        assert_eq!(iv[0].at(&["sum", "bits_per_second"]).unwrap().as_f64(), Some(1.5e6));
-        assert_eq!(v.get("title").unwrap().as_str(), Some("a\"bA"));
-        assert_eq!(v.get("x"), Some(&Json::Null));
-        assert!(Json::parse("{\"a\": 1,}").is_err());
-        assert!(Json::parse("[1, 2] x").is_err());
-    }
-}
