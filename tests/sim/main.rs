@@ -397,7 +397,7 @@ fn attacks_are_rejected_counted_and_change_nothing() {
 fn restart_of_the_server_is_rejoined_within_a_keepalive_period_and_no_nonce_repeats() {
     use mlvpn::proto::crypto::audit;
     for seed in SEEDS {
-        audit::take();
+        audit::start();
         let specs =
             [LinkSpec::new("a", 20.0, 10), LinkSpec::new("b", 20.0, 25), LinkSpec::new("c", 20.0, 15)];
         let mut sim = Sim::new(seed, &specs, 256);
