@@ -64,11 +64,15 @@ fn first_after(log: &harness::Log, link: usize, state: LinkState, since: Instant
 #[test]
 fn failover_when_link_blackholes_and_back_when_it_recovers() {
     for seed in SEEDS {
-        let specs = [
+        let mut specs = [
             LinkSpec::new("a", 20.0, 15).weight_from_rate(),
             LinkSpec::new("b", 20.0, 25).weight_from_rate(),
             LinkSpec::new("c", 20.0, 20).weight_from_rate(),
         ];
+        for s in &mut specs {
+            s.up.jitter = Duration::from_millis(3);
+            s.down.jitter = Duration::from_millis(3);
+        }
         let mut sim = Sim::new(seed, &specs, 256);
         sim.run_until_all_up(ms(2000));
         let t0 = sim.now;
@@ -77,6 +81,8 @@ fn failover_when_link_blackholes_and_back_when_it_recovers() {
         let cut = t0 + Duration::from_secs(2);
         sim.run_until(cut);
         sim.links[1].blackhole(true);
+        sim.run_until(cut + Duration::from_millis(500));
+        let carried_at_detection = sim.client.links()[1].stats.tx_data_packets;
         let heal = cut + Duration::from_secs(3);
         sim.run_until(heal);
         let carried_while_down = sim.client.links()[1].stats.tx_data_packets;
@@ -95,13 +101,7 @@ fn failover_when_link_blackholes_and_back_when_it_recovers() {
             Event::Link { link: 1, to: LinkState::Down, reason, .. } if *t >= cut => *reason,
             _ => None,
         });
-        // Data moved off the dead link: what it carried after detection was nothing.
-        let sent_after_detection = {
-            let detected = cut + client_down;
-            let s = sim.client.links()[1].stats.tx_data_packets;
-            let _ = detected;
-            s - carried_while_down
-        };
+        let sent_after_recovery = sim.client.links()[1].stats.tx_data_packets - carried_while_down;
         let delivered_late_phase = sim.server_log.bytes_between(cut + Duration::from_secs(1), heal);
         println!(
             "failover seed={seed:#x}: down after {client_down:?} (client) {server_down:?} (server), \
@@ -113,7 +113,8 @@ fn failover_when_link_blackholes_and_back_when_it_recovers() {
         assert!(server_down <= Duration::from_millis(500), "server detection {server_down:?}");
         assert_eq!(reason, Some(DownReason::Unanswered));
         assert!(client_back <= Duration::from_secs(2) && server_back <= Duration::from_secs(2));
-        assert!(sent_after_detection > 0, "the link carries data again after recovery");
+        assert_eq!(carried_while_down, carried_at_detection, "a dead link carries nothing");
+        assert!(sent_after_recovery > 0, "the link carries data again after recovery");
         assert!(mbps(delivered_late_phase, 2.0) > 29.0, "the other links carry the load");
         // No other link was disturbed.
         for l in [0, 2] {
@@ -476,5 +477,40 @@ fn server_follows_a_client_whose_address_changes() {
         assert_eq!(sim.server.links()[0].peer, Some(moved));
         assert!(sim.server_log.entered(0, LinkState::Down).is_empty(), "no outage");
         assert!(carried > 0);
+    }
+}
+
+#[test]
+fn lossy_link_stops_carrying_data_and_comes_back_when_clean() {
+    for seed in SEEDS {
+        let mut flaky = LinkSpec::new("lte", 20.0, 25);
+        flaky.config.loss_tolerance = 10;
+        let mut clean = LinkSpec::new("dsl", 20.0, 10);
+        clean.config.loss_tolerance = 10;
+        let mut sim = Sim::new(seed, &[clean, flaky], 256);
+        sim.run_until_all_up(ms(2000));
+        let t0 = sim.now;
+        sim.add_source(Side::Client, 8.0, 1000, t0, t0 + Duration::from_secs(12));
+        sim.run_until(t0 + Duration::from_secs(1));
+        sim.links[1].up.config.loss = 0.3;
+        let bad = sim.now;
+        sim.run_until(bad + Duration::from_secs(3));
+        let lossy_after = first_after(&sim.client_log, 1, LinkState::Lossy, bad);
+        let carried = sim.client.links()[1].stats.tx_data_packets;
+        sim.run_until(sim.now + Duration::from_secs(2));
+        let carried_while_lossy = sim.client.links()[1].stats.tx_data_packets - carried;
+        sim.links[1].up.config.loss = 0.0;
+        let good = sim.now;
+        sim.run_until(good + Duration::from_secs(5));
+        let back_after = first_after(&sim.client_log, 1, LinkState::Up, good);
+        println!(
+            "lossy seed={seed:#x}: lossy {lossy_after:?} after 30% loss began, carried {carried_while_lossy} packets \
+             while lossy, up again {back_after:?} after the loss stopped"
+        );
+        assert!(lossy_after.is_some_and(|d| d < Duration::from_secs(1)), "{lossy_after:?}");
+        assert_eq!(carried_while_lossy, 0, "a lossy link carries no data");
+        assert!(back_after.is_some_and(|d| d < Duration::from_secs(3)), "{back_after:?}");
+        assert!(sim.client_log.entered(1, LinkState::Down).is_empty(), "lossy is not down");
+        assert!(sim.client_log.entered(0, LinkState::Lossy).is_empty());
     }
 }
