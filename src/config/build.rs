@@ -170,18 +170,48 @@ impl<K: Copy + PartialEq> Seen<K> {
     }
 }
 
-/// What an unknown key probably meant: a key of the other kind of section, or a known key
-/// written with capitals or dashes.
+/// What an unknown key probably meant: a key of the other kind of section, or the nearest key
+/// of this one when it is a typo away (capitals, a dash, a letter or two: `Timeout`,
+/// `bind-port`, `bandwith_upload`).
 fn unknown_key_hint(key: &str, in_general: bool) -> Option<String> {
-    if in_general && lookup(LINK_KEYS, key).is_some() {
-        return Some("it belongs in a link section".into());
+    let (here, there) = if in_general {
+        (names(GENERAL_KEYS), names(LINK_KEYS))
+    } else {
+        (names(LINK_KEYS), names(GENERAL_KEYS))
+    };
+    if there.contains(&key) {
+        return Some(
+            if in_general { "it belongs in a link section" } else { "it belongs in [general]" }.into(),
+        );
     }
-    if !in_general && lookup(GENERAL_KEYS, key).is_some() {
-        return Some("it belongs in [general]".into());
+    let key = key.to_ascii_lowercase().replace('-', "_");
+    // Ties go to the alphabetically first name, so the hint is stable.
+    here.into_iter()
+        .map(|name| (edit_distance(&key, name), name))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, name)| format!("did you mean {name}?"))
+}
+
+fn names<K>(table: &[(&'static str, K)]) -> Vec<&'static str> {
+    table.iter().map(|(name, _)| *name).collect()
+}
+
+/// Levenshtein distance: insertions, deletions and substitutions, by bytes (keys are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    // One row of the classic table, reused.
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
     }
-    let normal = key.to_ascii_lowercase().replace('-', "_");
-    let known = lookup(GENERAL_KEYS, &normal).map(|(s, _)| s).or(lookup(LINK_KEYS, &normal).map(|(s, _)| s));
-    known.map(|s| format!("did you mean {s}?"))
+    row[b.len()]
 }
 
 /// `[general]` as read so far; `None` = not set.
@@ -632,6 +662,27 @@ mod tests {
                 Some("it belongs in [general]".into())
             ]
         );
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("", ""), 0);
+        assert_eq!(edit_distance("mtu", "mtu"), 0);
+        assert_eq!(edit_distance("bind_port", "bindport"), 1);
+        assert_eq!(edit_distance("bandwith_upload", "bandwidth_upload"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("abc", ""), 3);
+    }
+
+    #[test]
+    fn typos_get_the_nearest_key() {
+        assert_eq!(
+            unknown_key_hint("bandwith_download", false),
+            Some("did you mean bandwidth_download?".into())
+        );
+        assert_eq!(unknown_key_hint("bind-port", false), Some("did you mean bindport?".into()));
+        assert_eq!(unknown_key_hint("reorder_buffer", true), None);
+        assert_eq!(unknown_key_hint("bandwidth", false), None);
     }
 
     #[test]

@@ -41,8 +41,8 @@ pub enum ErrorKind {
     /// Not one of the accepted values; `expected` says which are. `got` is the value as
     /// written (never filled in for the password).
     BadValue { expected: &'static str, got: String },
-    /// A required key is absent; the error's line is the section header. `why` completes the
-    /// sentence "required ...".
+    /// A required key is absent; the error's line is the section header. `why` says what the
+    /// key is needed for.
     MissingKey { section: String, why: &'static str },
     /// No `[general]` section at all.
     MissingGeneral,
@@ -122,7 +122,7 @@ impl fmt::Display for ErrorKind {
                 write!(f, "expected {what}, a whole number from {min} to {max}; got {}", Got(got))
             }
             ErrorKind::BadValue { expected, got } => write!(f, "expected {expected}; got {}", Got(got)),
-            ErrorKind::MissingKey { section, why } => write!(f, "missing from [{section}]: required {why}"),
+            ErrorKind::MissingKey { section, why } => write!(f, "missing from [{section}]: {why}"),
             ErrorKind::MissingGeneral => {
                 f.write_str("no [general] section (it must set at least mode and password)")
             }

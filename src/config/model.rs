@@ -241,7 +241,8 @@ impl Config {
     /// Every setting, defaults included, one `key = value` per line in a fixed order, the
     /// password as `<redacted>`: for `mlvpn check-config` and the golden tests. Strings are
     /// quoted (Rust escapes) so blanks are visible; unset values read `-`; a link's tolerances
-    /// read `-` when they follow `[general]`.
+    /// read `-` when they follow `[general]`. Link headers note their line; warnings come last,
+    /// as `# warning:` lines.
     pub fn dump(&self) -> String {
         let mut out = String::new();
         let o = &mut out;
@@ -284,8 +285,7 @@ impl Config {
             }
         }
         for l in &self.links {
-            line(o, &format!("[{}]", l.name), "");
-            line(o, "line", l.line);
+            line(o, &format!("[{}]  # line {}", l.name, l.line), "");
             line(o, "bindhost", opt_str(&l.bind_host));
             line(o, "bindport", l.bind_port);
             line(o, "remotehost", opt_str(&l.remote_host));
@@ -298,7 +298,7 @@ impl Config {
             line(o, "fallback_only", u8::from(l.fallback_only));
         }
         for w in &self.warnings {
-            line(o, "warning", w);
+            line(o, &format!("# warning: {w}"), "");
         }
         out
     }
