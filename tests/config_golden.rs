@@ -110,6 +110,17 @@ fn golden_names_say_whether_the_file_is_valid() {
     }
 }
 
+/// Two inputs test line ends; an editor or a checkout with `core.autocrlf` would silently turn
+/// them into ordinary files (`tests/config/.gitattributes` asks git to leave them alone).
+#[test]
+fn golden_inputs_keep_their_line_ends() {
+    let dir = golden_dir();
+    let crlf = std::fs::read(dir.join("ok_crlf.conf")).unwrap();
+    assert!(crlf.windows(2).all(|w| w[1] != b'\n' || w[0] == b'\r'), "ok_crlf.conf lost its CRLF");
+    let last = std::fs::read(dir.join("ok_no_final_newline.conf")).unwrap();
+    assert_ne!(last.last(), Some(&b'\n'), "ok_no_final_newline.conf gained a final newline");
+}
+
 /// The commented samples a new user copies must stay valid, warning-free, with their three
 /// links.
 #[test]

@@ -6,10 +6,11 @@
 //! line and key (`mlvpn.conf:12: timeout: expected seconds, ...`), and all of them are reported
 //! at once.
 //!
-//! * [`ini`] splits the text into sections and `key = value` entries with line numbers;
-//! * [`build`] knows the keys, their types and defaults, and the rules between them;
-//! * [`model`] is the result, and turns into the engine's [`crate::proto::Config`];
-//! * [`error`] holds the error types and their messages.
+//! * `ini` splits the text into sections and `key = value` entries with line numbers;
+//! * `value` reads one value as a number, port, flag, host...;
+//! * `build` knows the keys, their types and defaults, and the rules between them;
+//! * `model` is the result, [`Config`], which turns into the engine's [`crate::proto::Config`];
+//! * `error` holds [`ConfigError`] and [`ConfigErrors`] and their messages.
 //!
 //! The samples in `src/config/samples/` are commented configurations to start from.
 
@@ -127,6 +128,23 @@ mod tests {
             e.to_string(),
             "m.conf:3: syntax error: expected `key = value`, `[section]` or a # comment"
         );
+    }
+
+    /// Whatever a damaged file holds, the reader answers with a config or errors, never a
+    /// panic: every prefix of the samples, and each sample with any one line removed.
+    #[test]
+    fn damaged_samples_never_panic() {
+        for sample in [include_str!("samples/client.conf"), include_str!("samples/server.conf")] {
+            for (cut, _) in sample.char_indices() {
+                let _ = parse("s.conf", &sample[..cut]);
+            }
+            let lines: Vec<&str> = sample.lines().collect();
+            for skip in 0..lines.len() {
+                let text: Vec<&str> =
+                    lines.iter().enumerate().filter(|(i, _)| *i != skip).map(|(_, l)| *l).collect();
+                let _ = parse("s.conf", &text.join("\n"));
+            }
+        }
     }
 
     /// A private temporary file, removed on drop.
