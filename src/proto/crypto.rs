@@ -122,24 +122,35 @@ impl Csprng {
     }
 }
 
-/// Test instrumentation (feature `nonce-audit`): every (key, nonce) pair that was sealed, per
-/// thread, so a test can prove that none repeats.
+/// Test instrumentation (feature `nonce-audit`): every (key, nonce) pair sealed on this thread
+/// between [`audit::start`] and [`audit::take`], so a test can prove that none repeats.
 #[cfg(feature = "nonce-audit")]
 pub mod audit {
     use super::{KEY_LEN, Key, NONCE_LEN};
     use std::cell::RefCell;
 
+    type Sealed = Vec<([u8; KEY_LEN], [u8; NONCE_LEN])>;
+
     thread_local! {
-        static SEALED: RefCell<Vec<([u8; KEY_LEN], [u8; NONCE_LEN])>> = const { RefCell::new(Vec::new()) };
+        static SEALED: RefCell<Option<Sealed>> = const { RefCell::new(None) };
     }
 
     pub(super) fn record(key: &Key, nonce: &[u8; NONCE_LEN]) {
-        SEALED.with(|s| s.borrow_mut().push((key.0, *nonce)));
+        SEALED.with(|s| {
+            if let Some(v) = s.borrow_mut().as_mut() {
+                v.push((key.0, *nonce));
+            }
+        });
     }
 
-    /// Takes the pairs recorded on this thread so far.
-    pub fn take() -> Vec<([u8; KEY_LEN], [u8; NONCE_LEN])> {
-        SEALED.with(|s| core::mem::take(&mut *s.borrow_mut()))
+    /// Starts recording on this thread.
+    pub fn start() {
+        SEALED.with(|s| *s.borrow_mut() = Some(Vec::new()));
+    }
+
+    /// Stops recording and returns the pairs recorded.
+    pub fn take() -> Sealed {
+        SEALED.with(|s| s.borrow_mut().take().unwrap_or_default())
     }
 }
 

@@ -3,8 +3,8 @@
 //! ```text
 //! client                                   server
 //!   hello {instance, client_random, ts} ---->      (no state kept)
-//!        <---- challenge {instance, client_random, server_random, epoch, echo ts}
-//!   confirm {client_random, server_random, epoch, ts} ---->
+//!        <---- challenge {instance, client_random, server_random, epoch, echo ts, ts}
+//!   confirm {instance, client_random, server_random, epoch, echo ts} ---->
 //!                                                  checks the cookie, creates the session,
 //!        <---- keepalive (first packet of the session: the client marks the link up)
 //! ```
@@ -180,7 +180,7 @@ mod tests {
 
     fn confirm_for(jar: &CookieJar, now: Instant, link: u16, session: u32) -> Confirm {
         let (server_random, epoch) = jar.challenge(now, link, session, &hello());
-        Confirm { instance: 1, client_random: [9; 32], server_random, epoch, timestamp: 6 }
+        Confirm { instance: 1, client_random: [9; 32], server_random, epoch, echo_timestamp: 6 }
     }
 
     #[test]
@@ -243,6 +243,7 @@ mod tests {
             server_random: [1; 32],
             epoch: 0,
             echo_timestamp: 0,
+            timestamp: 0,
         };
         assert_eq!(p.accept(&ch), Ok(()));
         ch.client_random[0] ^= 1;

@@ -18,7 +18,8 @@
 //! `Down` → (client sends hello) `Authenticating` → `Up`, and from `Up`: `Lossy` when the
 //! outbound loss over the window reaches `loss_tolerance`, `Slow` when SRTT reaches
 //! `latency_tolerance`. Only `Up` links carry data; `Lossy` and `Slow` links keep being measured
-//! (with acknowledged keepalives every [`KEEPALIVE_ACTIVE`]) and return to `Up` by themselves.
+//! (with acknowledged keepalives) and return to `Up` by themselves; a lossy link only once a
+//! fresh window shows less than half the tolerance, so it does not flap.
 
 use super::handshake::{ConfirmLog, Pending};
 use super::loss::LossWindow;
@@ -31,9 +32,15 @@ use std::net::SocketAddr;
 
 /// Keepalive period of an idle link (MLVPN's).
 pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(1);
-/// Keepalive period while we send data on the link, or while it is lossy or slow: frequent
-/// enough for RTT samples, cheap enough not to matter (10 small packets a second).
+/// Keepalive period while we send data on the link, or while it is slow: frequent enough for
+/// RTT samples, cheap enough not to matter (10 small packets a second).
 pub const KEEPALIVE_ACTIVE: Duration = Duration::from_millis(100);
+/// Keepalive period of a lossy link, each answered at once: 40 small packets a second measure
+/// its loss afresh in under a second.
+pub const KEEPALIVE_LOSSY: Duration = Duration::from_millis(25);
+/// Packets a lossy link's loss is judged over before it may carry data again (it must then be
+/// under half the tolerance).
+pub const LOSSY_EXIT_PACKETS: u32 = 32;
 /// Longest a receiver waits before acknowledging data.
 pub const FEEDBACK_DELAY: Duration = Duration::from_millis(20);
 /// Floor of the probe timeout.
@@ -362,12 +369,21 @@ impl Link {
             return None;
         }
         let tolerance = self.config.loss_tolerance;
-        let lossy = tolerance < 100
-            && match self.loss_out.percent() {
-                Some(p) => p >= tolerance,
-                // While lossy, wait for a fresh window before leaving.
-                None => self.state == LinkState::Lossy,
-            };
+        let lossy = if tolerance >= 100 {
+            false
+        } else if self.state != LinkState::Lossy {
+            self.loss_out.percent().is_some_and(|p| p >= tolerance)
+        } else if self.loss_out.packets() < LOSSY_EXIT_PACKETS {
+            true
+        } else {
+            // Judge each fresh window once, with hysteresis: a link whose loss hovers around
+            // the tolerance must not flap in and out, carrying data into the loss each time.
+            let clean = self.loss_out.percent().is_some_and(|p| p < tolerance / 2);
+            if !clean {
+                self.loss_out.clear();
+            }
+            !clean
+        };
         let slow = self.rtt.srtt().is_some_and(|s| s >= self.config.latency_tolerance);
         let to = if lossy {
             LinkState::Lossy
@@ -445,6 +461,7 @@ impl Link {
         let period = match self.state {
             LinkState::Up if !active => KEEPALIVE_IDLE,
             LinkState::Down => HANDSHAKE_RETRY,
+            LinkState::Lossy => KEEPALIVE_LOSSY,
             _ => KEEPALIVE_ACTIVE,
         };
         timers.set(LinkTimer::Keepalive, now + period);
@@ -524,7 +541,9 @@ impl Link {
                 timers.set(LinkTimer::Handshake, now);
             }
         } else if reason == DownReason::Unanswered {
+            // Probe the peer; give up on it when it has been silent for `timeout`.
             timers.set(LinkTimer::Keepalive, now);
+            timers.set(LinkTimer::Idle, self.last_rx + self.config.timeout);
         } else {
             self.previous = None;
             self.session = None;
@@ -634,9 +653,12 @@ mod tests {
         let t = link.on_keepalive(ms(2), &ack(100, 71), &mut tm);
         assert_eq!(t.map(|t| t.to), Some(LinkState::Lossy));
         assert!(!link.is_usable());
-        // The window restarts; until it fills the link stays lossy.
-        assert_eq!(link.on_keepalive(ms(3), &ack(104, 75), &mut tm), None);
-        let t = link.on_keepalive(ms(4), &ack(120, 91), &mut tm);
+        // The window restarts; until it holds enough packets the link stays lossy.
+        assert_eq!(link.on_keepalive(ms(3), &ack(110, 81), &mut tm), None);
+        // A window at 12% (over half the tolerance of 20) keeps it lossy, and starts afresh.
+        assert_eq!(link.on_keepalive(ms(4), &ack(160, 125), &mut tm), None);
+        // A clean window brings it back.
+        let t = link.on_keepalive(ms(5), &ack(200, 165), &mut tm);
         assert_eq!(t.map(|t| t.to), Some(LinkState::Up));
     }
 
@@ -663,6 +685,19 @@ mod tests {
         assert_eq!(link.rtt.srtt(), Some(Duration::from_millis(40)));
         link.on_keepalive(ms(1245), &echo, &mut tm);
         assert_eq!(link.rtt.srtt(), Some(Duration::from_millis(40)), "same echo is not resampled");
+    }
+
+    #[test]
+    fn a_server_stops_probing_a_peer_silent_for_its_timeout() {
+        let (mut link, mut table) = connected(false);
+        link.config.timeout = Duration::from_secs(3);
+        link.established(ms(0), &mut LinkTimers { table: &mut table, link: 0 });
+        link.go_down(ms(500), DownReason::Unanswered, &mut LinkTimers { table: &mut table, link: 0 });
+        run_to(&mut link, &mut table, ms(2900));
+        assert!(link.session.is_some(), "still probing");
+        run_to(&mut link, &mut table, ms(3000));
+        assert!(link.session.is_none(), "forgotten after the timeout");
+        assert_eq!(table.next(), None, "nothing left to do for this link");
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! keeps packets still in flight out of the figure. (The C original counted keepalives that
 //! merely had not come back yet, and its loss figure was wrong as a result: MLVPN#61, PR#123.)
 
-/// Reports in the window.
-pub const REPORTS: usize = 8;
+/// Reports in the window: enough that a lossy link probed once per report gathers the packets
+/// it is judged on ([`super::link::LOSSY_EXIT_PACKETS`]).
+pub const REPORTS: usize = 32;
 /// Below this many packets in the window the figure says nothing.
 pub const MIN_PACKETS: u32 = 8;
 

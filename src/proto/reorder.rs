@@ -66,6 +66,9 @@ pub struct ReorderStats {
     /// Total and maximum time packets spent held, in microseconds.
     pub wait_total_us: u64,
     pub wait_max_us: u64,
+    /// How far past its deadline a packet was released at worst: zero when the caller runs
+    /// `release_expired` at [`ReorderBuffer::deadline`] and whenever the maximum wait changes.
+    pub overdue_max_us: u64,
 }
 
 #[derive(Debug)]
@@ -82,13 +85,17 @@ pub struct ReorderBuffer {
     window: Vec<Entry>,
     /// Pool buffers released in order, waiting for `pop`, with their arrival time.
     ready: VecDeque<(u16, Instant)>,
-    /// The next sequence number to deliver; `None` until the first packet.
+    /// The next sequence number to deliver; `None` until the first packet (or a
+    /// [`ReorderBuffer::restart`] that says where the sequence starts).
     next: Option<u32>,
     /// The highest sequence number held (meaningful while something is held).
     highest: u32,
     held: usize,
     /// The held packet that arrived first: its deadline is the buffer's.
     oldest: Option<(u32, Instant)>,
+    /// How long a packet may be held, and since when that value holds.
+    max_wait: Duration,
+    max_wait_since: Instant,
     pub stats: ReorderStats,
 }
 
@@ -98,7 +105,7 @@ fn seq_diff(a: u32, b: u32) -> i32 {
 
 impl ReorderBuffer {
     /// A buffer of `capacity` slots of `slot_len` bytes each, allocated now and never again.
-    pub fn new(capacity: usize, slot_len: usize) -> Self {
+    pub fn new(capacity: usize, slot_len: usize, max_wait: Duration) -> Self {
         assert!((1..=MAX_CAPACITY).contains(&capacity), "reorder capacity out of range");
         assert!(slot_len <= u16::MAX as usize);
         ReorderBuffer {
@@ -113,6 +120,8 @@ impl ReorderBuffer {
             highest: 0,
             held: 0,
             oldest: None,
+            max_wait,
+            max_wait_since: Instant::ZERO,
             stats: ReorderStats::default(),
         }
     }
@@ -216,17 +225,34 @@ impl ReorderBuffer {
         }
     }
 
-    /// When the packet that has waited longest must be released.
-    pub fn deadline(&self, max_wait: Duration) -> Option<Instant> {
-        self.oldest.map(|(_, t)| t + max_wait)
+    /// Changes how long a packet may be held (the links' delays changed).
+    pub fn set_max_wait(&mut self, now: Instant, max_wait: Duration) {
+        if max_wait != self.max_wait {
+            self.max_wait = max_wait;
+            self.max_wait_since = now;
+        }
     }
 
-    /// Gives up on every hole in front of a packet that has waited `max_wait`.
-    pub fn release_expired(&mut self, now: Instant, max_wait: Duration) {
+    pub fn max_wait(&self) -> Duration {
+        self.max_wait
+    }
+
+    /// When the packet that has waited longest must be released.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.oldest.map(|(_, t)| t + self.max_wait)
+    }
+
+    /// Gives up on every hole in front of a packet that has waited the maximum wait.
+    pub fn release_expired(&mut self, now: Instant) {
         while let Some((seq, arrived)) = self.oldest {
-            if arrived + max_wait > now {
+            let deadline = arrived + self.max_wait;
+            if deadline > now {
                 break;
             }
+            // Late if released after its deadline, or after the maximum wait last shrank
+            // below its age (then "now" is the earliest it could go).
+            let due = deadline.max(self.max_wait_since);
+            self.stats.overdue_max_us = self.stats.overdue_max_us.max((now - due).as_micros());
             self.advance_to(seq.wrapping_add(1));
         }
     }
@@ -262,13 +288,13 @@ impl ReorderBuffer {
         Some(len)
     }
 
-    /// The peer restarted and its sequence numbers start afresh: release everything held, in
-    /// order, and take the next packet as the new start.
-    pub fn restart(&mut self) {
+    /// A new peer process whose sequence numbers start at `first`: release everything held
+    /// (in order), and expect `first` next.
+    pub fn restart(&mut self, first: u32) {
         if self.held > 0 {
             self.advance_to(self.highest.wrapping_add(1));
         }
-        self.next = None;
+        self.next = Some(first);
     }
 }
 
@@ -302,7 +328,7 @@ mod tests {
 
     #[test]
     fn in_order_packets_pass_straight_through() {
-        let mut r = ReorderBuffer::new(8, 16);
+        let mut r = ReorderBuffer::new(8, 16, WAIT);
         for s in 100..120 {
             assert_eq!(r.arrive(t(0), s, b"x"), Arrival::Deliver);
         }
@@ -312,7 +338,7 @@ mod tests {
 
     #[test]
     fn fills_a_hole_and_releases_in_order() {
-        let mut r = ReorderBuffer::new(8, 16);
+        let mut r = ReorderBuffer::new(8, 16, WAIT);
         assert_eq!(offer(&mut r, t(0), 1), [1]);
         assert_eq!(offer(&mut r, t(1), 3), Vec::<u32>::new());
         assert_eq!(offer(&mut r, t(2), 4), Vec::<u32>::new());
@@ -322,7 +348,7 @@ mod tests {
 
     #[test]
     fn late_and_duplicate_packets_are_dropped() {
-        let mut r = ReorderBuffer::new(8, 16);
+        let mut r = ReorderBuffer::new(8, 16, WAIT);
         offer(&mut r, t(0), 10);
         assert_eq!(r.arrive(t(0), 10, b"a"), Arrival::Late);
         assert_eq!(r.arrive(t(0), 9, b"a"), Arrival::Late);
@@ -334,18 +360,18 @@ mod tests {
 
     #[test]
     fn a_hole_is_skipped_when_the_oldest_packet_times_out_not_later() {
-        let mut r = ReorderBuffer::new(16, 16);
+        let mut r = ReorderBuffer::new(16, 16, WAIT);
         offer(&mut r, t(0), 0);
         offer(&mut r, t(10), 2); // hole at 1
-        assert_eq!(r.deadline(WAIT), Some(t(60)));
+        assert_eq!(r.deadline(), Some(t(60)));
         // Later arrivals must not push the deadline back.
         for (i, s) in (3..8).enumerate() {
             offer(&mut r, t(20 + i as u64 * 10), s);
         }
-        assert_eq!(r.deadline(WAIT), Some(t(60)));
-        r.release_expired(t(59), WAIT);
+        assert_eq!(r.deadline(), Some(t(60)));
+        r.release_expired(t(59));
         assert_eq!(drain(&mut r, t(59)), Vec::<u32>::new());
-        r.release_expired(t(60), WAIT);
+        r.release_expired(t(60));
         assert_eq!(drain(&mut r, t(60)), [2, 3, 4, 5, 6, 7]);
         assert_eq!(r.stats.skipped, 1);
         assert_eq!(r.stats.wait_max_us, 50_000);
@@ -354,21 +380,21 @@ mod tests {
 
     #[test]
     fn deadline_follows_the_next_oldest_after_release() {
-        let mut r = ReorderBuffer::new(16, 16);
+        let mut r = ReorderBuffer::new(16, 16, WAIT);
         offer(&mut r, t(0), 0);
         offer(&mut r, t(0), 2); // waits for 1
         offer(&mut r, t(30), 5); // waits for 3, 4
-        r.release_expired(t(50), WAIT);
+        r.release_expired(t(50));
         assert_eq!(drain(&mut r, t(50)), [2]);
-        assert_eq!(r.deadline(WAIT), Some(t(80)));
-        r.release_expired(t(80), WAIT);
+        assert_eq!(r.deadline(), Some(t(80)));
+        r.release_expired(t(80));
         assert_eq!(drain(&mut r, t(80)), [5]);
-        assert_eq!(r.deadline(WAIT), None);
+        assert_eq!(r.deadline(), None);
     }
 
     #[test]
     fn a_packet_beyond_the_window_pushes_it_forward_in_order() {
-        let mut r = ReorderBuffer::new(4, 16);
+        let mut r = ReorderBuffer::new(4, 16, WAIT);
         offer(&mut r, t(0), 0);
         offer(&mut r, t(0), 2);
         offer(&mut r, t(0), 3);
@@ -382,7 +408,7 @@ mod tests {
 
     #[test]
     fn huge_jumps_do_not_loop_over_the_gap() {
-        let mut r = ReorderBuffer::new(4, 16);
+        let mut r = ReorderBuffer::new(4, 16, WAIT);
         offer(&mut r, t(0), 0);
         assert_eq!(offer(&mut r, t(0), 2_000_000_000), Vec::<u32>::new());
         assert_eq!(offer(&mut r, t(0), 1_999_999_997), [1_999_999_997]);
@@ -391,7 +417,7 @@ mod tests {
 
     #[test]
     fn sequence_numbers_wrap() {
-        let mut r = ReorderBuffer::new(8, 16);
+        let mut r = ReorderBuffer::new(8, 16, WAIT);
         offer(&mut r, t(0), u32::MAX - 1);
         assert_eq!(offer(&mut r, t(0), 0), Vec::<u32>::new());
         assert_eq!(offer(&mut r, t(0), u32::MAX), [u32::MAX, 0]);
@@ -400,10 +426,10 @@ mod tests {
 
     #[test]
     fn undrained_releases_are_never_overtaken() {
-        let mut r = ReorderBuffer::new(4, 16);
+        let mut r = ReorderBuffer::new(4, 16, WAIT);
         offer(&mut r, t(0), 0);
         r.arrive(t(0), 2, &2u32.to_be_bytes());
-        r.release_expired(t(100), WAIT); // 2 is now ready but not popped
+        r.release_expired(t(100)); // 2 is now ready but not popped
         // 3 is "next", but 2 is queued ahead of it: 3 must be held, not delivered.
         assert_eq!(r.arrive(t(100), 3, &3u32.to_be_bytes()), Arrival::Held);
         assert_eq!(drain(&mut r, t(100)), [2, 3]);
@@ -411,7 +437,7 @@ mod tests {
 
     #[test]
     fn the_pool_is_bounded() {
-        let mut r = ReorderBuffer::new(4, 16);
+        let mut r = ReorderBuffer::new(4, 16, WAIT);
         offer(&mut r, t(0), 0);
         for s in 2..5 {
             assert_eq!(r.arrive(t(0), s, b"x"), Arrival::Held);
@@ -425,17 +451,18 @@ mod tests {
 
     #[test]
     fn restart_releases_what_is_held_and_resynchronises() {
-        let mut r = ReorderBuffer::new(8, 16);
+        let mut r = ReorderBuffer::new(8, 16, WAIT);
         offer(&mut r, t(0), 100);
         r.arrive(t(0), 103, &103u32.to_be_bytes());
-        r.restart();
+        r.restart(4);
         assert_eq!(drain(&mut r, t(1)), [103]);
-        assert_eq!(offer(&mut r, t(1), 5), [5]);
+        assert_eq!(offer(&mut r, t(1), 5), Vec::<u32>::new());
+        assert_eq!(offer(&mut r, t(1), 4), [4, 5]);
     }
 
     #[test]
     fn random_arrivals_never_deliver_out_of_order_or_twice() {
-        let mut r = ReorderBuffer::new(32, 16);
+        let mut r = ReorderBuffer::new(32, 16, WAIT);
         let mut x = 12345u64;
         let mut delivered = Vec::new();
         let mut now = 0;
@@ -443,7 +470,7 @@ mod tests {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let seq = base.saturating_sub((x >> 33) as u32 % 40);
             now += 1;
-            r.release_expired(t(now), WAIT);
+            r.release_expired(t(now));
             delivered.extend(offer(&mut r, t(now), seq));
         }
         assert!(delivered.windows(2).all(|w| w[0] < w[1]), "strictly increasing");

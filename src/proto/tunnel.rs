@@ -198,7 +198,6 @@ pub struct Tunnel {
     scheduler: WeightedRoundRobin,
     views: Vec<LinkView>,
     reorder: Option<ReorderBuffer>,
-    reorder_wait: Duration,
     tx_seq: u32,
     peer_instance: Option<u64>,
     events: VecDeque<Event>,
@@ -210,6 +209,12 @@ pub struct Tunnel {
     closed: bool,
     transmit_cursor: usize,
     mtu: usize,
+}
+
+/// The round trip measured by a handshake message that echoes our timestamp. (The echo is
+/// authenticated and answers a fresh message of ours, so it is at most a few seconds old.)
+fn handshake_rtt(now: Instant, echo: u32) -> Duration {
+    Duration::from_micros(now.wire_timestamp().wrapping_sub(echo) as u64)
 }
 
 fn is_client(mode: Mode) -> bool {
@@ -253,8 +258,7 @@ impl Tunnel {
             scheduler: WeightedRoundRobin::new(n),
             views,
             reorder: (config.reorder_buffer_size > 0)
-                .then(|| ReorderBuffer::new(config.reorder_buffer_size, config.mtu)),
-            reorder_wait: REORDER_DEFAULT,
+                .then(|| ReorderBuffer::new(config.reorder_buffer_size, config.mtu, REORDER_DEFAULT)),
             tx_seq: 0,
             peer_instance: None,
             events: VecDeque::with_capacity(EVENT_QUEUE),
@@ -296,8 +300,8 @@ impl Tunnel {
     }
 
     /// The current reorder timeout.
-    pub fn reorder_wait(&self) -> Duration {
-        self.reorder_wait
+    pub fn reorder_wait(&self) -> Option<Duration> {
+        self.reorder.as_ref().map(|r| r.max_wait())
     }
 
     /// Links with a working session.
@@ -326,7 +330,7 @@ impl Tunnel {
         Received::Dropped(d)
     }
 
-    fn on_transition(&mut self, link: usize, t: Option<Transition>) {
+    fn on_transition(&mut self, now: Instant, link: usize, t: Option<Transition>) {
         let Some(t) = t else { return };
         self.views[link].usable = self.links[link].is_usable();
         self.push_event(Event::Link { link, from: t.from, to: t.to, reason: t.reason });
@@ -345,31 +349,40 @@ impl Tunnel {
             }
             _ => {}
         }
-        self.update_reorder_wait();
+        self.update_reorder_wait(now);
     }
 
     /// The reorder timeout from the spread of the connected links' delays: half the gap between
     /// the slowest link's `SRTT + 4 RTTVAR` and the fastest link's SRTT (a one-way estimate),
     /// plus a margin.
-    fn update_reorder_wait(&mut self) {
+    fn update_reorder_wait(&mut self, now: Instant) {
         let mut hi: Option<Duration> = None;
         let mut lo: Option<Duration> = None;
         for l in self.links.iter().filter(|l| l.state.is_connected()) {
-            if let Some(srtt) = l.rtt.srtt() {
-                let top = srtt + l.rtt.rttvar().saturating_mul(4);
-                hi = Some(hi.map_or(top, |h| h.max(top)));
-                lo = Some(lo.map_or(srtt, |v| v.min(srtt)));
-            }
+            // A link we cannot time yet may be the slowest: wait as long as for the worst.
+            let Some(srtt) = l.rtt.srtt() else {
+                hi = Some(REORDER_MAX.saturating_mul(2));
+                lo = Some(Duration::ZERO);
+                break;
+            };
+            let top = srtt + l.rtt.rttvar().saturating_mul(4);
+            hi = Some(hi.map_or(top, |h| h.max(top)));
+            lo = Some(lo.map_or(srtt, |v| v.min(srtt)));
         }
-        self.reorder_wait = match (hi, lo) {
+        let wait = match (hi, lo) {
             (Some(h), Some(l)) => ((h - l).div(2) + REORDER_MARGIN).clamp_to(REORDER_MIN, REORDER_MAX),
             _ => REORDER_DEFAULT,
         };
+        if let Some(r) = &mut self.reorder {
+            r.set_max_wait(now, wait);
+        }
+        // The deadline of the packet held longest moves with the timeout.
+        self.update_reorder_timer();
     }
 
     fn update_reorder_timer(&mut self) {
         let timer = Timer::Tunnel(TunnelTimer::ReorderFlush);
-        match self.reorder.as_ref().and_then(|r| r.deadline(self.reorder_wait)) {
+        match self.reorder.as_ref().and_then(|r| r.deadline()) {
             Some(at) => self.timers.set(timer, at),
             None => self.timers.stop(timer),
         }
@@ -465,6 +478,7 @@ impl Tunnel {
             server_random,
             epoch,
             echo_timestamp: hello.timestamp,
+            timestamp: now.wire_timestamp(),
         };
         let n = handshake::seal(&self.handshake_key, &mut self.rng, Kind::Challenge, h.session, buf, |b| {
             challenge.emit(b)
@@ -491,8 +505,7 @@ impl Tunnel {
         let keys = session_keys(&self.psk, &pending.client_random, &challenge.server_random);
         self.peer_instance_seen(now, link, challenge.instance);
         let l = &mut self.links[link];
-        let rtt = now.wire_timestamp().wrapping_sub(challenge.echo_timestamp);
-        l.rtt.on_sample(Duration::from_micros(rtt as u64));
+        l.rtt.on_sample(handshake_rtt(now, challenge.echo_timestamp));
         l.install(Session::new(h.session, keys, true, challenge.instance));
         l.pending = Some(Pending { confirmed: true, ..pending.clone() });
         l.hellos_unanswered = 0;
@@ -501,7 +514,7 @@ impl Tunnel {
             client_random: pending.client_random,
             server_random: challenge.server_random,
             epoch: challenge.epoch,
-            timestamp: now.wire_timestamp(),
+            echo_timestamp: challenge.timestamp,
         };
         l.stats.tx_packets += 1;
         let n = handshake::seal(&self.handshake_key, &mut self.rng, Kind::Confirm, h.session, buf, |b| {
@@ -527,39 +540,47 @@ impl Tunnel {
         self.peer_instance_seen(now, link, confirm.instance);
         let (l, mut timers) = self.timers_of(link);
         l.install(Session::new(h.session, keys, false, confirm.instance));
+        l.rtt.on_sample(handshake_rtt(now, confirm.echo_timestamp));
         l.peer = Some(from);
         l.stats.handshakes += 1;
         l.owe_keepalive = true;
         l.owe_ack_request = true;
         let t = l.established(now, &mut timers);
-        self.on_transition(link, t);
+        self.on_transition(now, link, t);
         Ok(Received::Consumed)
     }
 
-    /// The peer's process instance, from a fresh handshake. A new one means the peer restarted:
-    /// its sequence numbers start afresh and its sessions on other links are gone.
+    /// The peer's process instance, from a fresh handshake. A new one means the peer (re)started:
+    /// its data sequence starts again at 0 (it sends no data before a link is up, and no link is
+    /// up before this handshake), and its sessions on other links are gone.
     fn peer_instance_seen(&mut self, now: Instant, link: usize, instance: u64) {
-        match self.peer_instance {
-            Some(old) if old != instance => {
-                self.push_event(Event::PeerRestarted);
-                if let Some(r) = &mut self.reorder {
-                    r.restart();
-                }
-                for i in 0..self.links.len() {
-                    let stale = self.links[i].session.as_ref().is_some_and(|s| s.peer_instance == old);
-                    if i != link && stale && self.links[i].state != LinkState::Down {
-                        let (l, mut timers) = self.timers_of(i);
-                        let t = l.go_down(now, DownReason::PeerRestarted, &mut timers);
-                        self.on_transition(i, t);
-                    } else if i != link && stale && !is_client(self.mode) {
-                        self.links[i].session = None;
-                    }
-                }
-                self.update_reorder_timer();
-            }
-            _ => {}
-        }
+        let old = match self.peer_instance {
+            Some(old) if old == instance => return,
+            old => old,
+        };
         self.peer_instance = Some(instance);
+        if let Some(r) = &mut self.reorder {
+            r.restart(0);
+        }
+        self.update_reorder_timer();
+        let Some(old) = old else { return };
+        self.push_event(Event::PeerRestarted);
+        for i in (0..self.links.len()).filter(|&i| i != link) {
+            if self.links[i].session.as_ref().is_none_or(|s| s.peer_instance != old) {
+                continue;
+            }
+            if !self.links[i].state.is_connected() {
+                // Already handshaking (client), or a server probing a dead link: the peer it
+                // probes is gone.
+                if !is_client(self.mode) {
+                    self.links[i].session = None;
+                }
+                continue;
+            }
+            let (l, mut timers) = self.timers_of(i);
+            let t = l.go_down(now, DownReason::PeerRestarted, &mut timers);
+            self.on_transition(now, i, t);
+        }
     }
 
     fn on_transport(
@@ -603,7 +624,7 @@ impl Tunnel {
         if l.state == LinkState::Authenticating && l.pending.as_ref().is_some_and(|p| p.confirmed) {
             l.stats.handshakes += 1;
             let t = l.established(now, &mut timers);
-            self.on_transition(link, t);
+            self.on_transition(now, link, t);
         }
         let body_start = TRANSPORT_HEADER_LEN + super::crypto::TAG_LEN;
         match h.kind {
@@ -614,8 +635,8 @@ impl Tunnel {
                 };
                 let (l, mut timers) = self.timers_of(link);
                 let t = l.on_keepalive(now, &ka, &mut timers);
-                self.on_transition(link, t);
-                self.update_reorder_wait();
+                self.on_transition(now, link, t);
+                self.update_reorder_wait(now);
                 Received::Consumed
             }
             Kind::Disconnect => {
@@ -624,7 +645,7 @@ impl Tunnel {
                 }
                 let (l, mut timers) = self.timers_of(link);
                 let t = l.go_down(now, DownReason::PeerDisconnected, &mut timers);
-                self.on_transition(link, t);
+                self.on_transition(now, link, t);
                 Received::Consumed
             }
             Kind::Hello | Kind::Challenge | Kind::Confirm => unreachable!("handled by handle_datagram"),
@@ -661,7 +682,7 @@ impl Tunnel {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.timers.expire(Timer::Tunnel(TunnelTimer::ReorderFlush), now) {
             if let Some(r) = &mut self.reorder {
-                r.release_expired(now, self.reorder_wait);
+                r.release_expired(now);
             }
             self.update_reorder_timer();
         }
@@ -677,7 +698,7 @@ impl Tunnel {
                         l.auth_problem_reported = true;
                         self.push_event(Event::HandshakeUnanswered { link: i });
                     }
-                    self.on_transition(i, t);
+                    self.on_transition(now, i, t);
                 }
             }
         }
@@ -713,7 +734,7 @@ impl Tunnel {
                 _ => None,
             };
             let t = l.go_down(now, DownReason::Closed, &mut timers);
-            self.on_transition(i, t);
+            self.on_transition(now, i, t);
             if sent.is_some() {
                 return sent;
             }
@@ -728,7 +749,7 @@ impl Tunnel {
                 hello.emit(b)
             });
             let t = l.on_hello_sent(Pending { session, client_random, confirmed: false });
-            self.on_transition(i, t);
+            self.on_transition(now, i, t);
             return Some(Transmit { link: i, dst, len });
         }
         if l.owe_keepalive {
@@ -775,7 +796,7 @@ impl Tunnel {
             } else {
                 let (l, mut timers) = self.timers_of(i);
                 let t = l.go_down(now, DownReason::Closed, &mut timers);
-                self.on_transition(i, t);
+                self.on_transition(now, i, t);
             }
             self.links[i].owe_hello = false;
         }

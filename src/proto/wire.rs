@@ -251,10 +251,12 @@ pub struct Challenge {
     pub epoch: u8,
     /// The hello's timestamp.
     pub echo_timestamp: u32,
+    /// Server clock, echoed by the confirm: the server's first RTT sample.
+    pub timestamp: u32,
 }
 
 impl Challenge {
-    pub const LEN: usize = 8 + 32 + 32 + 1 + 4;
+    pub const LEN: usize = 8 + 32 + 32 + 1 + 4 + 4;
 
     pub fn parse(body: &[u8]) -> Result<Self, WireError> {
         let mut r = check_len(body, Self::LEN)?;
@@ -264,16 +266,19 @@ impl Challenge {
             server_random: r.take(),
             epoch: r.u8(),
             echo_timestamp: r.u32(),
+            timestamp: r.u32(),
         })
     }
 
     pub fn emit(&self, body: &mut [u8]) {
+        body[..Self::LEN].fill(0);
         let mut w = Writer(body);
         w.put(&self.instance.to_be_bytes());
         w.put(&self.client_random);
         w.put(&self.server_random);
         w.put(&[self.epoch]);
         w.put(&self.echo_timestamp.to_be_bytes());
+        w.put(&self.timestamp.to_be_bytes());
     }
 }
 
@@ -285,10 +290,12 @@ pub struct Confirm {
     pub client_random: [u8; 32],
     pub server_random: [u8; 32],
     pub epoch: u8,
-    pub timestamp: u32,
+    /// The challenge's timestamp.
+    pub echo_timestamp: u32,
 }
 
 impl Confirm {
+    /// Padded with zeros to the size of a challenge.
     pub const LEN: usize = Challenge::LEN;
 
     pub fn parse(body: &[u8]) -> Result<Self, WireError> {
@@ -298,17 +305,18 @@ impl Confirm {
             client_random: r.take(),
             server_random: r.take(),
             epoch: r.u8(),
-            timestamp: r.u32(),
+            echo_timestamp: r.u32(),
         })
     }
 
     pub fn emit(&self, body: &mut [u8]) {
+        body[..Self::LEN].fill(0);
         let mut w = Writer(body);
         w.put(&self.instance.to_be_bytes());
         w.put(&self.client_random);
         w.put(&self.server_random);
         w.put(&[self.epoch]);
-        w.put(&self.timestamp.to_be_bytes());
+        w.put(&self.echo_timestamp.to_be_bytes());
     }
 }
 
@@ -418,7 +426,7 @@ mod tests {
     fn handshake_messages_are_equal_in_size() {
         assert_eq!(Hello::LEN, Challenge::LEN);
         assert_eq!(Confirm::LEN, Challenge::LEN);
-        assert_eq!(HANDSHAKE_LEN, 24 + 16 + 77);
+        assert_eq!(HANDSHAKE_LEN, 24 + 16 + 81);
         assert_eq!(DATA_OVERHEAD, 33);
     }
 
@@ -467,8 +475,13 @@ mod tests {
         assert_eq!(Keepalive::parse(&b), Ok(k));
         assert_eq!(Keepalive::parse(&b[1..]), Err(WireError::Length));
 
-        let c =
-            Confirm { instance: 9, client_random: [1; 32], server_random: [2; 32], epoch: 3, timestamp: 4 };
+        let c = Confirm {
+            instance: 9,
+            client_random: [1; 32],
+            server_random: [2; 32],
+            epoch: 3,
+            echo_timestamp: 4,
+        };
         let mut b = [0u8; Confirm::LEN];
         c.emit(&mut b);
         assert_eq!(Confirm::parse(&b), Ok(c));
