@@ -113,6 +113,48 @@ fn lab_links_shaping_blackhole() {
     assert_eq!(t.bytes_sent, 100 << 20);
 }
 
+/// Broken variants of a valid client config: (name, text, key at fault, its line).
+fn broken_configs(good: &str) -> Vec<(&'static str, String, &'static str, usize)> {
+    let cases = [
+        ("bad-mtu", good.replace(&format!("mtu = {}", lab::DEFAULT_MTU), "mtu = lots"), "mtu"),
+        ("bad-mode", good.replace("mode = client", "mode = bridge"), "mode"),
+        ("bad-port", good.replace("remoteport = 5080", "remoteport = 99999"), "remoteport"),
+        ("bad-timeout", good.replace("timeout = 10", "timeout = -3"), "timeout"),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, text, key)| {
+            assert_ne!(text, good, "{name}: the substitution did not apply");
+            let line = text.lines().position(|l| l.split('=').next().unwrap().trim() == key).unwrap() + 1;
+            (name, text, key, line)
+        })
+        .collect()
+}
+
+/// The configs the lab writes are valid for the config reader, and the broken variants fail on
+/// the expected line and key (checks the scenarios' inputs without the daemon).
+#[test]
+fn lab_configs_parse() {
+    let Some(_turn) = lab_scenario("lab_configs_parse") else { return };
+    let lab = Lab::new(&[LinkSpec::shaped(40.0), LinkSpec::unshaped(), LinkSpec::shaped(10.0)]);
+    let opts = TunnelOpts::default();
+    let wrong = TunnelOpts { client_password: Some("x".into()), ..TunnelOpts::default() };
+    for (name, text) in [
+        ("server", lab.server_config(&opts)),
+        ("client", lab.client_config(&opts)),
+        ("wrong", lab.client_config(&wrong)),
+    ] {
+        if let Err(e) = mlvpn::config::parse(name, &text) {
+            panic!("the lab's {name} config is invalid:\n{e}\n{text}");
+        }
+    }
+    for (name, text, key, line) in broken_configs(&lab.client_config(&opts)) {
+        let errors = mlvpn::config::parse(name, &text).expect_err(name).to_string();
+        println!("{errors}");
+        assert!(errors.contains(&format!("{name}:{line}: {key}: ")), "{name}: {errors}");
+    }
+}
+
 /// A panic inside a scenario still removes namespaces, processes and files.
 #[test]
 fn lab_teardown_on_panic() {
@@ -487,16 +529,7 @@ fn broken_config() {
     let (ok, msg) = check(&lab.write_file("good-server.conf", &lab.server_config(&opts), 0o600));
     assert!(ok, "--check rejects the lab's valid server config: {msg}");
 
-    // (name, text, key whose line is reported)
-    let cases: Vec<(&str, String, &str)> = vec![
-        ("bad-mtu", good.replace(&format!("mtu = {}", lab::DEFAULT_MTU), "mtu = lots"), "mtu"),
-        ("bad-mode", good.replace("mode = client", "mode = bridge"), "mode"),
-        ("bad-port", good.replace("remoteport = 5080", "remoteport = 99999"), "remoteport"),
-        ("bad-timeout", good.replace("timeout = 10", "timeout = -3"), "timeout"),
-    ];
-    for (name, text, key) in cases {
-        assert_ne!(text, good, "{name}: the substitution did not apply");
-        let line = text.lines().position(|l| l.trim_start().starts_with(key)).unwrap() + 1;
+    for (name, text, key, line) in broken_configs(&good) {
         let path = lab.write_file(&format!("{name}.conf"), &text, 0o600);
         let want = format!("{}:{line}: {key}: ", path.display());
         for (how, (ok, msg)) in [("--check", check(&path)), ("start", start(&path))] {
