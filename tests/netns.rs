@@ -426,9 +426,19 @@ fn blackhole_failover() {
     let logs_at = [lab.log(Side::Client).len(), lab.log(Side::Server).len()];
     lab.blackhole(VICTIM, false);
     let hole_end = flow.elapsed();
+    let removed = Instant::now();
     let pattern = format!("link {victim}: up");
-    let back_client = lab.wait_log(Side::Client, logs_at[0], &pattern, Duration::from_secs(5));
-    let back_server = lab.wait_log(Side::Server, logs_at[1], &pattern, Duration::from_secs(5));
+    let mut back: [Option<Duration>; 2] = [None, None];
+    lab::poll_until(Duration::from_secs(5), || {
+        for (k, side) in [Side::Client, Side::Server].into_iter().enumerate() {
+            lab.assert_running(side);
+            if back[k].is_none() && !lab.log_lines(side, logs_at[k], &pattern).is_empty() {
+                back[k] = Some(removed.elapsed());
+            }
+        }
+        back.iter().all(Option::is_some)
+    });
+    let [back_client, back_server] = back;
     let run = flow.finish();
     let tx_end = link_tx(&lab);
 
