@@ -69,7 +69,7 @@ fn main() {
     );
     let mut header = String::from("  time ");
     for (l, rate) in lab.links.iter().zip(RATES) {
-        header += &format!("| {:<5} {rate:>2} Mbit/s          ", l.name);
+        header += &format!("| {:<26}", format!("{} {rate} Mbit/s", l.name));
     }
     println!("{header}| tunnel");
 
