@@ -4,6 +4,16 @@ pub mod clock;
 pub mod process;
 pub mod random;
 pub mod syslog;
+pub mod udp;
 
+mod batch;
+mod sockaddr;
 #[cfg(test)]
 mod testutil;
+
+use std::io;
+
+/// Turns the C convention "`-1` and `errno`" into an `io::Result`.
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
