@@ -1,6 +1,7 @@
 //! Every `unsafe` block of the crate, behind small safe types (inventory being written).
 
 pub mod clock;
+pub mod poll;
 pub mod process;
 pub mod random;
 pub mod syslog;
