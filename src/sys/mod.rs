@@ -4,6 +4,7 @@ pub mod clock;
 pub mod poll;
 pub mod process;
 pub mod random;
+pub mod signals;
 pub mod syslog;
 pub mod udp;
 
