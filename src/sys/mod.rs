@@ -1,11 +1,13 @@
 //! Every `unsafe` block of the crate, behind small safe types (inventory being written).
 
 pub mod clock;
+pub mod netns;
 pub mod poll;
 pub mod process;
 pub mod random;
 pub mod signals;
 pub mod syslog;
+pub mod tun;
 pub mod udp;
 
 mod batch;
