@@ -18,7 +18,9 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod proto;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -55,7 +55,7 @@ pub enum Mode {
 }
 
 /// The engine's settings. The shell builds this from `mlvpn.conf`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub mode: Mode,
     pub links: Vec<LinkConfig>,

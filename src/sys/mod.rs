@@ -1,1 +1,74 @@
-//! Every `unsafe` block of the crate. (Being written.)
+//! The system layer: every `unsafe` block of the crate, behind small safe types.
+//!
+//! The rest of the daemon sees file descriptors wrapped in owning types, `io::Result`s and plain
+//! Rust values. Each submodule has one job:
+//!
+//! | module | job |
+//! |---|---|
+//! | [`tun`] | open a TUN/TAP device, set its MTU and IFF_UP, read/write packets |
+//! | [`udp`] | one non-blocking UDP socket per link; batched I/O with a preallocated [`udp::Batch`] |
+//! | [`poll`] | a fixed `poll(2)` table |
+//! | [`signals`] | SIGTERM/SIGINT/SIGHUP/SIGCHLD through a `signalfd` that sits in the poll table |
+//! | [`process`] | spawn a hook script with a clean environment and signal state; check its permissions |
+//! | [`clock`] | the one place the daemon reads a clock (`CLOCK_MONOTONIC`) |
+//! | [`random`] | bytes from `getrandom(2)` |
+//! | [`syslog`] | `openlog`/`syslog`/`closelog` with a fixed format string |
+//! | [`netns`] | move a thread into a fresh network namespace (tests of the real kernel) |
+//!
+//! # Every unsafe operation, and why it is needed
+//!
+//! Each block carries a `// SAFETY:` note at the call site; this is the inventory. Most of them
+//! are calls into `libc` (all `extern "C"` functions are `unsafe` to call) for things `std` does
+//! not offer. Wherever `std` does offer it, we use `std` instead: TUN reads and writes go through
+//! `std::fs::File`, single datagrams through `std::net::UdpSocket`, spawning through
+//! `std::process::Command`, file permission checks through `std::fs::Metadata`.
+//!
+//! * **Zeroed C structs** (`mem::zeroed` of `ifreq`, `sockaddr_storage`, `mmsghdr`, `sigset_t`,
+//!   `timespec`): libc's structs have no constructor, differ per architecture and libc (musl pads
+//!   `msghdr` on 64-bit; MIPS orders fields differently), and all-zero is a valid value of each
+//!   (integers, arrays, null pointers). Zeroing then assigning named fields is the portable way.
+//! * **Taking ownership of a new fd** (`OwnedFd::from_raw_fd` after `socket`, `signalfd`): the fd
+//!   was just returned by the kernel, is open, and nothing else owns it.
+//! * **`ioctl`** on the TUN fd (`TUNSETIFF`) and on an `AF_INET` socket (`SIOCGIFMTU`,
+//!   `SIOCSIFMTU`, `SIOCGIFFLAGS`, `SIOCSIFFLAGS`): there is no other interface to create a TUN
+//!   device or set an interface's MTU and flags without netlink. Each passes one live `ifreq`; the
+//!   request numbers come from libc (they differ on MIPS, PowerPC and SPARC) and are cast to
+//!   `libc::Ioctl`, which is `c_ulong` on glibc and `c_int` on musl. Reading a field of the
+//!   `ifreq` union after the kernel filled it is also unsafe.
+//! * **Socket calls `std` lacks** (`socket` + `setsockopt(IPV6_V6ONLY)` before `bind`;
+//!   `SO_RCVBUFFORCE`/`SO_SNDBUFFORCE` and reading back `SO_RCVBUF`/`SO_SNDBUF`; `recvmmsg`,
+//!   `sendmmsg`): they take raw pointers to option values, socket addresses, and arrays of
+//!   message headers that point at the caller's buffers. Converting between `SocketAddr` and
+//!   `sockaddr_in`/`sockaddr_in6` inside a `sockaddr_storage` is a pointer cast.
+//! * **`poll`**: a pointer to our `pollfd` array and its length.
+//! * **Signal state** (`sigemptyset`, `sigaddset`, `pthread_sigmask`, `signalfd`, `signal`,
+//!   and in a child before `exec`, `sigprocmask` and `signal` again through `Command::pre_exec`,
+//!   which is itself unsafe because the closure runs between `fork` and `exec`).
+//! * **`clock_gettime`**, **`getrandom`**, **`geteuid`**: plain calls with an out-pointer or none.
+//! * **`openlog`/`syslog`/`closelog`**: C variadics and a pointer that libc keeps (see
+//!   [`syslog`]).
+//! * **`unshare(CLONE_NEWNET)`**: changes the calling thread's network namespace ([`netns`]).
+//! * Tests additionally use `fork`, `waitpid`, `_exit`, `raise` and `kill` to exercise signals
+//!   in a process of their own.
+
+pub mod clock;
+pub mod netns;
+pub mod poll;
+pub mod process;
+pub mod random;
+pub mod signals;
+pub mod syslog;
+pub mod tun;
+pub mod udp;
+
+mod batch;
+mod sockaddr;
+#[cfg(test)]
+mod testutil;
+
+use std::io;
+
+/// Turns the C convention "`-1` and `errno`" into an `io::Result`.
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}

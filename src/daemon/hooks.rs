@@ -1,0 +1,155 @@
+//! The `statuscommand` hook, called exactly as MLVPN calls it, without stalling the data path.
+//!
+//! `SCRIPT <device> <event> [<link>]`, events `rtun_up LINK`, `tuntap_up`, `rtun_down LINK`,
+//! `tuntap_down`, with `DEVICE`, `MTU`, `IP4`, `IP6`, `IP4_GATEWAY`, `IP6_GATEWAY`, `IP4_ROUTES`
+//! and `IP6_ROUTES` in the environment. The original ran the script synchronously and stopped
+//! forwarding until it returned. Here calls queue in order and run one at a time in the
+//! background: order matters (the `tuntap_up` script configures the device that `rtun_up`
+//! scripts may rely on), waiting does not. A script that outlives [`HOOK_TIME_LIMIT`] is killed
+//! and logged, and the queue moves on.
+
+use crate::proto::{Duration, Instant};
+use crate::sys::process;
+use crate::{log_debug, log_error, log_warn};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::Child;
+
+/// How long one script may run.
+pub const HOOK_TIME_LIMIT: Duration = Duration::from_secs(30);
+/// Calls waiting behind a running one; more are dropped and logged (a hung script is killed
+/// long before a tunnel produces this many events).
+const QUEUE_LIMIT: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookEvent {
+    TuntapUp,
+    TuntapDown,
+    RtunUp(String),
+    RtunDown(String),
+}
+
+impl HookEvent {
+    fn args(&self) -> (&'static str, Option<&str>) {
+        match self {
+            HookEvent::TuntapUp => ("tuntap_up", None),
+            HookEvent::TuntapDown => ("tuntap_down", None),
+            HookEvent::RtunUp(l) => ("rtun_up", Some(l)),
+            HookEvent::RtunDown(l) => ("rtun_down", Some(l)),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Running {
+    child: Child,
+    event: HookEvent,
+    started: Instant,
+}
+
+#[derive(Debug)]
+pub struct Hooks {
+    script: Option<PathBuf>,
+    device: String,
+    env: Vec<(String, String)>,
+    queue: VecDeque<HookEvent>,
+    running: Option<Running>,
+}
+
+impl Hooks {
+    /// `env` is the hook environment besides `DEVICE` (which is added here).
+    pub fn new(script: Option<PathBuf>, device: &str, env: Vec<(String, String)>) -> Self {
+        let mut env = env;
+        env.insert(0, ("DEVICE".into(), device.into()));
+        Hooks {
+            script,
+            device: device.into(),
+            env,
+            queue: VecDeque::with_capacity(QUEUE_LIMIT),
+            running: None,
+        }
+    }
+
+    /// Queues a call and starts it if nothing is running.
+    pub fn push(&mut self, now: Instant, event: HookEvent) {
+        if self.script.is_none() {
+            return;
+        }
+        if self.queue.len() >= QUEUE_LIMIT {
+            log_error!("hook queue full: dropping {:?}", event);
+            return;
+        }
+        self.queue.push_back(event);
+        self.poll(now);
+    }
+
+    /// Reaps a finished script, kills one over its time limit, starts the next. Call on
+    /// SIGCHLD and at [`Hooks::deadline`].
+    pub fn poll(&mut self, now: Instant) {
+        loop {
+            if let Some(r) = &mut self.running {
+                match r.child.try_wait() {
+                    Ok(Some(status)) => {
+                        let (ev, link) = r.event.args();
+                        if status.success() {
+                            log_debug!("hook", "hook {ev} {} finished", link.unwrap_or(""));
+                        } else {
+                            log_warn!("hook {ev} {} failed: {status}", link.unwrap_or(""));
+                        }
+                        self.running = None;
+                    }
+                    Ok(None) if now - r.started >= HOOK_TIME_LIMIT => {
+                        let (ev, link) = r.event.args();
+                        log_error!(
+                            "hook {ev} {} still running after {} s: killed",
+                            link.unwrap_or(""),
+                            HOOK_TIME_LIMIT.as_millis() / 1000
+                        );
+                        let _ = r.child.kill();
+                        let _ = r.child.wait();
+                        self.running = None;
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        log_error!("hook: cannot wait for the script: {e}");
+                        self.running = None;
+                    }
+                }
+            }
+            let Some(event) = self.queue.pop_front() else { return };
+            self.start(now, event);
+        }
+    }
+
+    fn start(&mut self, now: Instant, event: HookEvent) {
+        let Some(script) = &self.script else { return };
+        let (ev, link) = event.args();
+        let mut args = vec![self.device.as_str(), ev];
+        args.extend(link);
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        log_debug!("hook", "running {} {}", script.display(), args.join(" "));
+        match process::spawn_hook(script, &args, &env) {
+            Ok(child) => self.running = Some(Running { child, event, started: now }),
+            Err(e) => log_error!("hook {}: cannot run {}: {e}", ev, script.display()),
+        }
+    }
+
+    /// When [`Hooks::poll`] must run to enforce the time limit.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.running.as_ref().map(|r| r.started + HOOK_TIME_LIMIT)
+    }
+
+    /// Nothing running and nothing queued.
+    pub fn idle(&self) -> bool {
+        self.running.is_none() && self.queue.is_empty()
+    }
+}
+
+impl Drop for Hooks {
+    fn drop(&mut self) {
+        if let Some(r) = &mut self.running {
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+    }
+}

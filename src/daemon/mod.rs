@@ -1,0 +1,8 @@
+//! The shell around the engine: sockets, the TUN device, the poll loop, hooks and logs.
+
+pub mod hooks;
+pub mod log;
+pub mod net;
+mod runner;
+
+pub use runner::{Daemon, StartError};

@@ -1,0 +1,522 @@
+//! The daemon: one thread, one `poll(2)` table, the engine in the middle.
+//!
+//! Slot 0 of the poll table is the signalfd, slot 1 the TUN device, slots 2.. the link sockets.
+//! Each round drains every readable fd, at most [`BATCH`] packets per fd so a flooded link
+//! cannot starve the others, hands each packet to the engine, and drains the engine's outputs;
+//! then the loop sleeps until an fd is readable or the engine's `poll_timeout`.
+
+use super::hooks::{HookEvent, Hooks};
+use super::log::Throttle;
+use super::net::{self, SOCKET_BUFFER};
+use crate::config::{self, Config, TunTap};
+use crate::proto::wire::{DATA_OVERHEAD, MAX_CONTROL_LEN};
+use crate::proto::{DownReason, Duration, Event, Instant, LinkState, Received, Tunnel, kdf};
+use crate::sys::poll::{Interest, Poller};
+use crate::sys::signals::{Signal, Signals};
+use crate::sys::tun::{Tun, TunKind};
+use crate::sys::udp::UdpLink;
+use crate::sys::{clock, process, random};
+use crate::{log_debug, log_error, log_info, log_warn};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+/// Packets read from one fd per round.
+const BATCH: usize = 64;
+/// How long to wait before retrying a link whose address could not be resolved or bound.
+const LINK_RETRY: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the down hooks.
+const SHUTDOWN_HOOK_WAIT: Duration = Duration::from_secs(3);
+/// At most one log line per this period for a repeating failure.
+const THROTTLE: Duration = Duration::from_secs(10);
+
+const SLOT_SIGNALS: usize = 0;
+const SLOT_TUN: usize = 1;
+const SLOT_LINKS: usize = 2;
+
+/// Fatal at start: the message for the operator, exit status 1.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn start_error(what: &str, e: impl std::fmt::Display) -> StartError {
+    StartError(format!("{what}: {e}"))
+}
+
+#[derive(Debug)]
+struct LinkIo {
+    name: String,
+    socket: Option<UdpLink>,
+    /// When to try resolving and binding again, if `socket` is missing.
+    retry_at: Option<Instant>,
+    send_errors: Throttle,
+    recv_errors: Throttle,
+}
+
+/// Counters of what the shell (not the engine) dropped.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ShellDrops {
+    pub tun_write: u64,
+    pub send: u64,
+}
+
+pub struct Daemon {
+    config_path: PathBuf,
+    config: Config,
+    engine: Tunnel,
+    tun: Tun,
+    links: Vec<LinkIo>,
+    poller: Poller,
+    signals: Signals,
+    hooks: Hooks,
+    /// Datagrams in and out: header room plus the largest packet.
+    buf: Vec<u8>,
+    /// Control datagrams and packets released by the reorder buffer.
+    out: Vec<u8>,
+    pub drops: ShellDrops,
+    tun_errors: Throttle,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon").field("tun", &self.tun.name()).finish_non_exhaustive()
+    }
+}
+
+fn tun_kind(t: TunTap) -> TunKind {
+    match t {
+        TunTap::Tun => TunKind::Tun,
+        TunTap::Tap => TunKind::Tap,
+    }
+}
+
+fn hook_env(config: &Config) -> Vec<(String, String)> {
+    let mut env = vec![("MTU".to_string(), config.mtu.to_string())];
+    env.extend(config.hook_env.vars().iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+fn make_hooks(config: &Config, device: &str) -> Result<Hooks, StartError> {
+    let script = config.status_command.as_ref().map(PathBuf::from);
+    if let Some(s) = &script {
+        process::check_hook_permissions(s, process::effective_uid())
+            .map_err(|e| StartError(format!("statuscommand {}: {e}", s.display())))?;
+    }
+    Ok(Hooks::new(script, device, hook_env(config)))
+}
+
+/// Binds a link's socket; a server's default `[::]` falls back to `0.0.0.0` where the system
+/// has no IPv6.
+fn bind(addr: SocketAddr) -> io::Result<UdpLink> {
+    match UdpLink::bind(addr) {
+        Err(e)
+            if addr.ip().is_unspecified()
+                && addr.is_ipv6()
+                && e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+        {
+            UdpLink::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port()))
+        }
+        r => r,
+    }
+}
+
+fn seed() -> Result<[u8; 32], StartError> {
+    let mut s = [0u8; 32];
+    random::fill(&mut s).map_err(|e| start_error("cannot read random bytes", e))?;
+    Ok(s)
+}
+
+impl Daemon {
+    /// Everything up to the first poll: TUN device, sockets, engine.
+    pub fn start(config_path: PathBuf, config: Config) -> Result<Daemon, StartError> {
+        let signals = Signals::new().map_err(|e| start_error("cannot set up signals", e))?;
+        let tun = Tun::open(&config.interface_name, tun_kind(config.tuntap))
+            .map_err(|e| start_error(&format!("cannot open TUN device {}", config.interface_name), e))?;
+        tun.set_mtu(u32::from(config.mtu)).map_err(|e| start_error("cannot set the device MTU", e))?;
+        tun.set_up(true).map_err(|e| start_error("cannot bring the device up", e))?;
+        log_info!("{} {} up, mtu {}", config.tuntap.as_str(), tun.name(), config.mtu);
+        let hooks = make_hooks(&config, tun.name())?;
+        let psk = kdf::psk_from_password(config.password.expose().as_bytes());
+        let now = clock::now();
+        let engine = Tunnel::new(config.engine_config(), &psk, seed()?, now);
+        let mut poller = Poller::with_capacity(SLOT_LINKS + config.links.len());
+        poller.register(&signals, Interest::Read);
+        poller.register(&tun, Interest::Read);
+        let buf_len = DATA_OVERHEAD + config.engine_mtu() + 64;
+        let mut d = Daemon {
+            config_path,
+            engine,
+            tun,
+            links: Vec::new(),
+            poller,
+            signals,
+            hooks,
+            buf: vec![0; buf_len.max(2048)],
+            out: vec![0; buf_len.max(MAX_CONTROL_LEN)],
+            drops: ShellDrops::default(),
+            tun_errors: Throttle::new(THROTTLE),
+            config,
+        };
+        d.open_links(now);
+        Ok(d)
+    }
+
+    /// Binds every link's socket (or schedules a retry) and registers it.
+    fn open_links(&mut self, now: Instant) {
+        self.links = self
+            .config
+            .links
+            .iter()
+            .map(|l| LinkIo {
+                name: l.name.clone(),
+                socket: None,
+                retry_at: Some(now),
+                send_errors: Throttle::new(THROTTLE),
+                recv_errors: Throttle::new(THROTTLE),
+            })
+            .collect();
+        for i in 0..self.links.len() {
+            if self.poller.len() <= SLOT_LINKS + i {
+                self.poller.register(&self.signals, Interest::Read);
+            }
+            self.poller.disable(SLOT_LINKS + i);
+            self.try_open_link(i, now);
+        }
+    }
+
+    fn try_open_link(&mut self, i: usize, now: Instant) {
+        let link = &self.config.links[i];
+        let result = net::link_addresses(&self.config, link).and_then(|(local, remote)| {
+            let socket = bind(local).map_err(|error| net::LinkAddrError::Bind { addr: local, error })?;
+            Ok((socket, remote))
+        });
+        let io = &mut self.links[i];
+        match result {
+            Ok((socket, remote)) => {
+                if let Err(e) = socket.set_buffer_sizes(SOCKET_BUFFER, SOCKET_BUFFER) {
+                    log_warn!("link {}: cannot size socket buffers: {e}", io.name);
+                }
+                let local = socket.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                match remote {
+                    Some(r) => log_info!("link {}: {local} -> {r}", io.name),
+                    None => log_info!("link {}: listening on {local}", io.name),
+                }
+                self.poller.set_fd(SLOT_LINKS + i, &socket);
+                io.socket = Some(socket);
+                io.retry_at = None;
+                if let Some(r) = remote {
+                    self.engine.set_remote(i, r);
+                }
+            }
+            Err(e) => {
+                if io.recv_errors.allow(now).is_some() {
+                    log_error!("link {}: {e}; retrying every {} s", io.name, LINK_RETRY.as_millis() / 1000);
+                }
+                io.retry_at = Some(now + LINK_RETRY);
+            }
+        }
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        let retry = self.links.iter().filter_map(|l| l.retry_at).min();
+        [self.engine.poll_timeout(), self.hooks.deadline(), retry].into_iter().flatten().min()
+    }
+
+    /// Runs until SIGTERM/SIGINT. Returns the exit status.
+    pub fn run(&mut self) -> i32 {
+        loop {
+            let now = clock::now();
+            let timeout = self.next_wakeup().map(|t| std::time::Duration::from_micros((t - now).as_micros()));
+            if let Err(e) = self.poller.wait(timeout) {
+                log_error!("poll: {e}");
+                return 1;
+            }
+            let now = clock::now();
+            if self.poller.readable(SLOT_SIGNALS) {
+                loop {
+                    match self.signals.read() {
+                        Ok(Some(Signal::Terminate)) => return self.shutdown(),
+                        Ok(Some(Signal::Reload)) => self.reload(now),
+                        Ok(Some(Signal::Child)) => self.hooks.poll(now),
+                        Ok(None) => break,
+                        Err(e) => {
+                            log_error!("reading signals: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+            for i in 0..self.links.len() {
+                if self.poller.readable(SLOT_LINKS + i) || self.poller.error(SLOT_LINKS + i) {
+                    self.read_link(i, now);
+                }
+            }
+            if self.poller.readable(SLOT_TUN) {
+                self.read_tun(now);
+            }
+            if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+                self.engine.handle_timeout(now);
+            }
+            if self.hooks.deadline().is_some_and(|t| t <= now) {
+                self.hooks.poll(now);
+            }
+            for i in 0..self.links.len() {
+                if self.links[i].retry_at.is_some_and(|t| t <= now) {
+                    self.try_open_link(i, now);
+                }
+            }
+            self.flush(now);
+        }
+    }
+
+    fn read_link(&mut self, i: usize, now: Instant) {
+        for _ in 0..BATCH {
+            let Some(socket) = &self.links[i].socket else { return };
+            let (n, from) = match socket.recv_from(&mut self.buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // ICMP errors surface here (port unreachable after a server restart...).
+                    if let Some(held) = self.links[i].recv_errors.allow(now) {
+                        log_debug!(
+                            "net",
+                            "link {}: receive: {e} ({held} more not shown)",
+                            self.links[i].name
+                        );
+                    }
+                    continue;
+                }
+            };
+            match self.engine.handle_datagram(now, i, from, &mut self.buf[..n]) {
+                Received::Deliver(range) => {
+                    if let Err(e) = self.tun.write(&self.buf[range]) {
+                        self.tun_write_failed(now, e);
+                    }
+                }
+                Received::Reply(len) => {
+                    let data = &self.buf[..len];
+                    send(&mut self.links[i], &mut self.drops, now, data, from);
+                }
+                Received::Consumed | Received::Dropped(_) => {}
+            }
+            self.flush(now);
+        }
+    }
+
+    fn read_tun(&mut self, now: Instant) {
+        let max = self.config.engine_mtu();
+        for _ in 0..BATCH {
+            let n = match self.tun.read(&mut self.buf[DATA_OVERHEAD..DATA_OVERHEAD + max]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    if let Some(held) = self.tun_errors.allow(now) {
+                        log_error!("{}: read: {e} ({held} more not shown)", self.tun.name());
+                    }
+                    break;
+                }
+            };
+            if let Ok(tx) = self.engine.handle_tun(now, &mut self.buf, n) {
+                let data = &self.buf[..tx.len];
+                send(&mut self.links[tx.link], &mut self.drops, now, data, tx.dst);
+            }
+        }
+        self.flush(now);
+    }
+
+    fn tun_write_failed(&mut self, now: Instant, e: io::Error) {
+        self.drops.tun_write += 1;
+        if let Some(held) = self.tun_errors.allow(now) {
+            log_warn!("{}: write: {e} ({held} more not shown)", self.tun.name());
+        }
+    }
+
+    /// Drains the engine: control datagrams out, released packets to the TUN, events to the
+    /// log and the hooks.
+    fn flush(&mut self, now: Instant) {
+        while let Some(tx) = self.engine.poll_transmit(now, &mut self.out) {
+            let data = &self.out[..tx.len];
+            send(&mut self.links[tx.link], &mut self.drops, now, data, tx.dst);
+        }
+        while let Some(n) = self.engine.poll_deliver(now, &mut self.out) {
+            if let Err(e) = self.tun.write(&self.out[..n]) {
+                self.tun_write_failed(now, e);
+            }
+        }
+        while let Some(event) = self.engine.poll_event() {
+            self.on_event(now, event);
+        }
+    }
+
+    fn link_name(&self, i: usize) -> &str {
+        &self.links[i].name
+    }
+
+    fn on_event(&mut self, now: Instant, event: Event) {
+        match event {
+            Event::Link { link, from, to, reason } => {
+                let name = self.link_name(link).to_string();
+                let l = &self.engine.links()[link];
+                match to {
+                    LinkState::Up => {
+                        let srtt = l.rtt.srtt().map_or(0, |d| d.as_millis());
+                        log_info!("link {name}: up (rtt {srtt} ms)");
+                    }
+                    LinkState::Down => {
+                        let why = match reason {
+                            Some(DownReason::Timeout) => "nothing heard for the timeout",
+                            Some(DownReason::Unanswered) => "data unanswered",
+                            Some(DownReason::PeerDisconnected) => "peer disconnected",
+                            Some(DownReason::PeerRestarted) => "peer restarted",
+                            Some(DownReason::Closed) => "shutting down",
+                            None => "down",
+                        };
+                        if from.is_connected() {
+                            log_info!("link {name}: down ({why})");
+                        } else {
+                            log_debug!("protocol", "link {name}: {from:?} -> down ({why})");
+                        }
+                    }
+                    LinkState::Lossy => {
+                        log_warn!(
+                            "link {name}: lossy ({}% loss): carries no data until it recovers",
+                            l.loss_out().unwrap_or(0)
+                        )
+                    }
+                    LinkState::Slow => log_warn!(
+                        "link {name}: slow (rtt {} ms): carries no data until it recovers",
+                        l.rtt.srtt().map_or(0, |d| d.as_millis())
+                    ),
+                    LinkState::Authenticating => log_debug!("protocol", "link {name}: handshake"),
+                }
+                match (from.is_connected(), to.is_connected()) {
+                    (false, true) => self.hooks.push(now, HookEvent::RtunUp(name)),
+                    (true, false) => self.hooks.push(now, HookEvent::RtunDown(name)),
+                    _ => {}
+                }
+            }
+            Event::TunnelUp => {
+                log_info!("tunnel up");
+                self.hooks.push(now, HookEvent::TuntapUp);
+            }
+            Event::TunnelDown => {
+                log_info!("tunnel down: no link left");
+                self.hooks.push(now, HookEvent::TuntapDown);
+            }
+            Event::PeerRestarted => log_info!("the peer restarted"),
+            Event::AuthenticationFailed { link, from } => {
+                log_warn!(
+                    "link {}: authentication failed from {from} (wrong password?)",
+                    self.link_name(link)
+                )
+            }
+            Event::HandshakeUnanswered { link } => log_warn!(
+                "link {}: no answer to handshake (server down, unreachable, or another password)",
+                self.link_name(link)
+            ),
+            Event::PeerMoved { link, to } => log_info!("link {}: peer now at {to}", self.link_name(link)),
+        }
+    }
+
+    /// SIGHUP: re-read the configuration. A bad file changes nothing; one that changes only the
+    /// hook settings is applied in place; one that changes links restarts the tunnel (a reload
+    /// without any interruption is a later issue).
+    fn reload(&mut self, now: Instant) {
+        let new = match config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(e) => {
+                log_error!("reload: keeping the running configuration, the new one has errors:\n{e}");
+                return;
+            }
+        };
+        for w in &new.warnings {
+            log_warn!("{w}");
+        }
+        let same_device =
+            new.interface_name == self.config.interface_name && new.tuntap == self.config.tuntap;
+        if !same_device {
+            log_error!("reload: interface_name and tuntap cannot change on reload; restart mlvpn for that");
+            return;
+        }
+        let hooks = match make_hooks(&new, self.tun.name()) {
+            Ok(h) => h,
+            Err(e) => {
+                log_error!("reload: keeping the running configuration: {e}");
+                return;
+            }
+        };
+        let engine_same = new.engine_config() == self.config.engine_config()
+            && new.password == self.config.password
+            && new.links == self.config.links;
+        self.hooks = hooks;
+        if new.mtu != self.config.mtu {
+            if let Err(e) = self.tun.set_mtu(u32::from(new.mtu)) {
+                log_error!("reload: cannot set the MTU: {e}");
+            }
+        }
+        if engine_same {
+            self.config = new;
+            log_info!("reloaded {}: links unchanged", self.config_path.display());
+            return;
+        }
+        log_info!("reloaded {}: links changed, restarting them", self.config_path.display());
+        self.engine.close(now);
+        self.flush(now);
+        self.config = new;
+        let psk = kdf::psk_from_password(self.config.password.expose().as_bytes());
+        let seed = match seed() {
+            Ok(s) => s,
+            Err(e) => {
+                log_error!("reload: {e}");
+                return;
+            }
+        };
+        self.engine = Tunnel::new(self.config.engine_config(), &psk, seed, now);
+        let len = DATA_OVERHEAD + self.config.engine_mtu() + 64;
+        self.buf.resize(len.max(2048), 0);
+        self.out.resize(len.max(MAX_CONTROL_LEN), 0);
+        self.open_links(now);
+    }
+
+    /// SIGTERM: a disconnect on every link, the down hooks, and exit 0. The TUN device goes
+    /// with the process.
+    fn shutdown(&mut self) -> i32 {
+        let now = clock::now();
+        log_info!("shutting down");
+        self.engine.close(now);
+        self.flush(now);
+        let until = now + SHUTDOWN_HOOK_WAIT;
+        while !self.hooks.idle() {
+            let now = clock::now();
+            if now >= until {
+                log_warn!("shutting down without waiting longer for the hook");
+                break;
+            }
+            let _ = self.poller.wait(Some(std::time::Duration::from_millis(20)));
+            while let Ok(Some(_)) = self.signals.read() {}
+            self.hooks.poll(now);
+        }
+        0
+    }
+}
+
+/// Sends one datagram on a link; a failure is counted and logged at most once per period.
+fn send(link: &mut LinkIo, drops: &mut ShellDrops, now: Instant, data: &[u8], to: SocketAddr) {
+    let Some(socket) = &link.socket else {
+        drops.send += 1;
+        return;
+    };
+    if let Err(e) = socket.send_to(data, to) {
+        drops.send += 1;
+        if e.kind() != io::ErrorKind::WouldBlock {
+            if let Some(held) = link.send_errors.allow(now) {
+                log_warn!("link {}: send to {to}: {e} ({held} more not shown)", link.name);
+            }
+        }
+    }
+}
