@@ -42,7 +42,7 @@
 //! period), kills whatever is left in its namespaces, deletes the namespaces (and with them the
 //! veths and TUN devices) and removes its temporary directory — also when a test panics, in
 //! which case it first prints the tail of each daemon log and the hook records. Set
-//! `MLVPN_NETNS_KEEP=1` to keep the directory. Namespaces left by a run that was SIGKILLed are
+//! `MLVPN_NETNS_KEEP=1` to keep the directory (renamed `<dir>-kept`). Namespaces left by a run that was SIGKILLed are
 //! removed by the next run (their name carries the pid of a process that no longer exists).
 #![allow(dead_code)]
 
@@ -138,6 +138,29 @@ pub fn need_tools() {
     }
 }
 
+/// The TCP congestion control our traffic generators ask for on their sockets: `cubic`
+/// (Linux's default) unless `MLVPN_NETNS_TCP_CC` names another (e.g. `bbr`), so that figures do
+/// not depend on the host's default (BBR on some machines, whose policer detection pins a flow
+/// to its lossy-phase rate for 48 round trips after a burst of loss). Set per socket (as root
+/// any available algorithm may be chosen; a namespace's default may only be an "allowed" one).
+/// `None`, with a note, when the kernel does not have it: then the host's default applies.
+pub fn tcp_congestion_control() -> Option<String> {
+    let want = std::env::var("MLVPN_NETNS_TCP_CC").unwrap_or_else(|_| "cubic".into());
+    let available =
+        fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control").unwrap_or_default();
+    if available.split_whitespace().any(|a| a == want) {
+        Some(want)
+    } else {
+        static NOTE: Once = Once::new();
+        NOTE.call_once(|| {
+            loud(&format!(
+                "note: TCP congestion control {want} unavailable ({available:?}); using the default"
+            ))
+        });
+        None
+    }
+}
+
 /// Scenarios share two cores: they run one at a time (tests of one binary run on threads).
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
@@ -190,6 +213,35 @@ pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> Option<D
             return None;
         }
         sleep(Duration::from_millis(20));
+    }
+}
+
+/// The machine's CPU pressure stall counter (`some` line of /proc/pressure/cpu), in seconds:
+/// time during which at least one runnable task waited for a CPU. `None` without PSI.
+pub fn cpu_stall_seconds() -> Option<f64> {
+    let text = fs::read_to_string("/proc/pressure/cpu").ok()?;
+    let some = text.lines().find(|l| l.starts_with("some "))?;
+    let total = some.split_whitespace().find_map(|f| f.strip_prefix("total="))?;
+    total.parse::<f64>().ok().map(|us| us / 1e6)
+}
+
+/// Measures how busy the machine is over a stretch of time: the share of it during which some
+/// task waited for a CPU (PSI "some"). Other work on a 2-core machine shows up here.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuPressure {
+    start: Instant,
+    stall: Option<f64>,
+}
+
+impl CpuPressure {
+    pub fn start() -> CpuPressure {
+        CpuPressure { start: Instant::now(), stall: cpu_stall_seconds() }
+    }
+
+    /// Percent of the time since `start` with a task waiting for a CPU.
+    pub fn percent(&self) -> Option<f64> {
+        let (a, b) = (self.stall?, cpu_stall_seconds()?);
+        Some(100.0 * (b - a) / self.start.elapsed().as_secs_f64().max(1e-3))
     }
 }
 
@@ -654,6 +706,31 @@ impl Lab {
         out
     }
 
+    /// A side's TCP counters (`Tcp:` of /proc/net/snmp and `TcpExt:` of /proc/net/netstat),
+    /// e.g. `RetransSegs`, `TCPTimeouts`, `TCPLossProbes`.
+    pub fn tcp_counters(&self, side: Side) -> BTreeMap<String, u64> {
+        let anchor = &self.anchors[if side == Side::Client { 0 } else { 1 }];
+        let mut out = BTreeMap::new();
+        for file in ["snmp", "netstat"] {
+            let text = fs::read_to_string(format!("/proc/{}/net/{file}", anchor.pid())).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            for pair in lines.chunks(2) {
+                let [names, values] = pair else { continue };
+                let (Some(("Tcp" | "TcpExt", names)), Some((_, values))) =
+                    (names.split_once(": "), values.split_once(": "))
+                else {
+                    continue;
+                };
+                for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+                    if let Ok(v) = v.parse() {
+                        out.insert(n.to_string(), v);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Whether a TCP socket listens on `port` in a side's namespace.
     pub fn tcp_listening(&self, side: Side, port: u16) -> bool {
         let anchor = &self.anchors[if side == Side::Client { 0 } else { 1 }];
@@ -668,6 +745,24 @@ impl Lab {
                     cols.len() > 3 && cols[1].ends_with(&want) && cols[3] == "0A"
                 })
         })
+    }
+
+    /// With `MLVPN_NETNS_PCAP` set, captures the first 128 bytes of every packet on both TUN
+    /// devices into `<dir>/tun-<side>.pcap` (needs tcpdump) until the returned processes drop.
+    pub fn capture_tun_if_asked(&self) -> Vec<Proc> {
+        if std::env::var_os("MLVPN_NETNS_PCAP").is_none() {
+            return Vec::new();
+        }
+        let caps: Vec<Proc> = [Side::Client, Side::Server]
+            .into_iter()
+            .map(|side| {
+                let file = self.dir.join(format!("tun-{}.pcap", side.name()));
+                let argv = ["tcpdump", "-i", TUN_DEVICE, "-s", "128", "-w", file.to_str().unwrap()];
+                self.spawn(side, &format!("tcpdump-{}", side.name()), &argv)
+            })
+            .collect();
+        sleep(Duration::from_millis(300)); // tcpdump needs a moment before it captures
+        caps
     }
 
     // ---- configs and hooks -----------------------------------------------------------------
@@ -969,7 +1064,13 @@ impl Drop for Lab {
             kill_namespace(&ns);
         }
         if std::env::var_os("MLVPN_NETNS_KEEP").is_some() {
-            eprintln!("netns lab {}: kept {}", self.id, self.dir.display());
+            // Renamed so that the next run's clean-up of stale labs leaves it alone.
+            let kept = self.dir.with_file_name(format!("{TMP_PREFIX}{}-kept", self.id));
+            let _ = fs::remove_dir_all(&kept);
+            match fs::rename(&self.dir, &kept) {
+                Ok(()) => eprintln!("netns lab {}: kept {}", self.id, kept.display()),
+                Err(e) => eprintln!("netns lab {}: kept {} ({e})", self.id, self.dir.display()),
+            }
         } else {
             let _ = fs::remove_dir_all(&self.dir);
         }
@@ -1031,6 +1132,7 @@ fn remove_stale() {
             let name = e.file_name().to_string_lossy().into_owned();
             if let Some(pid) = name.strip_prefix(TMP_PREFIX).and_then(|r| r.split('-').next())
                 && dead(pid)
+                && !name.ends_with("-kept")
             {
                 let _ = fs::remove_dir_all(e.path());
             }

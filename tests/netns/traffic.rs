@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use crate::json::Json;
-use crate::lab::{Lab, Proc, Side, poll_until};
+use crate::lab::{self, Lab, Proc, Side, poll_until};
 use std::time::{Duration, Instant};
 
 /// One iperf3 reporting interval.
@@ -48,7 +48,7 @@ impl IperfRun {
 
     /// Seconds of receiver intervals that start at or after `from` with a rate below `bps`.
     pub fn secs_below(&self, bps: f64, from: f64) -> f64 {
-        self.receiver.iter().filter(|i| i.start >= from - 1e-6 && i.bps < bps).map(Interval::secs).sum()
+        self.receiver.iter().filter(|i| i.start >= from - 1e-6 && i.bps < bps).fold(0.0, |t, i| t + i.secs())
     }
 
     /// The receiver rate per interval as a compact string of Mbit/s, for printing.
@@ -86,25 +86,26 @@ pub fn iperf_start(lab: &Lab, from: Side, dst_ip: &str, port: u16, secs: f64) ->
         panic!("iperf3 server on {dst_ip}:{port} not listening; stderr: {}", server.stderr());
     }
     let secs_s = format!("{secs}");
-    let client = lab.spawn(
-        from,
-        &format!("iperf3-client-{port}"),
-        &[
-            "iperf3",
-            "-c",
-            dst_ip,
-            "-p",
-            &port_s,
-            "-t",
-            &secs_s,
-            "-i",
-            "0.1",
-            "-J",
-            "--get-server-output",
-            "--connect-timeout",
-            "5000",
-        ],
-    );
+    let mut argv = vec![
+        "iperf3",
+        "-c",
+        dst_ip,
+        "-p",
+        &port_s,
+        "-t",
+        &secs_s,
+        "-i",
+        "0.1",
+        "-J",
+        "--get-server-output",
+        "--connect-timeout",
+        "5000",
+    ];
+    let cc = lab::tcp_congestion_control();
+    if let Some(cc) = &cc {
+        argv.extend(["-C", cc.as_str()]);
+    }
+    let client = lab.spawn(from, &format!("iperf3-client-{port}"), &argv);
     IperfFlow { server, client, secs, started: Instant::now() }
 }
 
@@ -204,10 +205,11 @@ pub fn transfer(
         panic!("xfer receiver not listening: {}", receiver.stderr());
     }
     let (n, seed) = (nbytes.to_string(), seed.to_string());
+    let cc = lab::tcp_congestion_control().unwrap_or_default();
     let mut sender = lab.spawn(
         from,
         &format!("xfer-send-{port}"),
-        &["python3", script, "send", dst_ip, &port_s, &n, &seed, &t],
+        &["python3", script, "send", dst_ip, &port_s, &n, &seed, &t, &cc],
     );
     let start = Instant::now();
     for p in [&mut sender, &mut receiver] {

@@ -2,12 +2,13 @@
 """Byte-exact TCP transfer for the mlvpn netns tests.
 
     xfer.py recv BIND_IP PORT TIMEOUT        prints "listening", then "<bytes> <sha256> <seconds>"
-    xfer.py send DEST_IP PORT BYTES SEED TIMEOUT      prints "<bytes> <sha256> <seconds>"
+    xfer.py send DEST_IP PORT BYTES SEED TIMEOUT [CC]  prints "<bytes> <sha256> <seconds>"
 
 The sender writes BYTES of a deterministic pseudo-random stream (Mersenne Twister seeded with
 SEED, 1 MiB chunks), hashing what it writes; it then half-closes and waits until the receiver
 closes, so that "done" means the receiver has read everything. The receiver hashes what it
-reads until EOF. The caller compares the two lines.
+reads until EOF. The caller compares the two lines. CC, if given and not empty, is the sender's
+TCP congestion control (TCP_CONGESTION).
 """
 
 import hashlib
@@ -45,9 +46,13 @@ def recv(bind_ip, port, timeout):
     srv.close()
 
 
-def send(dest_ip, port, nbytes, seed, timeout):
+def send(dest_ip, port, nbytes, seed, timeout, cc):
     rng = random.Random(seed)
-    conn = socket.create_connection((dest_ip, port), timeout=timeout)
+    conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if cc:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc.encode())
+    conn.settimeout(timeout)
+    conn.connect((dest_ip, port))
     start = time.monotonic()
     digest = hashlib.sha256()
     left = nbytes
@@ -68,8 +73,9 @@ def send(dest_ip, port, nbytes, seed, timeout):
 def main(argv):
     if len(argv) == 5 and argv[1] == "recv":
         recv(argv[2], int(argv[3]), float(argv[4]))
-    elif len(argv) == 7 and argv[1] == "send":
-        send(argv[2], int(argv[3]), int(argv[4]), int(argv[5]), float(argv[6]))
+    elif len(argv) in (7, 8) and argv[1] == "send":
+        cc = argv[7] if len(argv) == 8 else ""
+        send(argv[2], int(argv[3]), int(argv[4]), int(argv[5]), float(argv[6]), cc)
     else:
         sys.exit(__doc__)
 
