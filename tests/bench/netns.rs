@@ -57,6 +57,7 @@ fn release_binary() -> Option<PathBuf> {
 /// One flow from `from` through the tunnel, with the daemons' CPU time per GB received.
 fn tunnel_flow(lab: &mut Lab, from: Side, secs: f64, scenario: &str, limit_mbit: Option<f64>) -> Row {
     let pids = [lab.daemon_pid(Side::Client), lab.daemon_pid(Side::Server)];
+    let pressure = lab::CpuPressure::start();
     let cpu0 = pids.map(lab::cpu_seconds);
     let run = traffic::iperf(lab, from, from.other().tun_ip(), 5201, secs);
     let cpu1 = pids.map(lab::cpu_seconds);
@@ -70,6 +71,9 @@ fn tunnel_flow(lab: &mut Lab, from: Side, secs: f64, scenario: &str, limit_mbit:
     }
     if let Some(r) = run.retransmits {
         note = format!("{note}, {r} retr");
+    }
+    if let Some(p) = pressure.percent() {
+        note = format!("{note}, CPU pressure {p:.0} %");
     }
     Row {
         scenario: scenario.into(),
@@ -98,7 +102,10 @@ fn main() {
     let secs: f64 = std::env::var("MLVPN_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10.0);
     println!("binary: {}", bin.display());
     println!("machine: {} cores, kernel {}", num_cpus(), lab::host(&["uname", "-r"]).trim());
-    println!("each flow: one TCP connection (iperf3), {secs} s; rates are receiver means from 1 s on\n");
+    println!(
+        "each flow: one TCP connection (iperf3, {}), {secs} s; rates are receiver means from 1 s on\n",
+        lab::tcp_congestion_control().unwrap_or("default congestion control".into())
+    );
 
     let mut rows = Vec::new();
     let opts = TunnelOpts::default();
