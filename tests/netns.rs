@@ -187,8 +187,8 @@ fn lab_teardown_on_panic() {
 // =============================================================================================
 
 /// Both TUN devices come up; the hook runs with the contract's arguments, order and
-/// environment, on the way up and, after SIGTERM, on the way down; SIGTERM exits 0 and leaves
-/// no TUN device; the peer sees the disconnect.
+/// environment, on the way up and, after SIGTERM, on the way down; SIGTERM (client) and SIGINT
+/// (server) exit 0 and leave no TUN device; the peer sees the disconnect.
 #[test]
 fn tunnel_up_and_hooks() {
     let Some(_turn) = daemon_scenario("tunnel_up_and_hooks") else { return };
@@ -324,8 +324,8 @@ fn tunnel_up_and_hooks() {
             }
         }
     }
-    let (status, killed) = lab.stop_daemon(Side::Server).unwrap();
-    assert!(!killed && status.success(), "server on SIGTERM: {status} (needed SIGKILL: {killed})");
+    let (status, killed) = lab.stop_daemon_with(Side::Server, libc::SIGINT).unwrap();
+    assert!(!killed && status.success(), "server on SIGINT: {status} (needed SIGKILL: {killed})");
     assert!(!lab.tun_exists(Side::Server), "server left its TUN device behind");
 }
 

@@ -314,10 +314,16 @@ impl Proc {
     /// SIGTERM, then SIGKILL if it has not exited after `grace`. Returns the exit status and
     /// whether it needed the SIGKILL.
     pub fn terminate(&mut self, grace: Duration) -> (ExitStatus, bool) {
+        self.stop_with(libc::SIGTERM, grace)
+    }
+
+    /// Sends `sig`, then SIGKILL if it has not exited after `grace`. Returns the exit status
+    /// and whether it needed the SIGKILL.
+    pub fn stop_with(&mut self, sig: libc::c_int, grace: Duration) -> (ExitStatus, bool) {
         if let Some(s) = self.try_status() {
             return (s, false);
         }
-        signal(self.pid(), libc::SIGTERM);
+        signal(self.pid(), sig);
         if let Some(s) = self.wait_timeout(grace) {
             return (s, false);
         }
@@ -957,7 +963,12 @@ exit 0
 
     /// SIGTERM (SIGKILL after 5 s); returns the exit status and whether SIGKILL was needed.
     pub fn stop_daemon(&mut self, side: Side) -> Option<(ExitStatus, bool)> {
-        self.daemon_slot(side).take().map(|mut p| p.terminate(Duration::from_secs(5)))
+        self.stop_daemon_with(side, libc::SIGTERM)
+    }
+
+    /// Like [`Lab::stop_daemon`] with another signal (SIGINT).
+    pub fn stop_daemon_with(&mut self, side: Side, sig: libc::c_int) -> Option<(ExitStatus, bool)> {
+        self.daemon_slot(side).take().map(|mut p| p.stop_with(sig, Duration::from_secs(5)))
     }
 
     /// Panics with the log if a daemon that was started has exited.
