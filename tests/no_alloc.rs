@@ -114,9 +114,18 @@ impl Pair {
 
 #[test]
 fn no_allocation_per_packet() {
-    let links: Vec<LinkConfig> = (0..LINKS).map(|i| LinkConfig::new(&format!("l{i}"))).collect();
+    // Links of 1 Gbit/s: the packets below must not be refused as congestion.
+    let links: Vec<LinkConfig> = (0..LINKS)
+        .map(|i| LinkConfig { bandwidth_upload: Some(125_000_000), ..LinkConfig::new(&format!("l{i}")) })
+        .collect();
     let psk = kdf::psk_from_password(b"pw");
-    let config = |mode| Config { mode, links: links.clone(), reorder_buffer_size: 64, mtu: 1400 };
+    let config = |mode| Config {
+        mode,
+        scheduler: Default::default(),
+        links: links.clone(),
+        reorder_buffer_size: 64,
+        mtu: 1400,
+    };
     let mut p = Pair {
         client: Tunnel::new(config(Mode::Client), &psk, [1; 32], Instant::ZERO),
         server: Tunnel::new(config(Mode::Server), &psk, [2; 32], Instant::ZERO),

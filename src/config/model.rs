@@ -195,6 +195,8 @@ pub struct Config {
     /// `cleartext_data = 1`. Stored but not acted on: the engine always encrypts (see the
     /// warning the builder adds).
     pub cleartext_data: bool,
+    /// `scheduler`: `arrival` (default) or `wrr`.
+    pub scheduler: proto::tunnel::SchedulerKind,
     pub hook_env: HookEnv,
     pub control_unix_path: Option<String>,
     pub control_bind: Option<ControlBind>,
@@ -211,6 +213,7 @@ impl Config {
     pub fn engine_config(&self) -> proto::Config {
         proto::Config {
             mode: self.mode,
+            scheduler: self.scheduler,
             links: self.links.iter().map(|l| self.link_config(l)).collect(),
             reorder_buffer_size: usize::from(self.reorder_buffer_size),
             mtu: self.engine_mtu(),
@@ -262,6 +265,11 @@ impl Config {
         line(o, "loss_tolerance", self.loss_tolerance);
         line(o, "latency_tolerance", self.latency_tolerance.as_millis());
         line(o, "cleartext_data", u8::from(self.cleartext_data));
+        let scheduler = match self.scheduler {
+            proto::tunnel::SchedulerKind::Arrival => "arrival",
+            proto::tunnel::SchedulerKind::Wrr => "wrr",
+        };
+        line(o, "scheduler", scheduler);
         let h = &self.hook_env;
         for (key, value) in [
             ("ip4", &h.ip4),

@@ -22,12 +22,14 @@
 //! buffer. Only packets held for reordering are copied, into storage allocated at start. Nothing
 //! here allocates per packet, reads a clock or touches a file.
 
+use super::arrival::ArrivalScheduler;
 use super::crypto::{Csprng, Key};
 use super::handshake::{self, CookieJar, HandshakeError, Pending};
 use super::kdf::{handshake_key, session_keys};
 use super::link::{DownReason, Link, LinkConfig, LinkState, LinkTimers, Transition, UNANSWERED_REPORT_AFTER};
+use super::owd::wrapping_diff;
 use super::reorder::{Arrival, ReorderBuffer, ReorderStats};
-use super::sched::{LinkView, Scheduler, WeightedRoundRobin};
+use super::sched::{LinkView, Pick, Scheduler, WeightedRoundRobin};
 use super::session::{OpenError, Session};
 use super::time::{Duration, Instant};
 use super::timer::{LinkTimer, Timer, TimerTable, TunnelTimer};
@@ -54,10 +56,21 @@ pub enum Mode {
     Server,
 }
 
+/// Which scheduler spreads packets over the links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchedulerKind {
+    /// Plans for arrival order from measured delays and capacities ([`super::arrival`]).
+    #[default]
+    Arrival,
+    /// Weighted round-robin by `bandwidth_upload`, as MLVPN did ([`super::sched`]).
+    Wrr,
+}
+
 /// The engine's settings. The shell builds this from `mlvpn.conf`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub mode: Mode,
+    pub scheduler: SchedulerKind,
     pub links: Vec<LinkConfig>,
     /// Slots of the reorder buffer; 0 delivers packets in arrival order.
     pub reorder_buffer_size: usize,
@@ -106,6 +119,8 @@ pub enum DropReason {
     TooBig,
     /// No link can carry it.
     NoLink,
+    /// Every link's queue is at its limit: the tunnel is at capacity.
+    Congested,
     /// Arrived after its place in the sequence was delivered or given up.
     Late,
     /// Arrived twice.
@@ -125,6 +140,7 @@ pub struct DropCounters {
     pub unexpected: u64,
     pub too_big: u64,
     pub no_link: u64,
+    pub congested: u64,
     pub late: u64,
     pub duplicate: u64,
     pub reorder_full: u64,
@@ -141,6 +157,7 @@ impl DropCounters {
             DropReason::Unexpected => &mut self.unexpected,
             DropReason::TooBig => &mut self.too_big,
             DropReason::NoLink => &mut self.no_link,
+            DropReason::Congested => &mut self.congested,
             DropReason::Late => &mut self.late,
             DropReason::Duplicate => &mut self.duplicate,
             DropReason::ReorderFull => &mut self.reorder_full,
@@ -195,7 +212,7 @@ pub struct Tunnel {
     instance: u64,
     links: Vec<Link>,
     timers: TimerTable,
-    scheduler: WeightedRoundRobin,
+    scheduler: Box<dyn Scheduler>,
     views: Vec<LinkView>,
     reorder: Option<ReorderBuffer>,
     tx_seq: u32,
@@ -243,6 +260,8 @@ impl Tunnel {
                 fallback_only: l.fallback_only,
                 // Unset among set ones: the mean, so a forgotten value does not starve a link.
                 weight: if weights_known { l.bandwidth_upload.unwrap_or(mean).max(1) } else { 1 },
+                rate: 0,
+                delay_us: 0,
             })
             .collect();
         let client = is_client(config.mode);
@@ -255,7 +274,10 @@ impl Tunnel {
             instance,
             links: config.links.into_iter().map(|c| Link::new(c, client)).collect(),
             timers: TimerTable::new(n),
-            scheduler: WeightedRoundRobin::new(n),
+            scheduler: match config.scheduler {
+                SchedulerKind::Arrival => Box::new(ArrivalScheduler::new(n)),
+                SchedulerKind::Wrr => Box::new(WeightedRoundRobin::new(n)),
+            },
             views,
             reorder: (config.reorder_buffer_size > 0)
                 .then(|| ReorderBuffer::new(config.reorder_buffer_size, config.mtu, REORDER_DEFAULT)),
@@ -330,9 +352,25 @@ impl Tunnel {
         Received::Dropped(d)
     }
 
+    /// What the scheduler knows of each link: rates and relative one-way delays. The delays
+    /// are the peer's measurements of our packets when it has sent them for every usable link
+    /// (true one-way figures, see [`super::owd`]); otherwise half the RTTs.
+    fn update_views(&mut self) {
+        let reference = self.links.iter().filter(|l| l.is_usable()).find_map(|l| l.peer_owd.map(|p| p.1));
+        let all_one_way = self.links.iter().filter(|l| l.is_usable()).all(|l| l.peer_owd.is_some());
+        for (v, l) in self.views.iter_mut().zip(&self.links) {
+            v.usable = l.is_usable();
+            v.rate = l.capacity.pacing_rate();
+            v.delay_us = match (all_one_way, reference, l.peer_owd) {
+                (true, Some(r), Some((_, min))) => wrapping_diff(min, r),
+                _ => (l.rtt.min().unwrap_or(Duration::ZERO).as_micros() / 2) as i64,
+            };
+        }
+    }
+
     fn on_transition(&mut self, now: Instant, link: usize, t: Option<Transition>) {
         let Some(t) = t else { return };
-        self.views[link].usable = self.links[link].is_usable();
+        self.update_views();
         self.push_event(Event::Link { link, from: t.from, to: t.to, reason: t.reason });
         match (t.from.is_connected(), t.to.is_connected()) {
             (false, true) => {
@@ -395,9 +433,16 @@ impl Tunnel {
             self.drops.count(DropReason::TooBig);
             return Err(DropReason::TooBig);
         }
-        let Some(i) = self.scheduler.pick(&self.views, len) else {
-            self.drops.count(DropReason::NoLink);
-            return Err(DropReason::NoLink);
+        let i = match self.scheduler.pick(now, &self.views, len) {
+            Pick::Link(i) => i,
+            Pick::NoLink => {
+                self.drops.count(DropReason::NoLink);
+                return Err(DropReason::NoLink);
+            }
+            Pick::Congested => {
+                self.drops.count(DropReason::Congested);
+                return Err(DropReason::Congested);
+            }
         };
         let total = DATA_OVERHEAD + len;
         let seq = self.tx_seq;
@@ -633,9 +678,11 @@ impl Tunnel {
                 let Ok(ka) = Keepalive::parse(&buf[body_start..]) else {
                     return self.dropped(DropReason::Malformed);
                 };
+                let backlogged = self.scheduler.backlogged(now, link);
                 let (l, mut timers) = self.timers_of(link);
-                let t = l.on_keepalive(now, &ka, &mut timers);
+                let t = l.on_keepalive(now, &ka, backlogged, &mut timers);
                 self.on_transition(now, link, t);
+                self.update_views();
                 self.update_reorder_wait(now);
                 Received::Consumed
             }

@@ -326,6 +326,8 @@ pub mod flags {
     pub const ACK_REQUESTED: u8 = 1;
     /// `echo_timestamp` and `echo_delay` are meaningful.
     pub const HAS_ECHO: u8 = 2;
+    /// `owd` and `owd_min` are meaningful.
+    pub const HAS_OWD: u8 = 4;
 }
 
 /// Liveness, round-trip time and receive feedback for one link.
@@ -348,10 +350,15 @@ pub struct Keepalive {
     pub rx_packets: u32,
     /// Bytes of datagrams received from the peer on this session (wrapping).
     pub rx_bytes: u32,
+    /// How long the peer's keepalives take to reach us on this link, smoothed, plus the
+    /// unknown offset between the two clocks ([`super::owd`]) ...
+    pub owd: u32,
+    /// ... and the minimum of that over the last seconds.
+    pub owd_min: u32,
 }
 
 impl Keepalive {
-    pub const LEN: usize = 1 + 4 + 4 + 4 + 8 + 4 + 4;
+    pub const LEN: usize = 1 + 4 + 4 + 4 + 8 + 4 + 4 + 4 + 4;
 
     pub fn parse(body: &[u8]) -> Result<Self, WireError> {
         let mut r = check_len(body, Self::LEN)?;
@@ -363,6 +370,8 @@ impl Keepalive {
             rx_highest_pn: r.u64(),
             rx_packets: r.u32(),
             rx_bytes: r.u32(),
+            owd: r.u32(),
+            owd_min: r.u32(),
         })
     }
 
@@ -375,6 +384,8 @@ impl Keepalive {
         w.put(&self.rx_highest_pn.to_be_bytes());
         w.put(&self.rx_packets.to_be_bytes());
         w.put(&self.rx_bytes.to_be_bytes());
+        w.put(&self.owd.to_be_bytes());
+        w.put(&self.owd_min.to_be_bytes());
     }
 }
 
@@ -469,6 +480,8 @@ mod tests {
             rx_highest_pn: 4,
             rx_packets: 5,
             rx_bytes: 6,
+            owd: 7,
+            owd_min: 8,
         };
         let mut b = [0u8; Keepalive::LEN];
         k.emit(&mut b);

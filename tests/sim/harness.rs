@@ -6,7 +6,9 @@
 
 use super::net::{Path, PathConfig, Rng};
 use mlvpn::proto::wire::{DATA_OVERHEAD, MAX_CONTROL_LEN};
-use mlvpn::proto::{Config, Duration, Event, Instant, LinkConfig, LinkState, Mode, Received, Tunnel, kdf};
+use mlvpn::proto::{
+    Config, Duration, Event, Instant, LinkConfig, LinkState, Mode, Received, SchedulerKind, Tunnel, kdf,
+};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -202,11 +204,21 @@ fn addr(a: u8, b: u8, port: u16) -> SocketAddr {
 }
 
 impl Sim {
+    /// Two engines with the default scheduler.
     pub fn new(seed: u64, specs: &[LinkSpec], reorder_buffer_size: usize) -> Sim {
+        Sim::with_scheduler(seed, specs, reorder_buffer_size, SchedulerKind::default())
+    }
+
+    pub fn with_scheduler(
+        seed: u64,
+        specs: &[LinkSpec],
+        reorder_buffer_size: usize,
+        scheduler: SchedulerKind,
+    ) -> Sim {
         let links: Vec<LinkConfig> = specs.iter().map(|s| s.config.clone()).collect();
         let client_config =
-            Config { mode: Mode::Client, links: links.clone(), reorder_buffer_size, mtu: MTU };
-        let server_config = Config { mode: Mode::Server, links, reorder_buffer_size, mtu: MTU };
+            Config { mode: Mode::Client, scheduler, links: links.clone(), reorder_buffer_size, mtu: MTU };
+        let server_config = Config { mode: Mode::Server, scheduler, links, reorder_buffer_size, mtu: MTU };
         let sim_links = specs
             .iter()
             .enumerate()

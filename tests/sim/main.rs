@@ -7,7 +7,7 @@ mod harness;
 mod net;
 
 use harness::{LinkSpec, Side, Sim, mbps, ms, percentile};
-use mlvpn::proto::{DownReason, Duration, Event, Instant, LinkState};
+use mlvpn::proto::{DownReason, Duration, Event, Instant, LinkState, SchedulerKind};
 
 /// Seeds every scenario runs with: a behaviour must hold for each, not for a lucky one.
 const SEEDS: [u64; 3] = [1, 0xfeed, 0x5eed_1234];
@@ -29,7 +29,7 @@ fn bonding_splits_by_weight_and_fills_the_links() {
             LinkSpec::new("lte", 30.0, 10).weight_from_rate(),
             LinkSpec::new("fibre", 20.0, 10).weight_from_rate(),
         ];
-        let mut sim = Sim::new(seed, &specs, 256);
+        let mut sim = Sim::with_scheduler(seed, &specs, 256, SchedulerKind::Wrr);
         sim.run_until_all_up(ms(2000));
         let start = sim.now + Duration::from_millis(100);
         let stop = start + Duration::from_secs(3);
@@ -76,8 +76,10 @@ fn failover_when_link_blackholes_and_back_when_it_recovers() {
         let mut sim = Sim::new(seed, &specs, 256);
         sim.run_until_all_up(ms(2000));
         let t0 = sim.now;
-        sim.add_source(Side::Client, 30.0, 1200, t0, t0 + Duration::from_secs(8));
-        sim.add_source(Side::Server, 10.0, 1200, t0, t0 + Duration::from_secs(8));
+        // Both sides need every link (the arrival scheduler leaves a link idle when the faster
+        // ones suffice, and an idle link's failure is found by its timeout instead).
+        sim.add_source(Side::Client, 45.0, 1200, t0, t0 + Duration::from_secs(8));
+        sim.add_source(Side::Server, 45.0, 1200, t0, t0 + Duration::from_secs(8));
         let cut = t0 + Duration::from_secs(2);
         sim.run_until(cut);
         sim.links[1].blackhole(true);
@@ -106,7 +108,7 @@ fn failover_when_link_blackholes_and_back_when_it_recovers() {
         println!(
             "failover seed={seed:#x}: down after {client_down:?} (client) {server_down:?} (server), \
              back {client_back:?} (client) {server_back:?} (server) after recovery; \
-             {:.1} Mbit/s delivered while down",
+             {:.1} Mbit/s delivered while down (2 links of 20 left)",
             mbps(delivered_late_phase, 2.0)
         );
         assert!(client_down <= Duration::from_millis(500), "client detection {client_down:?}");
@@ -115,7 +117,7 @@ fn failover_when_link_blackholes_and_back_when_it_recovers() {
         assert!(client_back <= Duration::from_secs(2) && server_back <= Duration::from_secs(2));
         assert_eq!(carried_while_down, carried_at_detection, "a dead link carries nothing");
         assert!(sent_after_recovery > 0, "the link carries data again after recovery");
-        assert!(mbps(delivered_late_phase, 2.0) > 29.0, "the other links carry the load");
+        assert!(mbps(delivered_late_phase, 2.0) > 37.0, "the other links carry what they can");
         // No other link was disturbed.
         for l in [0, 2] {
             assert!(sim.client_log.entered(l, LinkState::Down).is_empty(), "link {l} went down");
@@ -212,7 +214,9 @@ fn reorder_delivers_in_order_across_unequal_delays() {
         let mut slow = LinkSpec::new("slow", 20.0, 60);
         slow.up.loss = loss;
         let specs = [LinkSpec::new("fast", 20.0, 10), slow];
-        let mut sim = Sim::new(seed, &specs, 512);
+        // Round-robin spreads the packets over both links, which is what this scenario is
+        // about: the buffer, not the scheduler.
+        let mut sim = Sim::with_scheduler(seed, &specs, 512, SchedulerKind::Wrr);
         sim.run_until_all_up(ms(2000));
         let t0 = sim.now;
         sim.add_source(Side::Client, 20.0, 1000, t0, t0 + Duration::from_secs(5));
@@ -390,7 +394,10 @@ fn attacks_are_rejected_counted_and_change_nothing() {
         assert_eq!(peers, peers_after);
         assert!(sim.all_up());
         let delivered = sim.server_log.deliveries.len() - delivered_before;
-        assert!(delivered > 5 * 1250 - 100, "traffic flowed during the attack: {delivered}");
+        assert!(
+            delivered as u64 + corrupted > 5 * 1250 - 100,
+            "traffic flowed during the attack: {delivered}"
+        );
     }
 }
 
@@ -483,9 +490,10 @@ fn server_follows_a_client_whose_address_changes() {
 #[test]
 fn lossy_link_stops_carrying_data_and_comes_back_when_clean() {
     for seed in SEEDS {
-        let mut flaky = LinkSpec::new("lte", 20.0, 25);
+        // The flaky link is the faster one, so that it carries data when the loss begins.
+        let mut flaky = LinkSpec::new("lte", 20.0, 10);
         flaky.config.loss_tolerance = 10;
-        let mut clean = LinkSpec::new("dsl", 20.0, 10);
+        let mut clean = LinkSpec::new("dsl", 20.0, 25);
         clean.config.loss_tolerance = 10;
         let mut sim = Sim::new(seed, &[clean, flaky], 256);
         sim.run_until_all_up(ms(2000));

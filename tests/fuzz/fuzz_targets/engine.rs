@@ -25,6 +25,7 @@ fn psk() -> &'static mlvpn::proto::crypto::Key {
 fn connect(now: Instant) -> (Tunnel, Session) {
     let config = Config {
         mode: Mode::Server,
+        scheduler: Default::default(),
         links: vec![LinkConfig::new("a"), LinkConfig::new("b")],
         reorder_buffer_size: 16,
         mtu: 1400,
