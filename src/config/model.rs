@@ -40,6 +40,10 @@ pub const IPV6_MIN_MTU: u16 = 1280;
 /// whenever links differ in latency, and TCP reads that as loss. 256 slots cover the spread
 /// between a fibre and a 4G link at tens of Mbit/s.
 pub const DEFAULT_REORDER_BUFFER_SIZE: u16 = 256;
+
+/// Data packets kept for loss recovery unless `retransmit_buffer_size` says otherwise: a
+/// quarter of a second of 10 Mbit/s, ~360 KiB with the default MTU.
+pub const DEFAULT_RETRANSMIT_BUFFER_SIZE: u16 = 256;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// 100 % turns loss detection off.
 pub const DEFAULT_LOSS_TOLERANCE: u8 = 100;
@@ -197,6 +201,8 @@ pub struct Config {
     pub cleartext_data: bool,
     /// `scheduler`: `arrival` (default) or `wrr`.
     pub scheduler: proto::tunnel::SchedulerKind,
+    /// `retransmit_buffer_size`: data packets kept to resend what a link loses; 0 = off.
+    pub retransmit_buffer_size: u16,
     pub hook_env: HookEnv,
     pub control_unix_path: Option<String>,
     pub control_bind: Option<ControlBind>,
@@ -214,6 +220,7 @@ impl Config {
         proto::Config {
             mode: self.mode,
             scheduler: self.scheduler,
+            retransmit_buffer_size: usize::from(self.retransmit_buffer_size),
             links: self.links.iter().map(|l| self.link_config(l)).collect(),
             reorder_buffer_size: usize::from(self.reorder_buffer_size),
             mtu: self.engine_mtu(),
@@ -270,6 +277,7 @@ impl Config {
             proto::tunnel::SchedulerKind::Wrr => "wrr",
         };
         line(o, "scheduler", scheduler);
+        line(o, "retransmit_buffer_size", self.retransmit_buffer_size);
         let h = &self.hook_env;
         for (key, value) in [
             ("ip4", &h.ip4),

@@ -150,6 +150,8 @@ pub struct LinkStats {
     /// Handshake messages that did not authenticate or were not fresh.
     pub handshake_failures: u64,
     pub probes: u64,
+    /// Data packets sent again after the peer reported them lost.
+    pub retransmits: u64,
 }
 
 /// The part of the timer table that belongs to one link.

@@ -11,6 +11,7 @@ pub mod loss;
 pub mod owd;
 pub mod reorder;
 pub mod replay;
+pub mod retransmit;
 pub mod rtt;
 pub mod sched;
 pub mod session;

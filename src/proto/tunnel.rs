@@ -29,22 +29,23 @@ use super::kdf::{handshake_key, session_keys};
 use super::link::{DownReason, Link, LinkConfig, LinkState, LinkTimers, Transition, UNANSWERED_REPORT_AFTER};
 use super::owd::wrapping_diff;
 use super::reorder::{Arrival, ReorderBuffer, ReorderStats};
+use super::retransmit::{GapList, RetransmitStore};
 use super::sched::{LinkView, Pick, Scheduler, WeightedRoundRobin};
 use super::session::{OpenError, Session};
 use super::time::{Duration, Instant};
 use super::timer::{LinkTimer, Timer, TimerTable, TunnelTimer};
 use super::wire::{
     self, Challenge, Confirm, DATA_OVERHEAD, Disconnect, DisconnectReason, Header, Hello, Keepalive, Kind,
-    TRANSPORT_HEADER_LEN, WireError,
+    Nack, TRANSPORT_HEADER_LEN, WireError,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ops::Range;
 
 /// Floor and ceiling of the reorder timeout, and the margin added to the measured spread.
-pub const REORDER_MIN: Duration = Duration::from_millis(10);
+pub const REORDER_MIN: Duration = Duration::from_millis(5);
 pub const REORDER_MAX: Duration = Duration::from_secs(1);
-pub const REORDER_MARGIN: Duration = Duration::from_millis(10);
+pub const REORDER_MARGIN: Duration = Duration::from_millis(5);
 /// Reorder timeout before any RTT is known.
 pub const REORDER_DEFAULT: Duration = Duration::from_millis(100);
 /// Events kept for `poll_event`; more are counted and dropped.
@@ -76,6 +77,9 @@ pub struct Config {
     pub reorder_buffer_size: usize,
     /// Largest IP packet carried (the TUN device's MTU).
     pub mtu: usize,
+    /// Data packets kept to be resent when the peer reports them lost; 0 turns loss recovery
+    /// off ([`super::retransmit`]).
+    pub retransmit_buffer_size: usize,
 }
 
 /// A datagram to send: `buf[..len]` on link `link` to `dst`.
@@ -213,8 +217,14 @@ pub struct Tunnel {
     links: Vec<Link>,
     timers: TimerTable,
     scheduler: Box<dyn Scheduler>,
+    scheduler_kind: SchedulerKind,
     views: Vec<LinkView>,
     reorder: Option<ReorderBuffer>,
+    /// How long a packet arriving on each link may wait in the reorder buffer.
+    reorder_waits: Vec<Duration>,
+    retransmit: Option<RetransmitStore>,
+    /// Packet numbers the peer's links lost, to ask for.
+    gaps: GapList,
     tx_seq: u32,
     peer_instance: Option<u64>,
     events: VecDeque<Event>,
@@ -274,13 +284,18 @@ impl Tunnel {
             instance,
             links: config.links.into_iter().map(|c| Link::new(c, client)).collect(),
             timers: TimerTable::new(n),
+            scheduler_kind: config.scheduler,
             scheduler: match config.scheduler {
                 SchedulerKind::Arrival => Box::new(ArrivalScheduler::new(n)),
                 SchedulerKind::Wrr => Box::new(WeightedRoundRobin::new(n)),
             },
             views,
             reorder: (config.reorder_buffer_size > 0)
-                .then(|| ReorderBuffer::new(config.reorder_buffer_size, config.mtu, REORDER_DEFAULT)),
+                .then(|| ReorderBuffer::new(config.reorder_buffer_size, config.mtu)),
+            reorder_waits: vec![REORDER_DEFAULT; n],
+            retransmit: (config.retransmit_buffer_size > 0)
+                .then(|| RetransmitStore::new(config.retransmit_buffer_size, config.mtu + 4, n)),
+            gaps: GapList::default(),
             tx_seq: 0,
             peer_instance: None,
             events: VecDeque::with_capacity(EVENT_QUEUE),
@@ -321,9 +336,9 @@ impl Tunnel {
         self.reorder.as_ref().map(|r| &r.stats)
     }
 
-    /// The current reorder timeout.
+    /// The longest a packet may wait in the reorder buffer now (over the links).
     pub fn reorder_wait(&self) -> Option<Duration> {
-        self.reorder.as_ref().map(|r| r.max_wait())
+        self.reorder.as_ref().and_then(|_| self.reorder_waits.iter().max().copied())
     }
 
     /// Links with a working session.
@@ -390,13 +405,37 @@ impl Tunnel {
         self.update_reorder_wait(now);
     }
 
-    /// The reorder timeout from the spread of the connected links' delays: half the gap between
-    /// the slowest link's `SRTT + 4 RTTVAR` and the fastest link's SRTT (a one-way estimate),
-    /// plus a margin.
-    fn update_reorder_wait(&mut self, now: Instant) {
+    /// How long a packet that arrived on each link may wait for the ones sent before it.
+    ///
+    /// A packet sent before one that arrived on link `j` left no later than it, so it arrives
+    /// at most the slowest link's one-way delay (smoothed plus four deviations) after that
+    /// send — which was the arrival minus link `j`'s delay. Hence
+    /// `wait(j) = max_k high(k) - min(j)`, with the one-way delays measured on the peer's
+    /// packets ([`super::owd`]: clock offsets cancel in the difference). Until every connected
+    /// link has been measured, half the spread of the RTTs stands in.
+    fn update_reorder_wait(&mut self, _now: Instant) {
+        let connected = || self.links.iter().filter(|l| l.state.is_connected());
+        let one_way = connected().all(|l| l.owd.has_samples());
+        let reference = connected().find(|l| l.owd.has_samples()).map(|l| l.owd.min());
+        // With loss recovery, a hole may also be filled by a resent packet: that takes a NACK
+        // and the packet again, about the round trip of the fastest link.
+        let resend = if self.retransmit.is_some() {
+            connected().filter_map(|l| l.rtt.srtt()).min().unwrap_or(Duration::ZERO)
+        } else {
+            Duration::ZERO
+        };
+        if let (true, Some(r)) = (one_way, reference) {
+            let high = connected().map(|l| wrapping_diff(l.owd.high(), r)).max().unwrap_or(0);
+            for (w, l) in self.reorder_waits.iter_mut().zip(&self.links) {
+                let spread = (high - wrapping_diff(l.owd.min(), r)).max(0) as u64;
+                *w = (Duration::from_micros(spread) + resend + REORDER_MARGIN)
+                    .clamp_to(REORDER_MIN, REORDER_MAX);
+            }
+            return;
+        }
         let mut hi: Option<Duration> = None;
         let mut lo: Option<Duration> = None;
-        for l in self.links.iter().filter(|l| l.state.is_connected()) {
+        for l in connected() {
             // A link we cannot time yet may be the slowest: wait as long as for the worst.
             let Some(srtt) = l.rtt.srtt() else {
                 hi = Some(REORDER_MAX.saturating_mul(2));
@@ -411,11 +450,7 @@ impl Tunnel {
             (Some(h), Some(l)) => ((h - l).div(2) + REORDER_MARGIN).clamp_to(REORDER_MIN, REORDER_MAX),
             _ => REORDER_DEFAULT,
         };
-        if let Some(r) = &mut self.reorder {
-            r.set_max_wait(now, wait);
-        }
-        // The deadline of the packet held longest moves with the timeout.
-        self.update_reorder_timer();
+        self.reorder_waits.fill(wait);
     }
 
     fn update_reorder_timer(&mut self) {
@@ -447,7 +482,8 @@ impl Tunnel {
         let total = DATA_OVERHEAD + len;
         let seq = self.tx_seq;
         self.tx_seq = seq.wrapping_add(1);
-        let (link, mut timers) = self.timers_of(i);
+        let link = &mut self.links[i];
+        let mut timers = LinkTimers { table: &mut self.timers, link: i };
         let (Some(session), Some(dst)) = (link.session.as_mut(), link.peer) else {
             // A usable link always has both; if not, it is our bug, but not worth a panic.
             debug_assert!(false, "usable link without session or peer");
@@ -455,6 +491,9 @@ impl Tunnel {
             return Err(DropReason::NoLink);
         };
         buf[TRANSPORT_HEADER_LEN + super::crypto::TAG_LEN..DATA_OVERHEAD].copy_from_slice(&seq.to_be_bytes());
+        if let Some(store) = &mut self.retransmit {
+            store.record(now, i, session.next_pn(), seq, &buf[DATA_OVERHEAD..total]);
+        }
         let pn = session.seal(Kind::Data, &mut buf[..total]);
         link.on_data_sent(now, pn, total, &mut timers);
         Ok(Transmit { link: i, dst, len: total })
@@ -643,12 +682,16 @@ impl Tunnel {
             (false, _, Some(p)) if p.id == h.session => p,
             _ => return self.dropped(DropReason::UnknownSession),
         };
+        let previous_highest = session.rx_highest_seen();
         match session.open(h, buf) {
             Ok(()) => {}
             Err(OpenError::Replayed) => return self.dropped(DropReason::Replayed),
             Err(OpenError::Unauthenticated) => return self.dropped(DropReason::Unauthenticated),
         }
         let newest = session.rx_highest() == h.pn;
+        if current {
+            self.gaps.on_packet(h.session, previous_highest, h.pn);
+        }
         let server = !is_client(self.mode);
         let (l, mut timers) = self.timers_of(link);
         l.on_rx(now, buf.len(), &mut timers);
@@ -695,7 +738,28 @@ impl Tunnel {
                 self.on_transition(now, link, t);
                 Received::Consumed
             }
+            Kind::Nack => {
+                let Ok(nack) = Nack::parse(&buf[body_start..]) else {
+                    return self.dropped(DropReason::Malformed);
+                };
+                self.on_nack(now, &nack);
+                Received::Consumed
+            }
             Kind::Hello | Kind::Challenge | Kind::Confirm => unreachable!("handled by handle_datagram"),
+        }
+    }
+
+    /// The peer lost some of our packets: queue those we still have to be sent again.
+    fn on_nack(&mut self, now: Instant, nack: &Nack) {
+        let Some(store) = &mut self.retransmit else { return };
+        for &(session, first, count) in &nack.gaps {
+            let link = self.links.iter().position(|l| {
+                l.session.as_ref().is_some_and(|s| s.id == session)
+                    || l.previous.as_ref().is_some_and(|s| s.id == session)
+            });
+            if let Some(link) = link {
+                store.nack(now, link, first, count);
+            }
         }
     }
 
@@ -712,7 +776,7 @@ impl Tunnel {
         let Some(reorder) = &mut self.reorder else {
             return Received::Deliver(range);
         };
-        let arrival = reorder.arrive(now, seq, payload);
+        let arrival = reorder.arrive(now, seq, payload, self.reorder_waits[link]);
         let r = match arrival {
             Arrival::Deliver => Received::Deliver(range),
             Arrival::Held => Received::Consumed,
@@ -753,7 +817,20 @@ impl Tunnel {
 
     /// The next control datagram to send, written into `buf` (at least
     /// [`wire::MAX_CONTROL_LEN`] bytes).
+    ///
+    /// Resent data packets come through here too: give a buffer of at least
+    /// `DATA_OVERHEAD + mtu` bytes.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        if !self.gaps.is_empty() {
+            if let Some(t) = self.transmit_nack(buf) {
+                return Some(t);
+            }
+        }
+        if self.retransmit.as_ref().is_some_and(|r| r.pending()) {
+            if let Some(t) = self.transmit_resend(now, buf) {
+                return Some(t);
+            }
+        }
         let n = self.links.len();
         for k in 0..n {
             let i = (self.transmit_cursor + k) % n;
@@ -763,6 +840,58 @@ impl Tunnel {
             }
         }
         None
+    }
+
+    /// The usable link with the shortest round trip: the quickest way to tell the peer.
+    fn fastest_link(&self) -> Option<usize> {
+        (0..self.links.len())
+            .filter(|&i| self.links[i].is_usable() && self.links[i].peer.is_some())
+            .min_by_key(|&i| self.links[i].rtt.srtt_or(Duration::MAX))
+    }
+
+    fn transmit_nack(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        let i = self.fastest_link()?;
+        let nack = Nack { gaps: self.gaps.take() };
+        let len = TRANSPORT_HEADER_LEN + super::crypto::TAG_LEN + nack.len();
+        nack.emit(&mut buf[TRANSPORT_HEADER_LEN + super::crypto::TAG_LEN..len]);
+        let l = &mut self.links[i];
+        let dst = l.peer?;
+        l.session.as_mut()?.seal(Kind::Nack, &mut buf[..len]);
+        l.stats.tx_packets += 1;
+        l.stats.tx_bytes += len as u64;
+        Some(Transmit { link: i, dst, len })
+    }
+
+    /// Sends again a data packet the peer reported lost, on the link the scheduler picks.
+    fn transmit_resend(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        let store = self.retransmit.as_mut()?;
+        let (slot, seq, payload) = store.pop(now)?;
+        let len = payload.len();
+        if buf.len() < DATA_OVERHEAD + len {
+            return None;
+        }
+        buf[DATA_OVERHEAD..DATA_OVERHEAD + len].copy_from_slice(payload);
+        // The arrival scheduler knows where it lands first; round-robin does not care, so
+        // take the link with the shortest round trip.
+        let i = match self.scheduler_kind {
+            SchedulerKind::Arrival => match self.scheduler.pick(now, &self.views, len) {
+                Pick::Link(i) => i,
+                _ => return None,
+            },
+            SchedulerKind::Wrr => self.fastest_link()?,
+        };
+        let total = DATA_OVERHEAD + len;
+        buf[TRANSPORT_HEADER_LEN + super::crypto::TAG_LEN..DATA_OVERHEAD].copy_from_slice(&seq.to_be_bytes());
+        let (link, mut timers) = (&mut self.links[i], LinkTimers { table: &mut self.timers, link: i });
+        let dst = link.peer?;
+        let session = link.session.as_mut()?;
+        let pn = session.seal(Kind::Data, &mut buf[..total]);
+        link.on_data_sent(now, pn, total, &mut timers);
+        link.stats.retransmits += 1;
+        if let Some(store) = &mut self.retransmit {
+            store.resent_as(slot, i, pn);
+        }
+        Some(Transmit { link: i, dst, len: total })
     }
 
     fn transmit_for(&mut self, now: Instant, i: usize, buf: &mut [u8]) -> Option<Transmit> {

@@ -31,6 +31,7 @@
 //! | 4    | data       | session key     | tunnel sequence (u32) then the IP packet          |
 //! | 5    | keepalive  | session key     | [`Keepalive`]: timestamps and receive counters    |
 //! | 6    | disconnect | session key     | [`Disconnect`]                                    |
+//! | 7    | nack       | session key     | [`Nack`]: packets a link lost, to be resent       |
 //!
 //! The session id is chosen at random by the client for each link session; it lets one server
 //! tell sessions apart, and later serve several client sites behind one port. Packet numbers
@@ -62,8 +63,12 @@ pub const HANDSHAKE_LEN: usize = HANDSHAKE_HEADER_LEN + TAG_LEN + Challenge::LEN
 pub const KEEPALIVE_DATAGRAM_LEN: usize = TRANSPORT_HEADER_LEN + TAG_LEN + Keepalive::LEN;
 /// Length of a disconnect datagram.
 pub const DISCONNECT_DATAGRAM_LEN: usize = TRANSPORT_HEADER_LEN + TAG_LEN + Disconnect::LEN;
-/// A buffer that holds any control datagram.
-pub const MAX_CONTROL_LEN: usize = HANDSHAKE_LEN;
+/// Length of the largest NACK datagram.
+pub const MAX_NACK_DATAGRAM_LEN: usize = TRANSPORT_HEADER_LEN + TAG_LEN + Nack::MAX_LEN;
+/// A buffer that holds any control datagram (not a resent data packet, which needs the MTU
+/// plus [`DATA_OVERHEAD`]).
+pub const MAX_CONTROL_LEN: usize =
+    if HANDSHAKE_LEN > MAX_NACK_DATAGRAM_LEN { HANDSHAKE_LEN } else { MAX_NACK_DATAGRAM_LEN };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -73,6 +78,7 @@ pub enum Kind {
     Data = 4,
     Keepalive = 5,
     Disconnect = 6,
+    Nack = 7,
 }
 
 impl Kind {
@@ -84,6 +90,7 @@ impl Kind {
             4 => Kind::Data,
             5 => Kind::Keepalive,
             6 => Kind::Disconnect,
+            7 => Kind::Nack,
             _ => return None,
         })
     }
@@ -420,6 +427,52 @@ impl Disconnect {
     }
 }
 
+/// "These packets of mine did not arrive": one entry per gap, naming the session (so a NACK
+/// about a lossy link can travel on a better one), the first missing packet number and how many.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Nack {
+    pub gaps: heapless::Vec<(u32, u64, u16), { Nack::MAX }>,
+}
+
+impl Nack {
+    pub const MAX: usize = 16;
+    const ENTRY: usize = 4 + 8 + 2;
+    pub const MAX_LEN: usize = 1 + Self::MAX * Self::ENTRY;
+
+    pub fn len(&self) -> usize {
+        1 + self.gaps.len() * Self::ENTRY
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.gaps.is_empty()
+    }
+
+    pub fn parse(body: &[u8]) -> Result<Self, WireError> {
+        let (&count, rest) = body.split_first().ok_or(WireError::Truncated)?;
+        let count = usize::from(count);
+        if count > Self::MAX {
+            return Err(WireError::Length);
+        }
+        let mut r = check_len(rest, count * Self::ENTRY)?;
+        let mut gaps = heapless::Vec::new();
+        for _ in 0..count {
+            let entry = (r.u32(), r.u64(), u16::from_be_bytes(r.take()));
+            gaps.push(entry).map_err(|_| WireError::Length)?;
+        }
+        Ok(Nack { gaps })
+    }
+
+    pub fn emit(&self, body: &mut [u8]) {
+        let mut w = Writer(body);
+        w.put(&[self.gaps.len() as u8]);
+        for (session, first, count) in &self.gaps {
+            w.put(&session.to_be_bytes());
+            w.put(&first.to_be_bytes());
+            w.put(&count.to_be_bytes());
+        }
+    }
+}
+
 /// Reads the tunnel sequence at the front of an opened data body.
 pub fn parse_data(body: &[u8]) -> Result<(u32, &[u8]), WireError> {
     if body.len() < 4 {
@@ -464,7 +517,7 @@ mod tests {
         assert_eq!(Header::parse(&[]), Err(WireError::Truncated));
         assert_eq!(Header::parse(&[0x24; 40]), Err(WireError::Version));
         assert_eq!(Header::parse(&[0x10; 40]), Err(WireError::Kind));
-        assert_eq!(Header::parse(&[0x17; 40]), Err(WireError::Kind));
+        assert_eq!(Header::parse(&[0x18; 40]), Err(WireError::Kind));
         assert_eq!(Header::parse(&[0x14; 28]), Err(WireError::Truncated));
         assert!(Header::parse(&[0x14; 29]).is_ok());
         assert_eq!(Header::parse(&[0x11; 100]), Err(WireError::Length));
@@ -504,6 +557,16 @@ mod tests {
         h.emit(&mut b);
         assert_eq!(Hello::parse(&b), Ok(h));
         assert!(b[44..].iter().all(|&x| x == 0), "padding is zero");
+
+        let mut n = Nack::default();
+        n.gaps.push((7, 1 << 40, 3)).unwrap();
+        n.gaps.push((8, 5, 1)).unwrap();
+        let mut b = [0u8; Nack::MAX_LEN];
+        n.emit(&mut b);
+        assert_eq!(Nack::parse(&b[..n.len()]), Ok(n.clone()));
+        assert_eq!(Nack::parse(&b[..n.len() - 1]), Err(WireError::Length));
+        assert_eq!(Nack::parse(&[17]), Err(WireError::Length));
+        assert_eq!(Nack::parse(&[]), Err(WireError::Truncated));
 
         assert_eq!(parse_data(&[0, 0, 1]), Err(WireError::Truncated));
         assert_eq!(parse_data(&[0, 0, 1, 2, 9]), Ok((258, &[9u8][..])));

@@ -5,7 +5,7 @@
 //! a run is reproducible bit for bit.
 
 use super::net::{Path, PathConfig, Rng};
-use mlvpn::proto::wire::{DATA_OVERHEAD, MAX_CONTROL_LEN};
+use mlvpn::proto::wire::DATA_OVERHEAD;
 use mlvpn::proto::{
     Config, Duration, Event, Instant, LinkConfig, LinkState, Mode, Received, SchedulerKind, Tunnel, kdf,
 };
@@ -204,9 +204,9 @@ fn addr(a: u8, b: u8, port: u16) -> SocketAddr {
 }
 
 impl Sim {
-    /// Two engines with the default scheduler.
+    /// Two engines with the default scheduler and loss recovery.
     pub fn new(seed: u64, specs: &[LinkSpec], reorder_buffer_size: usize) -> Sim {
-        Sim::with_scheduler(seed, specs, reorder_buffer_size, SchedulerKind::default())
+        Sim::with_options(seed, specs, reorder_buffer_size, SchedulerKind::default(), 256)
     }
 
     pub fn with_scheduler(
@@ -215,10 +215,27 @@ impl Sim {
         reorder_buffer_size: usize,
         scheduler: SchedulerKind,
     ) -> Sim {
+        Sim::with_options(seed, specs, reorder_buffer_size, scheduler, 256)
+    }
+
+    pub fn with_options(
+        seed: u64,
+        specs: &[LinkSpec],
+        reorder_buffer_size: usize,
+        scheduler: SchedulerKind,
+        retransmit_buffer_size: usize,
+    ) -> Sim {
         let links: Vec<LinkConfig> = specs.iter().map(|s| s.config.clone()).collect();
-        let client_config =
-            Config { mode: Mode::Client, scheduler, links: links.clone(), reorder_buffer_size, mtu: MTU };
-        let server_config = Config { mode: Mode::Server, scheduler, links, reorder_buffer_size, mtu: MTU };
+        let config = |mode, links| Config {
+            mode,
+            scheduler,
+            links,
+            reorder_buffer_size,
+            mtu: MTU,
+            retransmit_buffer_size,
+        };
+        let client_config = config(Mode::Client, links.clone());
+        let server_config = config(Mode::Server, links);
         let sim_links = specs
             .iter()
             .enumerate()
@@ -349,7 +366,7 @@ impl Sim {
     fn drain(&mut self, side: Side) {
         let now = self.now;
         let mut buf = std::mem::take(&mut self.buf);
-        while let Some(tx) = self.engine(side).poll_transmit(now, &mut buf[..MAX_CONTROL_LEN]) {
+        while let Some(tx) = self.engine(side).poll_transmit(now, &mut buf) {
             let from = self.own_addr(side, tx.link);
             self.inject(side, tx.link, from, &buf[..tx.len]);
         }

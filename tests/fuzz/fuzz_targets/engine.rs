@@ -29,6 +29,7 @@ fn connect(now: Instant) -> (Tunnel, Session) {
         links: vec![LinkConfig::new("a"), LinkConfig::new("b")],
         reorder_buffer_size: 16,
         mtu: 1400,
+        retransmit_buffer_size: 16,
     };
     let mut server = Tunnel::new(config, psk(), [3; 32], now);
     let hk = handshake_key(psk());
