@@ -17,7 +17,9 @@
 //! holds [`QUEUE_LIMIT`] of data takes nothing more; when every link is that full the packet is
 //! refused ([`Pick::Congested`]), so the queues — and the latency of everything in the tunnel —
 //! stay short, and the TCP flows inside learn the tunnel's capacity from the drop, as they
-//! would from any router's.
+//! would from any router's. Small packets (TCP acknowledgements, pings, DNS) and resent ones
+//! are never refused ([`Scheduler::pick_urgent`]): they cost next to nothing and losing them
+//! costs a lot.
 
 use super::sched::{LinkView, Pick, Scheduler, is_candidate};
 use super::time::{Duration, Instant};
@@ -60,10 +62,10 @@ impl ArrivalScheduler {
     }
 }
 
-impl Scheduler for ArrivalScheduler {
-    fn pick(&mut self, now: Instant, links: &[LinkView], len: usize) -> Pick {
+impl ArrivalScheduler {
+    fn choose(&mut self, now: Instant, links: &[LinkView], len: usize, limit: Option<Duration>) -> Pick {
         let any_normal = links.iter().any(|l| l.usable && !l.fallback_only);
-        let limit = QUEUE_LIMIT.as_micros() as i64;
+        let limit = limit.map_or(i64::MAX, |l| l.as_micros() as i64);
         let mut best: Option<(i64, usize, u64)> = None;
         let mut candidates = false;
         for (i, l) in links.iter().enumerate() {
@@ -88,6 +90,16 @@ impl Scheduler for ArrivalScheduler {
             None if candidates => Pick::Congested,
             None => Pick::NoLink,
         }
+    }
+}
+
+impl Scheduler for ArrivalScheduler {
+    fn pick(&mut self, now: Instant, links: &[LinkView], len: usize) -> Pick {
+        self.choose(now, links, len, Some(QUEUE_LIMIT))
+    }
+
+    fn pick_urgent(&mut self, now: Instant, links: &[LinkView], len: usize) -> Pick {
+        self.choose(now, links, len, None)
     }
 
     fn backlogged(&self, now: Instant, link: usize) -> bool {
@@ -182,6 +194,15 @@ mod tests {
         let (_, drops, disorder) = run(&links, 9000, 1250, 3);
         assert_eq!(drops, 0);
         assert!(disorder <= 55_000 - QUEUE_LIMIT.as_micros() as i64 + 250, "{disorder} us");
+    }
+
+    #[test]
+    fn urgent_packets_go_even_when_every_link_is_full() {
+        let links = [link(10, 5), link(10, 30)];
+        let mut s = ArrivalScheduler::new(2);
+        let now = Instant::ZERO;
+        while s.pick(now, &links, 1250) != Pick::Congested {}
+        assert_eq!(s.pick_urgent(now, &links, 60), Pick::Link(0), "the fast link, full or not");
     }
 
     #[test]

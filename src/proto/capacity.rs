@@ -14,8 +14,11 @@
 //!   [`PROBE_GAINS`]: one round at 1.25 to find capacity that appeared, one at 0.75 to drain the
 //!   queue that built, six at 1.
 //! * **Queueing delay**: the receiver also reports how much longer than the minimum our packets
-//!   took. Far too long means the estimate is stale (the link got slower): it drops at once to
-//!   what is being delivered, rather than waiting for the window to forget.
+//!   took. Longer than [`STANDING_QUEUE`] means a queue stands that the pacing does not drain
+//!   (startup overshot, or the estimate is a little high): the gain drops to the draining 0.75
+//!   until it is gone. Far too long ([`QUEUE_TOO_LONG`]) means the estimate is stale (the link
+//!   got slower): it drops at once to what is being delivered, rather than waiting for the
+//!   window to forget.
 //!
 //! A configured `bandwidth_upload` is the starting estimate and a ceiling.
 
@@ -23,16 +26,23 @@ use super::time::{Duration, Instant};
 
 /// Shortest span of a delivery-rate sample: shorter spans measure packet bunching.
 pub const SAMPLE_SPAN: Duration = Duration::from_millis(60);
+/// Longest span (jittery links), bounded by the reports we remember.
+pub const MAX_SPAN: Duration = Duration::from_millis(400);
 /// The bandwidth estimate is the largest sample this recent.
 pub const MAX_WINDOW: Duration = Duration::from_millis(1500);
 /// Pacing gains of the probing cycle, one round each.
-pub const PROBE_GAINS: [u32; 8] = [125, 75, 100, 100, 100, 100, 100, 100];
+pub const PROBE_GAINS: [u32; 8] = [110, 90, 100, 100, 100, 100, 100, 100];
 /// Startup gain, in percent: the estimate can double per round.
 pub const STARTUP_GAIN: u32 = 200;
 /// Startup ends after this many rounds without 25% growth.
 const STARTUP_FLAT_ROUNDS: u32 = 3;
 /// Queueing delay beyond which the estimate is known to be too high.
-pub const QUEUE_TOO_LONG: Duration = Duration::from_millis(60);
+pub const QUEUE_TOO_LONG: Duration = Duration::from_millis(40);
+/// Queueing delay beyond which the link is drained (the scheduler itself queues up to
+/// [`super::arrival::QUEUE_LIMIT`]; this leaves room for that and for jitter).
+pub const STANDING_QUEUE: Duration = Duration::from_millis(25);
+/// Gain while draining a standing queue.
+const DRAIN_GAIN: u32 = 75;
 /// Estimate before anything is known (bytes/s): 2 Mbit/s.
 pub const INITIAL_RATE: u64 = 250_000;
 /// Never below 100 kbit/s: a link this slow still carries keepalives and is probed upwards.
@@ -40,7 +50,7 @@ pub const MIN_RATE: u64 = 12_500;
 
 /// Max-filter buckets (each `MAX_WINDOW / BUCKETS`).
 const BUCKETS: usize = 6;
-/// Reports remembered to find one `SAMPLE_SPAN` back.
+/// Reports remembered to find one a span back (reports come every 20 ms or so under load).
 const HISTORY: usize = 32;
 
 #[derive(Debug, Clone)]
@@ -63,6 +73,11 @@ pub struct Capacity {
     busy_since: Option<Instant>,
     /// Latest delivery rate sample.
     pub latest: u64,
+    /// The receiver says our packets wait in a queue the pacing does not drain.
+    draining: bool,
+    /// Since when the link has queued too long while busy, and the best it delivered since.
+    slow_since: Instant,
+    recent_busy_max: u64,
 }
 
 impl Capacity {
@@ -83,6 +98,9 @@ impl Capacity {
             cycle_start: now,
             busy_since: None,
             latest: 0,
+            draining: false,
+            slow_since: now,
+            recent_busy_max: 0,
         }
     }
 
@@ -96,7 +114,13 @@ impl Capacity {
     }
 
     fn gain(&self) -> u32 {
-        if self.startup { STARTUP_GAIN } else { PROBE_GAINS[self.cycle_index] }
+        if self.draining {
+            DRAIN_GAIN
+        } else if self.startup {
+            STARTUP_GAIN
+        } else {
+            PROBE_GAINS[self.cycle_index]
+        }
     }
 
     /// The rate the scheduler may send at now, bytes/s.
@@ -122,6 +146,8 @@ impl Capacity {
     /// A receiver report: at peer time `peer_ts` it had received `rx_bytes` (wrapping) on this
     /// link, and our packets queued `queueing` longer than the minimum. `round` is one round
     /// trip (SRTT, at least a few milliseconds).
+    /// `jitter` (RTTVAR) widens the span of delivery samples: on a link whose packets bunch
+    /// up, a short span measures the bunching.
     pub fn on_report(
         &mut self,
         now: Instant,
@@ -129,21 +155,36 @@ impl Capacity {
         rx_bytes: u32,
         queueing: Option<Duration>,
         round: Duration,
+        jitter: Duration,
     ) {
-        let sample = self.sample(peer_ts, rx_bytes);
+        if let Some(q) = queueing {
+            // Hysteresis: drain from STANDING_QUEUE down to half of it.
+            self.draining = q > STANDING_QUEUE || (self.draining && q > STANDING_QUEUE.div(2));
+        }
+        let span = jitter.saturating_mul(2).clamp_to(SAMPLE_SPAN, MAX_SPAN);
+        let sample = self.sample(peer_ts, rx_bytes, span);
         if let Some(rate) = sample {
             self.latest = rate;
-            let trusted = self.busy_for(now, SAMPLE_SPAN) || rate > self.estimate;
-            if trusted {
+            let busy = self.busy_for(now, span);
+            if busy || rate > self.estimate {
                 self.record(now, rate);
             }
-            if queueing.is_some_and(|q| q > QUEUE_TOO_LONG)
-                && rate < self.estimate
-                && self.busy_for(now, SAMPLE_SPAN)
+            if busy && queueing.is_some_and(|q| q > QUEUE_TOO_LONG) {
+                self.recent_busy_max = self.recent_busy_max.max(rate);
+            } else {
+                self.recent_busy_max = 0;
+                self.slow_since = now;
+            }
+            if self.recent_busy_max > 0
+                && now - self.slow_since >= round.max(span)
+                && self.recent_busy_max < self.estimate - self.estimate / 5
             {
-                // The link got slower than we think: believe what it delivers now.
+                // For a whole round the link queued far too long and delivered clearly less
+                // than we think it can: it got slower. Believe what it delivers now.
                 self.buckets = [(0, now); BUCKETS];
-                self.record(now, rate);
+                self.record(now, self.recent_busy_max);
+                self.recent_busy_max = 0;
+                self.slow_since = now;
                 self.startup = false;
             }
             // With no trusted sample in the window (an idle link), the estimate stands.
@@ -158,8 +199,8 @@ impl Capacity {
         self.advance_round(now, round, queueing);
     }
 
-    fn sample(&mut self, peer_ts: u32, rx_bytes: u32) -> Option<u64> {
-        let span_us = SAMPLE_SPAN.as_micros() as u32;
+    fn sample(&mut self, peer_ts: u32, rx_bytes: u32, span: Duration) -> Option<u64> {
+        let span_us = span.as_micros() as u32;
         // Newest first: the first report at least a span older than this one.
         let mut found = None;
         for k in 0..self.history_len {
@@ -223,7 +264,7 @@ impl Capacity {
                 self.flat_rounds += 1;
             }
             self.round_start = now;
-            let queue_built = queueing.is_some_and(|q| q > QUEUE_TOO_LONG.div(2));
+            let queue_built = queueing.is_some_and(|q| q > STANDING_QUEUE.div(2));
             if self.flat_rounds >= STARTUP_FLAT_ROUNDS
                 || queue_built
                 || self.cap.is_some_and(|c| self.estimate >= c)
@@ -258,6 +299,7 @@ mod tests {
                 *bytes as u32,
                 Some(Duration::from_millis(5)),
                 Duration::from_millis(40),
+                Duration::ZERO,
             );
         }
     }
@@ -301,6 +343,7 @@ mod tests {
                 bytes as u32,
                 Some(Duration::ZERO),
                 Duration::from_millis(40),
+                Duration::ZERO,
             );
         }
         assert_eq!(c.estimate(), before);
@@ -332,6 +375,7 @@ mod tests {
                 bytes as u32,
                 Some(Duration::from_millis(100)),
                 Duration::from_millis(40),
+                Duration::ZERO,
             );
         }
         assert!(c.estimate() < 2_500_000, "{}", c.estimate());

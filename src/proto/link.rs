@@ -365,7 +365,7 @@ impl Link {
         };
         self.capacity.set_busy(now, backlogged);
         let round = self.rtt.srtt_or(Duration::from_millis(100));
-        self.capacity.on_report(now, ka.timestamp, ka.rx_bytes, queueing, round);
+        self.capacity.on_report(now, ka.timestamp, ka.rx_bytes, queueing, round, self.rtt.rttvar());
         if ka.flags & flags::HAS_ECHO != 0 && self.last_echo != Some(ka.echo_timestamp) {
             self.last_echo = Some(ka.echo_timestamp);
             let rtt = now.wire_timestamp().wrapping_sub(ka.echo_timestamp).wrapping_sub(ka.echo_delay);
@@ -462,7 +462,7 @@ impl Link {
         if self.owd.has_samples() {
             ka.flags |= flags::HAS_OWD;
             ka.owd = self.owd.smoothed();
-            ka.owd_min = self.owd.min();
+            ka.owd_min = self.owd.smoothed_min();
         }
         ka
     }

@@ -35,6 +35,9 @@ pub struct OwdTracker {
     /// Minimum of the current and previous bucket, and when the current bucket began.
     min_current: i64,
     min_previous: i64,
+    /// The same for the smoothed delay.
+    smooth_min_current: i64,
+    smooth_min_previous: i64,
     bucket_start: Instant,
     samples: u64,
 }
@@ -50,6 +53,8 @@ impl OwdTracker {
             self.deviation = 0;
             self.min_current = v;
             self.min_previous = v;
+            self.smooth_min_current = v;
+            self.smooth_min_previous = v;
             self.bucket_start = now;
         } else {
             let err = (v - self.smoothed).abs();
@@ -58,9 +63,12 @@ impl OwdTracker {
             if now - self.bucket_start >= MIN_WINDOW {
                 self.min_previous = self.min_current;
                 self.min_current = v;
+                self.smooth_min_previous = self.smooth_min_current;
+                self.smooth_min_current = self.smoothed;
                 self.bucket_start = now;
             }
             self.min_current = self.min_current.min(v);
+            self.smooth_min_current = self.smooth_min_current.min(self.smoothed);
         }
         self.samples += 1;
     }
@@ -78,9 +86,16 @@ impl OwdTracker {
         self.to_wire(self.smoothed)
     }
 
-    /// Minimum delay over the window (with the clock offset), for the peer.
+    /// Minimum delay over the window (with the clock offset): no packet was faster.
     pub fn min(&self) -> u32 {
         self.to_wire(self.min_current.min(self.min_previous))
+    }
+
+    /// Minimum of the *smoothed* delay over the window (with the clock offset), for the peer:
+    /// the delay of the link unloaded. Jitter moves single samples, not the average, so the
+    /// distance from this to [`OwdTracker::smoothed`] is queueing, not jitter.
+    pub fn smoothed_min(&self) -> u32 {
+        self.to_wire(self.smooth_min_current.min(self.smooth_min_previous))
     }
 
     /// The delay most packets stay under: smoothed plus four deviations.
@@ -88,9 +103,10 @@ impl OwdTracker {
         self.to_wire(self.smoothed + 4 * self.deviation)
     }
 
-    /// Current queueing delay: smoothed minus minimum.
+    /// Current queueing delay: smoothed minus its minimum.
     pub fn queueing(&self) -> Duration {
-        Duration::from_micros((self.smoothed - self.min_current.min(self.min_previous)).max(0) as u64)
+        let floor = self.smooth_min_current.min(self.smooth_min_previous);
+        Duration::from_micros((self.smoothed - floor).max(0) as u64)
     }
 }
 
@@ -135,11 +151,26 @@ mod tests {
         }
         assert_eq!(t.queueing(), Duration::ZERO);
         // The path got 50 ms longer for good: after two windows the minimum follows.
-        for k in 30..60u64 {
+        for k in 30..80u64 {
             let now = start + Duration::from_millis(k * 1000);
             t.on_sample(now, (now.as_micros() - 70_000) as u32);
         }
         assert!(t.queueing() < Duration::from_millis(1), "{:?}", t.queueing());
+    }
+
+    #[test]
+    fn jitter_is_not_queueing() {
+        let mut t = OwdTracker::default();
+        let mut x = 7u64;
+        for k in 0..2000u64 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let jitter = (x >> 33) % 200_000; // 0..200 ms on top of 20 ms
+            let now = ms(k * 10) + Duration::from_micros(20_000 + jitter);
+            t.on_sample(now, ms(k * 10).wire_timestamp());
+        }
+        assert!(t.queueing() < Duration::from_millis(40), "{:?}", t.queueing());
+        let spread = wrapping_diff(t.smoothed(), t.min());
+        assert!(spread > 50_000, "{spread}");
     }
 
     #[test]

@@ -45,6 +45,12 @@ pub trait Scheduler: std::fmt::Debug {
     /// The link for a packet of `len` bytes.
     fn pick(&mut self, now: Instant, links: &[LinkView], len: usize) -> Pick;
 
+    /// Like [`Scheduler::pick`], but a packet that must go (a small one, or one sent again)
+    /// is never refused as congestion: it goes where it arrives first, full or not.
+    fn pick_urgent(&mut self, now: Instant, links: &[LinkView], len: usize) -> Pick {
+        self.pick(now, links, len)
+    }
+
     /// Whether `link` has more queued than it can carry right away (its capacity is being
     /// measured, not our demand).
     fn backlogged(&self, _now: Instant, _link: usize) -> bool {

@@ -48,6 +48,9 @@ pub const REORDER_MAX: Duration = Duration::from_secs(1);
 pub const REORDER_MARGIN: Duration = Duration::from_millis(5);
 /// Reorder timeout before any RTT is known.
 pub const REORDER_DEFAULT: Duration = Duration::from_millis(100);
+/// Packets this small (TCP acknowledgements, pings, DNS queries) are never refused for
+/// congestion: they weigh nothing, and dropping an acknowledgement slows a whole flow.
+pub const SMALL_PACKET: usize = 128;
 /// Events kept for `poll_event`; more are counted and dropped.
 const EVENT_QUEUE: usize = 256;
 
@@ -468,7 +471,12 @@ impl Tunnel {
             self.drops.count(DropReason::TooBig);
             return Err(DropReason::TooBig);
         }
-        let i = match self.scheduler.pick(now, &self.views, len) {
+        let pick = if len <= SMALL_PACKET {
+            self.scheduler.pick_urgent(now, &self.views, len)
+        } else {
+            self.scheduler.pick(now, &self.views, len)
+        };
+        let i = match pick {
             Pick::Link(i) => i,
             Pick::NoLink => {
                 self.drops.count(DropReason::NoLink);
@@ -874,7 +882,7 @@ impl Tunnel {
         // The arrival scheduler knows where it lands first; round-robin does not care, so
         // take the link with the shortest round trip.
         let i = match self.scheduler_kind {
-            SchedulerKind::Arrival => match self.scheduler.pick(now, &self.views, len) {
+            SchedulerKind::Arrival => match self.scheduler.pick_urgent(now, &self.views, len) {
                 Pick::Link(i) => i,
                 _ => return None,
             },

@@ -360,7 +360,7 @@ pub struct Keepalive {
     /// How long the peer's keepalives take to reach us on this link, smoothed, plus the
     /// unknown offset between the two clocks ([`super::owd`]) ...
     pub owd: u32,
-    /// ... and the minimum of that over the last seconds.
+    /// ... and the minimum of that over the last seconds: the difference is queueing.
     pub owd_min: u32,
 }
 

@@ -154,6 +154,8 @@ pub struct Sim {
     pub server_log: Log,
     /// Every datagram put on the wire, when capture is on (for attack scenarios).
     pub capture: Option<Vec<Captured>>,
+    /// The server sends back every packet of this length it receives (a ping responder).
+    pub echo_len: Option<usize>,
     flights: BinaryHeap<Reverse<Flight>>,
     order: u64,
     buf: Vec<u8>,
@@ -266,6 +268,7 @@ impl Sim {
             client_log: Log::default(),
             server_log: Log::default(),
             capture: None,
+            echo_len: None,
             flights: BinaryHeap::new(),
             order: 0,
             buf: vec![0u8; 65_536],
@@ -384,6 +387,19 @@ impl Sim {
         let sent = Instant::from_micros(u64::from_be_bytes(packet[8..16].try_into().unwrap()));
         let now = self.now;
         self.log_mut(side).deliveries.push(Delivery { seq, sent, at: now, len: packet.len() });
+        if side == Side::Server && self.echo_len == Some(packet.len()) {
+            self.echo(packet);
+        }
+    }
+
+    /// The server answers a ping: the same bytes back through the tunnel.
+    fn echo(&mut self, packet: &[u8]) {
+        let mut buf = vec![0u8; DATA_OVERHEAD + packet.len()];
+        buf[DATA_OVERHEAD..].copy_from_slice(packet);
+        if let Ok(tx) = self.server.handle_tun(self.now, &mut buf, packet.len()) {
+            let from = self.own_addr(Side::Server, tx.link);
+            self.inject(Side::Server, tx.link, from, &buf[..tx.len]);
+        }
     }
 
     fn arrive(&mut self, f: Flight) {
