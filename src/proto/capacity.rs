@@ -104,6 +104,14 @@ impl Capacity {
         }
     }
 
+    /// A new configured ceiling (`bandwidth_upload` changed on reload).
+    pub fn set_cap(&mut self, cap: Option<u64>) {
+        self.cap = cap;
+        if let Some(c) = cap {
+            self.estimate = self.estimate.min(c);
+        }
+    }
+
     /// The bottleneck bandwidth estimate, bytes/s.
     pub fn estimate(&self) -> u64 {
         self.estimate

@@ -22,4 +22,7 @@ pub mod wire;
 
 pub use link::{DownReason, LinkConfig, LinkState};
 pub use time::{Duration, Instant};
-pub use tunnel::{Config, DropReason, Event, Mode, Received, SchedulerKind, Transmit, Tunnel};
+pub use tunnel::{
+    Config, DropReason, Event, Mode, Received, ReconfigureError, Reconfigured, SchedulerKind, Transmit,
+    Tunnel,
+};

@@ -128,6 +128,20 @@ impl ReorderBuffer {
         (seq % self.capacity) as usize
     }
 
+    pub fn capacity(&self) -> usize {
+        self.capacity as usize
+    }
+
+    /// The next sequence number expected, if known.
+    pub fn next_expected(&self) -> Option<u32> {
+        self.next
+    }
+
+    /// Continues a sequence another buffer was following (the buffer was resized).
+    pub fn resume_at(&mut self, next: Option<u32>) {
+        self.next = next;
+    }
+
     /// Packets held or released and not yet popped.
     pub fn len(&self) -> usize {
         self.held + self.ready.len()

@@ -59,6 +59,27 @@ impl RetransmitStore {
         }
     }
 
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The links changed: link `i` now is old link `from[i]` (or new).
+    pub fn remap_links(&mut self, from: &[Option<usize>]) {
+        let capacity = self.slots.len();
+        self.by_pn = from
+            .iter()
+            .map(|f| f.and_then(|i| self.by_pn.get(i).cloned()).unwrap_or_else(|| vec![u32::MAX; capacity]))
+            .collect();
+        // Slots remember their link's old index: forget what cannot be mapped back.
+        for s in &mut self.slots {
+            match from.iter().position(|f| *f == Some(s.link as usize)) {
+                Some(new) => s.link = new as u16,
+                None => s.used = false,
+            }
+        }
+        self.queue.clear();
+    }
+
     fn index(&self, pn: u64) -> usize {
         (pn % self.slots.len() as u64) as usize
     }

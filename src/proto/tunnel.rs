@@ -241,6 +241,48 @@ pub struct Tunnel {
     mtu: usize,
 }
 
+fn new_scheduler(kind: SchedulerKind, links: usize) -> Box<dyn Scheduler> {
+    match kind {
+        SchedulerKind::Arrival => Box::new(ArrivalScheduler::new(links)),
+        SchedulerKind::Wrr => Box::new(WeightedRoundRobin::new(links)),
+    }
+}
+
+/// The scheduler's view of configured links before anything is measured.
+fn initial_views(links: &[LinkConfig]) -> Vec<LinkView> {
+    let weights_known = links.iter().any(|l| l.bandwidth_upload.is_some());
+    let set: Vec<u64> = links.iter().filter_map(|l| l.bandwidth_upload).collect();
+    let mean = (set.iter().sum::<u64>() / set.len().max(1) as u64).max(1);
+    links
+        .iter()
+        .map(|l| LinkView {
+            usable: false,
+            fallback_only: l.fallback_only,
+            // Unset among set ones: the mean, so a forgotten value does not starve a link.
+            weight: if weights_known { l.bandwidth_upload.unwrap_or(mean).max(1) } else { 1 },
+            rate: 0,
+            delay_us: 0,
+        })
+        .collect()
+}
+
+/// Why [`Tunnel::reconfigure`] refused a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReconfigureError {
+    /// Client and server cannot swap roles in a running process.
+    ModeChanged,
+}
+
+/// What [`Tunnel::reconfigure`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconfigured {
+    /// For each link of the new configuration, the index it had before, or `None` if new.
+    pub continued_from: Vec<Option<usize>>,
+    /// Disconnects for links that are gone: (old link index, destination, datagram). Send them
+    /// on the old sockets before closing those.
+    pub goodbyes: Vec<(usize, SocketAddr, Vec<u8>)>,
+}
+
 /// The round trip measured by a handshake message that echoes our timestamp. (The echo is
 /// authenticated and answers a fresh message of ours, so it is at most a few seconds old.)
 fn handshake_rtt(now: Instant, echo: u32) -> Duration {
@@ -260,23 +302,7 @@ impl Tunnel {
         let cookies = CookieJar::new(&mut rng);
         let instance = rng.next_u64();
         let n = config.links.len();
-        let weights_known = config.links.iter().any(|l| l.bandwidth_upload.is_some());
-        let mean = {
-            let set: Vec<u64> = config.links.iter().filter_map(|l| l.bandwidth_upload).collect();
-            (set.iter().sum::<u64>() / set.len().max(1) as u64).max(1)
-        };
-        let views = config
-            .links
-            .iter()
-            .map(|l| LinkView {
-                usable: false,
-                fallback_only: l.fallback_only,
-                // Unset among set ones: the mean, so a forgotten value does not starve a link.
-                weight: if weights_known { l.bandwidth_upload.unwrap_or(mean).max(1) } else { 1 },
-                rate: 0,
-                delay_us: 0,
-            })
-            .collect();
+        let views = initial_views(&config.links);
         let client = is_client(config.mode);
         let mut t = Tunnel {
             mode: config.mode,
@@ -288,10 +314,7 @@ impl Tunnel {
             links: config.links.into_iter().map(|c| Link::new(c, client)).collect(),
             timers: TimerTable::new(n),
             scheduler_kind: config.scheduler,
-            scheduler: match config.scheduler {
-                SchedulerKind::Arrival => Box::new(ArrivalScheduler::new(n)),
-                SchedulerKind::Wrr => Box::new(WeightedRoundRobin::new(n)),
-            },
+            scheduler: new_scheduler(config.scheduler, n),
             views,
             reorder: (config.reorder_buffer_size > 0)
                 .then(|| ReorderBuffer::new(config.reorder_buffer_size, config.mtu)),
@@ -325,6 +348,105 @@ impl Tunnel {
 
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// Applies a new configuration in place. Links are matched by name: a link that stays keeps
+    /// its session, its measurements and its place in the reorder sequence, so traffic over it
+    /// does not notice (its settings — timeout, tolerances, bandwidth, fallback — change in
+    /// place). A new link starts handshaking (client) or waits for its peer (server); a removed
+    /// one says goodbye. `psk` may change: established sessions keep their keys, new handshakes
+    /// use the new one.
+    pub fn reconfigure(
+        &mut self,
+        now: Instant,
+        config: Config,
+        psk: &Key,
+    ) -> Result<Reconfigured, ReconfigureError> {
+        if config.mode != self.mode {
+            return Err(ReconfigureError::ModeChanged);
+        }
+        let continued_from: Vec<Option<usize>> =
+            config.links.iter().map(|c| self.links.iter().position(|l| l.config.name == c.name)).collect();
+        let connected_before = self.connected;
+        let mut goodbyes = Vec::new();
+        let mut buf = [0u8; wire::DISCONNECT_DATAGRAM_LEN];
+        for (i, l) in self.links.iter_mut().enumerate() {
+            if continued_from.contains(&Some(i)) || !l.state.is_connected() {
+                continue;
+            }
+            if let (Some(s), Some(dst)) = (l.session.as_mut(), l.peer) {
+                let len = buf.len();
+                Disconnect { reason: DisconnectReason::Reconfigured }.emit(&mut buf[len - Disconnect::LEN..]);
+                s.seal(Kind::Disconnect, &mut buf);
+                goodbyes.push((i, dst, buf.to_vec()));
+            }
+        }
+        let mut old: Vec<Option<Link>> = std::mem::take(&mut self.links).into_iter().map(Some).collect();
+        let client = is_client(self.mode);
+        let n = config.links.len();
+        self.links = config
+            .links
+            .iter()
+            .zip(&continued_from)
+            .map(|(c, from)| match from.and_then(|i| old[i].take()) {
+                Some(mut link) => {
+                    link.config = c.clone();
+                    link.capacity.set_cap(c.bandwidth_upload);
+                    link
+                }
+                None => Link::new(c.clone(), client),
+            })
+            .collect();
+        let same_links = continued_from.iter().enumerate().all(|(i, f)| *f == Some(i)) && old.len() == n;
+        self.timers = self.timers.remapped(&continued_from);
+        for (i, from) in continued_from.iter().enumerate() {
+            if from.is_none() && client {
+                self.timers.set(Timer::Link(i, LinkTimer::Handshake), now);
+            }
+        }
+        self.views = initial_views(&config.links);
+        if !same_links || config.scheduler != self.scheduler_kind {
+            self.scheduler = new_scheduler(config.scheduler, n);
+            self.scheduler_kind = config.scheduler;
+        }
+        self.reorder_waits = continued_from
+            .iter()
+            .map(|f| {
+                f.map_or(REORDER_DEFAULT, |i| self.reorder_waits.get(i).copied().unwrap_or(REORDER_DEFAULT))
+            })
+            .collect();
+        self.owe_disconnect = vec![false; n];
+        self.transmit_cursor = 0;
+        let sizes_changed = config.mtu != self.mtu
+            || self.reorder.as_ref().map_or(0, |r| r.capacity()) != config.reorder_buffer_size
+            || self.retransmit.as_ref().map_or(0, |r| r.capacity()) != config.retransmit_buffer_size;
+        if sizes_changed {
+            self.mtu = config.mtu;
+            let mut reorder = (config.reorder_buffer_size > 0)
+                .then(|| ReorderBuffer::new(config.reorder_buffer_size, config.mtu));
+            if let (Some(r), Some(old)) = (&mut reorder, &self.reorder) {
+                r.resume_at(old.next_expected());
+            }
+            self.reorder = reorder;
+            self.retransmit = (config.retransmit_buffer_size > 0)
+                .then(|| RetransmitStore::new(config.retransmit_buffer_size, config.mtu + 4, n));
+        } else if !same_links {
+            if let Some(r) = &mut self.retransmit {
+                r.remap_links(&continued_from);
+            }
+        }
+        if *psk != self.psk {
+            self.psk = psk.clone();
+            self.handshake_key = handshake_key(psk);
+        }
+        self.connected = self.links.iter().filter(|l| l.state.is_connected()).count();
+        if connected_before > 0 && self.connected == 0 {
+            self.push_event(Event::TunnelDown);
+        }
+        self.update_views();
+        self.update_reorder_wait(now);
+        self.update_reorder_timer();
+        Ok(Reconfigured { continued_from, goodbyes })
     }
 
     pub fn links(&self) -> &[Link] {

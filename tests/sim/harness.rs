@@ -304,6 +304,41 @@ impl Sim {
         }
     }
 
+    /// Reloads one side's engine with links `specs` (matched by name). Links new to the
+    /// simulation are appended; a goodbye for a removed link goes out on its old path.
+    pub fn reconfigure(&mut self, side: Side, specs: &[LinkSpec]) -> mlvpn::proto::Reconfigured {
+        for s in specs.iter().skip(self.links.len()) {
+            let i = self.links.len();
+            self.links.push(SimLink {
+                up: Path::new(s.up, Rng::fork(self.engine_seeds, 2 * i as u64)),
+                down: Path::new(s.down, Rng::fork(self.engine_seeds, 2 * i as u64 + 1)),
+                client_addr: addr(1, i as u8, 40_000 + i as u16),
+                server_addr: addr(2, i as u8, 5080 + i as u16),
+            });
+        }
+        let links: Vec<LinkConfig> = specs.iter().map(|s| s.config.clone()).collect();
+        let config = match side {
+            Side::Client => &mut self.client_config,
+            Side::Server => &mut self.server_config,
+        };
+        config.links = links;
+        let config = config.clone();
+        let now = self.now;
+        let r = self.engine(side).reconfigure(now, config, psk()).expect("same mode");
+        for (old, _, datagram) in &r.goodbyes {
+            let from = self.own_addr(side, *old);
+            self.inject(side, *old, from, datagram);
+        }
+        if side == Side::Client {
+            for i in 0..specs.len() {
+                let a = self.links[i].server_addr;
+                self.client.set_remote(i, a);
+            }
+        }
+        self.drain(side);
+        r
+    }
+
     /// Adds a constant-rate source on `side` from `start` to `stop`.
     pub fn add_source(&mut self, side: Side, rate_mbps: f64, size: usize, start: Instant, stop: Instant) {
         self.sources.push(Source {
@@ -403,6 +438,9 @@ impl Sim {
     }
 
     fn arrive(&mut self, f: Flight) {
+        if f.link >= self.engine(f.to).links().len() {
+            return; // a link this side no longer has
+        }
         let now = self.now;
         let mut buf = std::mem::take(&mut self.buf);
         let n = f.bytes.len();

@@ -537,3 +537,93 @@ fn lossy_link_stops_carrying_data_and_comes_back_when_clean() {
         assert!(sim.client_log.entered(0, LinkState::Lossy).is_empty());
     }
 }
+
+#[test]
+fn reload_with_the_same_links_loses_nothing_and_changes_no_state() {
+    for seed in SEEDS {
+        let mut specs =
+            [LinkSpec::new("a", 20.0, 10), LinkSpec::new("b", 20.0, 25), LinkSpec::new("c", 20.0, 15)];
+        let mut sim = Sim::new(seed, &specs, 512);
+        sim.run_until_all_up(ms(2000));
+        let t0 = sim.now;
+        // Warm the capacity estimates, then measure around the reload.
+        sim.add_source(Side::Client, 20.0, 1000, t0, t0 + Duration::from_secs(6));
+        sim.add_source(Side::Server, 20.0, 1000, t0, t0 + Duration::from_secs(6));
+        sim.run_until(t0 + Duration::from_secs(3));
+        let events = (sim.client_log.events.len(), sim.server_log.events.len());
+        let from = sim.now;
+        for s in &mut specs {
+            s.config.timeout = Duration::from_secs(30);
+            s.config.loss_tolerance = 50;
+        }
+        let r1 = sim.reconfigure(Side::Server, &specs);
+        sim.run_until(sim.now + Duration::from_millis(300));
+        let r2 = sim.reconfigure(Side::Client, &specs);
+        let to = from + Duration::from_secs(2);
+        sim.run_until(t0 + Duration::from_secs(7));
+        let expect = (2.0 * 20e6 / 8.0 / 1000.0) as usize;
+        let got =
+            |log: &harness::Log| log.deliveries.iter().filter(|d| d.sent >= from && d.sent < to).count();
+        let drops = (sim.client.drops().received_total(), sim.server.drops().received_total());
+        println!(
+            "reload seed={seed:#x}: {} and {} of ~{expect} packets around the reload delivered, drops {drops:?}, \
+             events after: {} {}",
+            got(&sim.server_log),
+            got(&sim.client_log),
+            sim.client_log.events.len() - events.0,
+            sim.server_log.events.len() - events.1
+        );
+        assert_eq!(r1.continued_from, [Some(0), Some(1), Some(2)]);
+        assert!(r1.goodbyes.is_empty() && r2.goodbyes.is_empty());
+        assert_eq!((sim.client_log.events.len(), sim.server_log.events.len()), events, "no state change");
+        assert!(got(&sim.server_log) >= expect - 1 && got(&sim.client_log) >= expect - 1, "nothing lost");
+        assert_eq!(sim.client.links()[0].config.loss_tolerance, 50);
+    }
+}
+
+#[test]
+fn reload_adds_and_removes_links() {
+    for seed in SEEDS {
+        let specs =
+            [LinkSpec::new("a", 20.0, 10), LinkSpec::new("b", 20.0, 25), LinkSpec::new("c", 20.0, 15)];
+        let mut sim = Sim::new(seed, &specs, 512);
+        sim.run_until_all_up(ms(2000));
+        let t0 = sim.now;
+        sim.add_source(Side::Client, 10.0, 1000, t0, t0 + Duration::from_secs(8));
+        sim.run_until(t0 + Duration::from_secs(1));
+        // The client drops link c: it says goodbye, the server marks it down at once.
+        let cut = sim.now;
+        let r = sim.reconfigure(Side::Client, &specs[..2]);
+        sim.run_until(cut + Duration::from_millis(200));
+        let down = sim.server_log.events.iter().find_map(|(t, e)| match e {
+            Event::Link { link: 2, to: LinkState::Down, reason, .. } if *t >= cut => {
+                Some((*t - cut, *reason))
+            }
+            _ => None,
+        });
+        // Both ends gain link d.
+        let mut more = specs.to_vec();
+        more[2] = LinkSpec::new("d", 20.0, 5);
+        sim.reconfigure(Side::Server, &more);
+        let add = sim.now;
+        sim.reconfigure(Side::Client, &more);
+        sim.run_until(add + Duration::from_secs(2));
+        let up = first_after(&sim.client_log, 2, LinkState::Up, add);
+        let gap = sim
+            .server_log
+            .deliveries
+            .windows(2)
+            .filter(|w| w[0].at >= t0 && w[1].at - w[0].at > Duration::from_millis(100))
+            .count();
+        println!(
+            "reload seed={seed:#x}: removed link down at the server after {down:?}; added link up after {up:?}; {gap} stalls"
+        );
+        assert_eq!(r.goodbyes.len(), 1);
+        assert!(down.is_some_and(
+            |(d, why)| d <= Duration::from_millis(20) && why == Some(DownReason::PeerDisconnected)
+        ));
+        assert!(up.is_some_and(|d| d <= Duration::from_secs(1)));
+        assert_eq!(sim.server.links()[2].config.name, "d");
+        assert_eq!(gap, 0, "traffic never stalled");
+    }
+}
