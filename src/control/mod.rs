@@ -22,10 +22,14 @@
 //! * [`client`]: `mlvpn status`'s side;
 //! * `json`, `prom`: the two small writers.
 
+pub mod client;
 mod json;
 mod prom;
 pub mod request;
+pub mod server;
 pub mod status;
 
+pub use client::{query, query_http};
 pub use json::error_message;
+pub use server::{CLIENT_TIMEOUT, ControlServer, MAX_CLIENTS};
 pub use status::{LinkStatus, ReorderStatus, Status};
