@@ -17,6 +17,7 @@
 //! when a client asks; [`query`] is the client side.
 //!
 //! * [`status`]: the snapshot and its renderings;
+//! * [`snapshot`]: a [`Status`] from the engine and the shell's figures;
 //! * [`server`]: listeners, clients, bounds;
 //! * [`request`]: the request parser (sans-IO, never panics);
 //! * [`client`]: `mlvpn status`'s side;
@@ -27,9 +28,11 @@ mod json;
 mod prom;
 pub mod request;
 pub mod server;
+pub mod snapshot;
 pub mod status;
 
 pub use client::{query, query_http};
 pub use json::error_message;
 pub use server::{CLIENT_TIMEOUT, ControlServer, MAX_CLIENTS};
+pub use snapshot::{ShellInfo, snapshot};
 pub use status::{LinkStatus, ReorderStatus, Status};
