@@ -27,12 +27,27 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A fresh private directory for sockets (short, for `sun_path`).
-fn temp_dir(tag: &str) -> PathBuf {
+/// A fresh directory for sockets (short, for `sun_path`), removed with this value.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(tag: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("mlvpn-ctl-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 /// The daemon's side: the server in a poll table, and what each round did.
@@ -42,6 +57,8 @@ struct Loop {
     status: Status,
     rounds: u64,
     snapshots: u64,
+    /// Where the socket is, removed after the server.
+    dir: Option<TempDir>,
 }
 
 impl Loop {
@@ -49,14 +66,17 @@ impl Loop {
         let mut poller = Poller::with_capacity(server.slots_needed());
         server.register(&mut poller);
         assert_eq!(poller.len(), server.slots_needed());
-        Loop { server, poller, status, rounds: 0, snapshots: 0 }
+        Loop { server, poller, status, rounds: 0, snapshots: 0, dir: None }
     }
 
     fn unix(tag: &str, status: Status) -> (Self, PathBuf) {
-        let path = temp_dir(tag).join("ctl.sock");
+        let dir = temp_dir(tag);
+        let path = dir.join("ctl.sock");
         let mut server = ControlServer::bind(Some(&path), None).unwrap();
         server.set_client_timeout(Duration::from_secs(1));
-        (Loop::new(server, status), path)
+        let mut lp = Loop::new(server, status);
+        lp.dir = Some(dir);
+        (lp, path)
     }
 
     /// One round as the daemon runs it: poll until a slot is ready or the server's deadline
@@ -124,7 +144,8 @@ fn read_to_end_or_reset<R: Read>(mut s: R) -> Vec<u8> {
 #[test]
 fn fifty_concurrent_clients_all_get_complete_answers() {
     let _g = serial();
-    let path = temp_dir("fifty").join("ctl.sock");
+    let dir = temp_dir("fifty");
+    let path = dir.join("ctl.sock");
     let server = ControlServer::bind(Some(&path), Some("127.0.0.1:0".parse().unwrap())).unwrap();
     let http = server.http_addr().unwrap();
     let mut lp = Loop::new(server, sample());
@@ -428,7 +449,8 @@ fn unix(path: &Path) -> impl FnOnce() -> Box<dyn ReadWrite + Send> + Send + 'sta
 #[test]
 fn http_status_codes_and_both_protocols_on_both_sockets() {
     let _g = serial();
-    let path = temp_dir("http").join("ctl.sock");
+    let dir = temp_dir("http");
+    let path = dir.join("ctl.sock");
     let server = ControlServer::bind(Some(&path), Some("127.0.0.1:0".parse().unwrap())).unwrap();
     let http = server.http_addr().unwrap();
     let mut lp = Loop::new(server, sample());
