@@ -74,6 +74,8 @@ fn status_from_real_engines() {
         links: links.to_vec(),
         reorder_buffer_size: 32,
         mtu: 1400,
+        scheduler: Default::default(),
+        retransmit_buffer_size: 32,
     };
     let mut p = Pair {
         client: Tunnel::new(config(Mode::Client, &links), &psk, [1; 32], Instant::ZERO),
