@@ -41,9 +41,10 @@ pub const IPV6_MIN_MTU: u16 = 1280;
 /// between a fibre and a 4G link at tens of Mbit/s.
 pub const DEFAULT_REORDER_BUFFER_SIZE: u16 = 256;
 
-/// Data packets kept for loss recovery unless `retransmit_buffer_size` says otherwise: a
-/// quarter of a second of 10 Mbit/s, ~360 KiB with the default MTU.
-pub const DEFAULT_RETRANSMIT_BUFFER_SIZE: u16 = 256;
+/// Data packets kept for loss recovery unless `retransmit_buffer_size` says otherwise: 120 ms
+/// of 50 Mbit/s (a NACK comes back within about one round trip of the fastest link), ~730 KiB
+/// with the default MTU.
+pub const DEFAULT_RETRANSMIT_BUFFER_SIZE: u16 = 512;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// 100 % turns loss detection off.
 pub const DEFAULT_LOSS_TOLERANCE: u8 = 100;

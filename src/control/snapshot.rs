@@ -62,7 +62,7 @@ pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
                 sent_bytes: l.stats.tx_bytes,
                 recv_bytes: l.stats.rx_bytes,
                 bandwidth: l.config.bandwidth_upload.unwrap_or(0),
-                capacity: None,
+                capacity: l.capacity.measured().then(|| l.capacity.estimate()),
                 srtt_ms: l.rtt.srtt().map(ms),
                 rttvar_ms: l.rtt.has_samples().then(|| ms(l.rtt.rttvar())),
                 loss_out: l.loss_out(),

@@ -112,19 +112,7 @@ pub fn link_state_names(s: LinkState) -> (&'static str, &'static str) {
 /// The engine's drop counters under their stable names (label values in the metrics, keys in
 /// the JSON). The shell appends its own (`tun_write`, `send`).
 pub fn drops_of(d: &DropCounters) -> Vec<(&'static str, u64)> {
-    vec![
-        ("malformed", d.malformed),
-        ("unauthenticated", d.unauthenticated),
-        ("replayed", d.replayed),
-        ("unknown_session", d.unknown_session),
-        ("stale_handshake", d.stale_handshake),
-        ("unexpected", d.unexpected),
-        ("too_big", d.too_big),
-        ("no_link", d.no_link),
-        ("late", d.late),
-        ("duplicate", d.duplicate),
-        ("reorder_full", d.reorder_full),
-    ]
+    d.named().to_vec()
 }
 
 impl ReorderStatus {

@@ -14,7 +14,8 @@
 //! different latency and capacity — the idea of DAPS (Kuhn et al., ICC 2014), BLEST (Ferlin et
 //! al., IFIP Networking 2016) and ECF (Lim et al., CoNEXT 2017): a slow link is used only as
 //! far as it does not hold back what the fast ones deliver. A link whose modelled queue already
-//! holds [`QUEUE_LIMIT`] of data takes nothing more; when every link is that full the packet is
+//! holds [`QUEUE_LIMIT`] of data takes nothing more (unless its capacity is still being found:
+//! then its rate is only a lower bound); when every link is that full the packet is
 //! refused ([`Pick::Congested`]), so the queues — and the latency of everything in the tunnel —
 //! stay short, and the TCP flows inside learn the tunnel's capacity from the drop, as they
 //! would from any router's. Small packets (TCP acknowledgements, pings, DNS) and resent ones
@@ -74,7 +75,7 @@ impl ArrivalScheduler {
             }
             candidates = true;
             let queued = self.queues[i].at(now, l.rate);
-            if Self::drain_us(queued, l.rate) >= limit {
+            if !l.probing && Self::drain_us(queued, l.rate) >= limit {
                 continue;
             }
             let arrival = l.delay_us + Self::drain_us(queued + len as u64, l.rate);

@@ -78,6 +78,8 @@ pub struct Capacity {
     /// Since when the link has queued too long while busy, and the best it delivered since.
     slow_since: Instant,
     recent_busy_max: u64,
+    /// A delivery sample has been recorded: the estimate is a measurement, not a guess.
+    measured: bool,
 }
 
 impl Capacity {
@@ -101,6 +103,7 @@ impl Capacity {
             draining: false,
             slow_since: now,
             recent_busy_max: 0,
+            measured: false,
         }
     }
 
@@ -235,7 +238,13 @@ impl Capacity {
         Some(u64::from(bytes) * 1_000_000 / u64::from(dt))
     }
 
+    /// Whether the estimate comes from measurements (or is still the starting guess).
+    pub fn measured(&self) -> bool {
+        self.measured
+    }
+
     fn record(&mut self, now: Instant, rate: u64) {
+        self.measured = true;
         let width = MAX_WINDOW.div(BUCKETS as u64);
         let newest = self.buckets.iter().map(|b| b.1).max().unwrap_or(now);
         if now - newest >= width {

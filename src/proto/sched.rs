@@ -28,6 +28,9 @@ pub struct LinkView {
     pub rate: u64,
     /// One-way delay in microseconds relative to the other links (only differences count).
     pub delay_us: i64,
+    /// The link's capacity is still being found: its `rate` is a lower bound, so its queue
+    /// is not limited (refusing packets on the strength of a guess would starve a fast link).
+    pub probing: bool,
 }
 
 /// A scheduler's answer.

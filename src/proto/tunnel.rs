@@ -172,6 +172,24 @@ impl DropCounters {
         *c += 1;
     }
 
+    /// Every counter with its name, for status and metrics (one list, so none is forgotten).
+    pub fn named(&self) -> [(&'static str, u64); 12] {
+        [
+            ("malformed", self.malformed),
+            ("unauthenticated", self.unauthenticated),
+            ("replayed", self.replayed),
+            ("unknown_session", self.unknown_session),
+            ("stale_handshake", self.stale_handshake),
+            ("unexpected", self.unexpected),
+            ("too_big", self.too_big),
+            ("no_link", self.no_link),
+            ("congested", self.congested),
+            ("late", self.late),
+            ("duplicate", self.duplicate),
+            ("reorder_full", self.reorder_full),
+        ]
+    }
+
     /// All drops of packets that came from the network.
     pub fn received_total(&self) -> u64 {
         self.malformed
@@ -262,6 +280,7 @@ fn initial_views(links: &[LinkConfig]) -> Vec<LinkView> {
             weight: if weights_known { l.bandwidth_upload.unwrap_or(mean).max(1) } else { 1 },
             rate: 0,
             delay_us: 0,
+            probing: true,
         })
         .collect()
 }
@@ -501,6 +520,7 @@ impl Tunnel {
         for (v, l) in self.views.iter_mut().zip(&self.links) {
             v.usable = l.is_usable();
             v.rate = l.capacity.pacing_rate();
+            v.probing = l.capacity.in_startup();
             v.delay_us = match (all_one_way, reference, l.peer_owd) {
                 (true, Some(r), Some((_, min))) => wrapping_diff(min, r),
                 _ => (l.rtt.min().unwrap_or(Duration::ZERO).as_micros() / 2) as i64,
@@ -543,9 +563,14 @@ impl Tunnel {
         let one_way = connected().all(|l| l.owd.has_samples());
         let reference = connected().find(|l| l.owd.has_samples()).map(|l| l.owd.min());
         // With loss recovery, a hole may also be filled by a resent packet: that takes a NACK
-        // and the packet again, about the round trip of the fastest link.
+        // and the packet again, about the round trip of the fastest link — with its variance,
+        // and a margin for the packet that revealed the gap.
         let resend = if self.retransmit.is_some() {
-            connected().filter_map(|l| l.rtt.srtt()).min().unwrap_or(Duration::ZERO)
+            connected()
+                .filter_map(|l| l.rtt.srtt().map(|_| l.rtt.rto_or(Duration::ZERO)))
+                .min()
+                .unwrap_or(Duration::ZERO)
+                + REORDER_MARGIN
         } else {
             Duration::ZERO
         };

@@ -208,7 +208,7 @@ fn addr(a: u8, b: u8, port: u16) -> SocketAddr {
 impl Sim {
     /// Two engines with the default scheduler and loss recovery.
     pub fn new(seed: u64, specs: &[LinkSpec], reorder_buffer_size: usize) -> Sim {
-        Sim::with_options(seed, specs, reorder_buffer_size, SchedulerKind::default(), 256)
+        Sim::with_options(seed, specs, reorder_buffer_size, SchedulerKind::default(), 512)
     }
 
     pub fn with_scheduler(
@@ -217,7 +217,7 @@ impl Sim {
         reorder_buffer_size: usize,
         scheduler: SchedulerKind,
     ) -> Sim {
-        Sim::with_options(seed, specs, reorder_buffer_size, scheduler, 256)
+        Sim::with_options(seed, specs, reorder_buffer_size, scheduler, 512)
     }
 
     pub fn with_options(
