@@ -87,6 +87,45 @@ pub enum Command {
     },
 }
 
+impl fmt::Display for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Setting::Reset => f.write_str("reset"),
+            Setting::Delay(ns) => write!(f, "delay {}", fmt_duration(ns)),
+            Setting::Jitter(ns) => write!(f, "jitter {}", fmt_duration(ns)),
+            Setting::Loss(ppb) => write!(f, "loss {}", fmt_loss(ppb)),
+            Setting::Rate(bps) => write!(f, "rate {}", fmt_rate(bps)),
+            Setting::Queue(None) => f.write_str("queue default"),
+            Setting::Queue(Some(b)) => write!(f, "queue {b}"),
+            Setting::Blackhole(on) => write!(f, "blackhole {}", if on { "on" } else { "off" }),
+        }
+    }
+}
+
+/// The canonical spelling, which parses back to the same command.
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Show => f.write_str("show"),
+            Command::At { ns, from_start, then } => {
+                write!(f, "{} {} {then}", if *from_start { "at" } else { "after" }, fmt_duration(*ns))
+            }
+            Command::Link { target, dir, settings } => {
+                match target {
+                    Target::All => f.write_str("link all")?,
+                    Target::Link(l) => write!(f, "link {l}")?,
+                }
+                match dir {
+                    Dir::Up => f.write_str(" up")?,
+                    Dir::Down => f.write_str(" down")?,
+                    Dir::Both => {}
+                }
+                settings.iter().try_for_each(|s| write!(f, " {s}"))
+            }
+        }
+    }
+}
+
 /// What is wrong with a command: always the operator's error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError(pub String);
@@ -430,6 +469,22 @@ mod tests {
             parse("after 250ms show"),
             Command::At { ns: 250_000_000, from_start: false, then: Box::new(Command::Show) }
         );
+    }
+
+    #[test]
+    fn display_is_canonical_and_parses_back() {
+        for s in [
+            "show",
+            "link all reset delay 5ms queue default blackhole off",
+            "link 2 up rate 10mbit loss 0.5% jitter 1500us queue 64000",
+            "at 5s link 1 down blackhole on",
+            "after 250ms show",
+        ] {
+            let c = parse(s);
+            assert_eq!(c.to_string(), s);
+            assert_eq!(parse(&c.to_string()), c);
+        }
+        assert_eq!(parse("at 1.5s link 0 delay 0.5ms").to_string(), "at 1500ms link 0 delay 500us");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Every `unsafe` of the emulator: `AF_PACKET` sockets with batched I/O, `ppoll(2)`, a
-//! `signalfd(2)`, the monotonic clock and the timer slack.
+//! `signalfd(2)`, the monotonic clock, the timer slack and the scheduling policy.
 //!
 //! ## Frames on a packet socket
 //!
@@ -45,6 +45,16 @@ pub fn now_ns() -> u64 {
 pub fn set_timer_slack(ns: u64) -> io::Result<()> {
     // SAFETY: plain prctl without pointers.
     cvt(unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) })?;
+    Ok(())
+}
+
+/// Moves this process to `SCHED_FIFO` at `priority` (1..=99): it then preempts every normal
+/// task the moment a frame is due, so a busy machine does not delay its wakeups. The kernel's
+/// real-time throttling (by default 95% of each second) still bounds what it can take.
+pub fn set_realtime(priority: i32) -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: priority };
+    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is this process.
+    cvt(unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) })?;
     Ok(())
 }
 
