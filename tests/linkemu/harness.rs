@@ -3,7 +3,7 @@
 //! Include it from any test crate with
 //!
 //! ```ignore
-//! #[path = "linkemu/harness.rs"] // relative to the including file (tests/netns/../linkemu/…)
+//! #[path = "linkemu/harness.rs"] // in tests/netns.rs; from tests/netns/lab.rs: "../linkemu/harness.rs"
 //! mod linkemu;
 //! ```
 //!
