@@ -149,7 +149,7 @@ pub fn show_line(out: &mut String, link: usize, dir: usize, pipe: &Pipe) {
         out,
         "link {link} {} delay={} jitter={} loss={} rate={} queue={} blackhole={} \
          rx={} rx_bytes={} tx={} tx_bytes={} lost={} tail_drop={} blackholed={} ring_full={} \
-         oversize={} tx_error={} queued_bytes={} held={}",
+         oversize={} tx_error={} queued_bytes={} held={} late_max={}us late_1ms={}",
         DIR_NAMES[dir],
         fmt_duration(p.delay_ns),
         fmt_duration(p.jitter_ns),
@@ -169,6 +169,8 @@ pub fn show_line(out: &mut String, link: usize, dir: usize, pipe: &Pipe) {
         c.tx_error,
         pipe.queued_bytes(),
         pipe.held(),
+        c.late_max_ns / 1_000,
+        c.late_1ms,
     );
 }
 

@@ -117,6 +117,10 @@ pub struct Counters {
     pub ring_full: u64,
     pub oversize: u64,
     pub tx_error: u64,
+    /// The most a frame was handed out after its delivery time (how late the caller polled).
+    pub late_max_ns: u64,
+    /// Frames handed out more than 1 ms late.
+    pub late_1ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -248,8 +252,12 @@ impl Pipe {
             let slot = self.head & self.mask;
             self.head += 1;
             if !e.lost {
-                self.counters.tx += 1;
-                self.counters.tx_bytes += u64::from(e.len);
+                let c = &mut self.counters;
+                c.tx += 1;
+                c.tx_bytes += u64::from(e.len);
+                let late = now - e.at;
+                c.late_max_ns = c.late_max_ns.max(late);
+                c.late_1ms += u64::from(late > NS_PER_MS);
                 return Some((slot, e.len as usize));
             }
         }
@@ -531,6 +539,19 @@ mod tests {
         assert!(p.poll_transmit(71 * MS).is_some());
         let c = p.counters();
         assert_eq!(c.rx, c.tx + c.blackholed);
+    }
+
+    #[test]
+    fn lateness_is_measured_against_the_delivery_time() {
+        let mut p = pipe(Params { delay_ns: 10 * MS, ..Params::default() });
+        p.handle_frame(0, 10).unwrap();
+        p.handle_frame(0, 10).unwrap();
+        p.handle_frame(20 * MS, 10).unwrap();
+        assert!(p.poll_transmit(10 * MS + 300 * US).is_some());
+        assert!(p.poll_transmit(12 * MS).is_some());
+        assert!(p.poll_transmit(30 * MS).is_some());
+        assert_eq!(p.counters().late_max_ns, 2 * MS);
+        assert_eq!(p.counters().late_1ms, 1);
     }
 
     #[test]
