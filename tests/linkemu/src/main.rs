@@ -252,15 +252,18 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         eprint!("{out}");
     }
     log(start, "ready");
-    let signo = shell.run_loop().map_err(|e| format!("poll loop: {e}"))?;
-    log(start, &format!("stopping on signal {signo}"));
+    let result = shell.run_loop();
+    match &result {
+        Ok(signo) => log(start, &format!("stopping on signal {signo}")),
+        Err(e) => log(start, &format!("stopping on an error: {e}")),
+    }
     let mut out = String::new();
     let _ = shell.emu.handle_command(sys::now_ns(), &Command::Show, &mut out);
     eprint!("{out}");
     if let Some((_, path)) = &shell.listener {
         let _ = fs::remove_file(path);
     }
-    Ok(ExitCode::SUCCESS)
+    result.map(|_| ExitCode::SUCCESS).map_err(|e| format!("poll loop: {e}"))
 }
 
 impl Shell {
@@ -307,9 +310,11 @@ impl Shell {
                     }
                 }
             }
-            let first_client = 2 + 2 * links;
-            let ready: Vec<bool> = fds[first_client..].iter().map(|f| f.revents != 0).collect();
-            self.serve_clients(now, &ready);
+            let clients = &fds[2 + 2 * links..];
+            if clients.iter().any(|f| f.revents != 0) {
+                let ready: Vec<bool> = clients.iter().map(|f| f.revents != 0).collect();
+                self.serve_clients(now, &ready);
+            }
             if fds[1].revents != 0 {
                 self.accept();
             }

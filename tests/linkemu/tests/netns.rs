@@ -48,6 +48,7 @@ impl Net {
     }
 
     fn create() -> Net {
+        remove_stale();
         let mut net = Net { prefix: format!("lemu-{}", std::process::id()), servers: Vec::new(), emu: None };
         for side in ['c', 'e', 's'] {
             let ns = net.ns(side);
@@ -147,6 +148,7 @@ impl Drop for Net {
             if thread::panicking() {
                 eprintln!("--- linkemu log ---\n{log}");
             }
+            let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{}.log", self.prefix)));
         }
         for mut s in self.servers.drain(..) {
             let _ = s.kill();
@@ -172,6 +174,28 @@ impl std::fmt::Display for Cpu {
             self.user,
             self.system
         )
+    }
+}
+
+/// Removes the namespaces of earlier runs that died without cleaning up (SIGKILL, Ctrl-C): their
+/// names carry the pid of a process that no longer exists. Stops what still runs in them first
+/// (an emulator or iperf3 server of that run).
+fn remove_stale() {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(pid) = name.strip_prefix("lemu-").and_then(|r| r.split('-').next()) else { continue };
+        // Alive unless gone or a zombie (a killed run whose parent has not reaped it yet).
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let alive = stat.rfind(')').is_some_and(|i| !stat[i + 1..].trim_start().starts_with('Z'));
+        if pid.parse::<u32>().is_err() || alive {
+            continue;
+        }
+        let pids = Command::new("ip").args(["netns", "pids", name]).output().unwrap();
+        for p in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", p]).status();
+        }
+        let _ = ip(&["netns", "del", name]);
     }
 }
 
