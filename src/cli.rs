@@ -4,6 +4,7 @@
 //! mlvpn [--config FILE] [--user NAME] [--name NAME] [--natural-title] [--debug]
 //!       [-D TOKEN]... [-v]... [-q] [--yes-run-as-root]      run the daemon
 //! mlvpn check-config --config FILE                          validate a config, run nothing
+//! mlvpn status [--json] [--socket PATH] [--config FILE]     ask a running daemon how it is
 //! mlvpn genkey                                              print a strong random password
 //! mlvpn --version | -h | --help
 //! ```
@@ -19,6 +20,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/mlvpn/mlvpn.conf";
 pub const USAGE: &str = "\
 usage: mlvpn [options]                 run the daemon
        mlvpn check-config [-c FILE]    check a configuration file and exit
+       mlvpn status [--json] [--socket PATH] [-c FILE]
+                                       show a running daemon's links (its control_unix_path)
        mlvpn genkey                    print a random password for both ends
 
 options:
@@ -62,6 +65,12 @@ pub struct Options {
 pub enum Command {
     Run(Options),
     CheckConfig(Options),
+    /// `--json`, and `--socket` (else the config's `control_unix_path`).
+    Status {
+        options: Options,
+        json: bool,
+        socket: Option<PathBuf>,
+    },
     Genkey,
     Version,
     Help,
@@ -92,6 +101,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
     }
     let check_flag = a.contains("--check");
     let subcommand = a.subcommand().map_err(usage_error)?;
+    let json = a.contains("--json");
+    let socket: Option<PathBuf> = a.opt_value_from_str("--socket").map_err(usage_error)?;
     let mut verbose = 0;
     while a.contains("-v") {
         verbose += 1;
@@ -127,7 +138,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
     if let Some(extra) = rest.first() {
         return Err(UsageError(format!("unexpected argument {}", extra.to_string_lossy())));
     }
+    let status = subcommand.as_deref() == Some("status");
+    if !status && (json || socket.is_some()) {
+        return Err(UsageError("--json and --socket go with the status command".into()));
+    }
     match (subcommand.as_deref(), check_flag) {
+        (Some("status"), false) => Ok(Command::Status { options, json, socket }),
         (None, false) => Ok(Command::Run(options)),
         (None, true) | (Some("check-config"), _) => Ok(Command::CheckConfig(options)),
         (Some("genkey"), false) => Ok(Command::Genkey),
@@ -195,6 +211,12 @@ mod tests {
         );
         assert!(matches!(p(&["--config", "a.conf", "--check"]), Ok(Command::CheckConfig(_))));
         assert_eq!(p(&["genkey"]), Ok(Command::Genkey));
+        assert!(matches!(
+            p(&["status", "--json", "--socket", "/run/x.sock"]),
+            Ok(Command::Status { json: true, socket: Some(s), .. }) if s.as_os_str() == "/run/x.sock"
+        ));
+        assert!(matches!(p(&["status"]), Ok(Command::Status { json: false, socket: None, .. })));
+        assert!(p(&["--json"]).is_err());
         assert_eq!(p(&["--version"]), Ok(Command::Version));
         assert_eq!(p(&["-h"]), Ok(Command::Help));
     }

@@ -20,6 +20,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod proto;
 #[allow(unsafe_code)]

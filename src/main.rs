@@ -1,7 +1,7 @@
 //! `mlvpn`: the command line. See [`mlvpn::cli`] for the options.
 
 use mlvpn::cli::{self, Command, Options, USAGE};
-use mlvpn::daemon::{Daemon, log};
+use mlvpn::daemon::{Daemon, Identity, log};
 use mlvpn::{config, log_error, log_info, log_warn, sys};
 use std::process::ExitCode;
 
@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         }
         Command::Genkey => genkey(),
         Command::CheckConfig(o) => check_config(&o),
+        Command::Status { options, json, socket } => status(&options, json, socket),
         Command::Run(o) => run(&o),
     }
 }
@@ -38,6 +39,44 @@ fn genkey() -> ExitCode {
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
     println!("{hex}");
     ExitCode::SUCCESS
+}
+
+/// Asks the running daemon over its control socket: a table, or the JSON document.
+fn status(o: &Options, json: bool, socket: Option<std::path::PathBuf>) -> ExitCode {
+    let path = match socket {
+        Some(p) => p,
+        None => match config::load(&o.config) {
+            Ok(c) => match c.control_unix_path {
+                Some(p) => p.into(),
+                None => {
+                    eprintln!("mlvpn: {} has no control_unix_path; give --socket PATH", o.config.display());
+                    return ExitCode::FAILURE;
+                }
+            },
+            Err(e) => {
+                eprint!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let command = if json { "status" } else { "table" };
+    match mlvpn::control::query(&path, command, std::time::Duration::from_secs(5)) {
+        Ok(doc) => {
+            if let Some(message) = mlvpn::control::error_message(&doc) {
+                eprintln!("mlvpn: {message}");
+                return ExitCode::FAILURE;
+            }
+            print!("{doc}");
+            if !doc.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mlvpn: cannot reach the daemon on {}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn check_config(o: &Options) -> ExitCode {
@@ -97,7 +136,8 @@ fn run(o: &Options) -> ExitCode {
         return ExitCode::FAILURE;
     }
     log_info!("mlvpn {} starting ({})", env!("CARGO_PKG_VERSION"), o.config.display());
-    let mut daemon = match Daemon::start(o.config.clone(), config) {
+    let identity = Identity { name: o.name.clone(), natural_title: o.natural_title };
+    let mut daemon = match Daemon::start(identity, o.config.clone(), config) {
         Ok(d) => d,
         Err(e) => {
             log_error!("{e}");

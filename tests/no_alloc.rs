@@ -3,8 +3,8 @@
 //!
 //! This file holds one test, so nothing else runs in this process while it counts.
 
-use mlvpn::proto::wire::{DATA_OVERHEAD, MAX_CONTROL_LEN};
-use mlvpn::proto::{Config, Duration, Instant, LinkConfig, Mode, Received, Tunnel, kdf};
+use mlvpn::proto::wire::DATA_OVERHEAD;
+use mlvpn::proto::{Config, DropReason, Duration, Instant, LinkConfig, Mode, Received, Tunnel, kdf};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -74,6 +74,9 @@ impl Pair {
                 self.carry(!to_server, link, n);
             }
             Received::Consumed => {}
+            // The held-back packets below look lost to the receiver, which asks for them; the
+            // copy that comes second is dropped. That is the design, not a fault.
+            Received::Dropped(DropReason::Late | DropReason::Duplicate) => {}
             Received::Dropped(d) => panic!("dropped {d:?}"),
         }
     }
@@ -87,7 +90,7 @@ impl Pair {
                 if engine.poll_timeout().is_some_and(|t| t <= self.now) {
                     engine.handle_timeout(self.now);
                 }
-                if let Some(tx) = engine.poll_transmit(self.now, &mut self.a[..MAX_CONTROL_LEN]) {
+                if let Some(tx) = engine.poll_transmit(self.now, &mut self.a) {
                     quiet = false;
                     self.carry(to_server, tx.link, tx.len);
                 }
@@ -114,9 +117,19 @@ impl Pair {
 
 #[test]
 fn no_allocation_per_packet() {
-    let links: Vec<LinkConfig> = (0..LINKS).map(|i| LinkConfig::new(&format!("l{i}"))).collect();
+    // Links of 1 Gbit/s: the packets below must not be refused as congestion.
+    let links: Vec<LinkConfig> = (0..LINKS)
+        .map(|i| LinkConfig { bandwidth_upload: Some(125_000_000), ..LinkConfig::new(&format!("l{i}")) })
+        .collect();
     let psk = kdf::psk_from_password(b"pw");
-    let config = |mode| Config { mode, links: links.clone(), reorder_buffer_size: 64, mtu: 1400 };
+    let config = |mode| Config {
+        mode,
+        scheduler: Default::default(),
+        links: links.clone(),
+        reorder_buffer_size: 64,
+        mtu: 1400,
+        retransmit_buffer_size: 64,
+    };
     let mut p = Pair {
         client: Tunnel::new(config(Mode::Client), &psk, [1; 32], Instant::ZERO),
         server: Tunnel::new(config(Mode::Server), &psk, [2; 32], Instant::ZERO),

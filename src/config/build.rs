@@ -9,10 +9,11 @@ use super::error::{ConfigError, ConfigErrors, ErrorKind};
 use super::ini::{Entry, Section};
 use super::model::{
     Config, ControlBind, DEFAULT_INTERFACE_NAME, DEFAULT_LATENCY_TOLERANCE, DEFAULT_LOSS_TOLERANCE,
-    DEFAULT_REORDER_BUFFER_SIZE, DEFAULT_TIMEOUT, HookEnv, IPV6_MIN_MTU, Link, MTU_MAX, MTU_MIN, Password,
-    TunTap,
+    DEFAULT_REORDER_BUFFER_SIZE, DEFAULT_RETRANSMIT_BUFFER_SIZE, DEFAULT_TIMEOUT, HookEnv, IPV6_MIN_MTU,
+    Link, MTU_MAX, MTU_MIN, Password, TunTap,
 };
 use super::value;
+use crate::proto::tunnel::SchedulerKind;
 use crate::proto::{Duration, Mode};
 
 /// `timeout`: the original's minimum of 2 s (keepalives go every second); at most a day.
@@ -46,6 +47,8 @@ enum G {
     ControlUnixPath,
     ControlBindHost,
     ControlBindPort,
+    Scheduler,
+    RetransmitBufferSize,
 }
 
 /// Keys of `[general]` as spelled in the file. The original spells the tolerances
@@ -73,6 +76,8 @@ const GENERAL_KEYS: &[(&str, G)] = &[
     ("control_unix_path", G::ControlUnixPath),
     ("control_bind_host", G::ControlBindHost),
     ("control_bind_port", G::ControlBindPort),
+    ("scheduler", G::Scheduler),
+    ("retransmit_buffer_size", G::RetransmitBufferSize),
 ];
 
 /// Keys of a link section.
@@ -232,6 +237,8 @@ struct General {
     control_unix_path: Option<String>,
     control_bind_host: Option<String>,
     control_bind_port: Option<u16>,
+    scheduler: Option<SchedulerKind>,
+    retransmit_buffer_size: Option<u16>,
 }
 
 /// Turns sections into a [`Config`], or every error found.
@@ -296,6 +303,8 @@ pub(crate) fn build(file: &str, sections: &[Section<'_>]) -> Result<Config, Conf
         loss_tolerance: g.loss_tolerance.unwrap_or(DEFAULT_LOSS_TOLERANCE),
         latency_tolerance: g.latency_tolerance.unwrap_or(DEFAULT_LATENCY_TOLERANCE),
         cleartext_data: g.cleartext_data,
+        scheduler: g.scheduler.unwrap_or_default(),
+        retransmit_buffer_size: g.retransmit_buffer_size.unwrap_or(DEFAULT_RETRANSMIT_BUFFER_SIZE),
         hook_env: g.hook_env,
         control_unix_path: g.control_unix_path,
         control_bind: g
@@ -363,6 +372,14 @@ fn read_general(report: &mut Report<'_>, s: &Section<'_>) -> General {
             G::TunTap => {
                 let kinds = [("tun", TunTap::Tun), ("tap", TunTap::Tap)];
                 g.tuntap = report.check(e, value::choice(v, &kinds, "tun or tap"));
+            }
+            G::RetransmitBufferSize => {
+                let r = value::number(v, "packets", 0, 4096);
+                g.retransmit_buffer_size = report.check(e, r).map(|n| n as u16);
+            }
+            G::Scheduler => {
+                let kinds = [("arrival", SchedulerKind::Arrival), ("wrr", SchedulerKind::Wrr)];
+                g.scheduler = report.check(e, value::choice(v, &kinds, "arrival or wrr"));
             }
             G::Mtu => {
                 let r = value::number(v, "bytes", MTU_MIN.into(), MTU_MAX.into());

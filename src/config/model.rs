@@ -40,6 +40,11 @@ pub const IPV6_MIN_MTU: u16 = 1280;
 /// whenever links differ in latency, and TCP reads that as loss. 256 slots cover the spread
 /// between a fibre and a 4G link at tens of Mbit/s.
 pub const DEFAULT_REORDER_BUFFER_SIZE: u16 = 256;
+
+/// Data packets kept for loss recovery unless `retransmit_buffer_size` says otherwise: 120 ms
+/// of 50 Mbit/s (a NACK comes back within about one round trip of the fastest link), ~730 KiB
+/// with the default MTU.
+pub const DEFAULT_RETRANSMIT_BUFFER_SIZE: u16 = 512;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// 100 % turns loss detection off.
 pub const DEFAULT_LOSS_TOLERANCE: u8 = 100;
@@ -195,6 +200,10 @@ pub struct Config {
     /// `cleartext_data = 1`. Stored but not acted on: the engine always encrypts (see the
     /// warning the builder adds).
     pub cleartext_data: bool,
+    /// `scheduler`: `arrival` (default) or `wrr`.
+    pub scheduler: proto::tunnel::SchedulerKind,
+    /// `retransmit_buffer_size`: data packets kept to resend what a link loses; 0 = off.
+    pub retransmit_buffer_size: u16,
     pub hook_env: HookEnv,
     pub control_unix_path: Option<String>,
     pub control_bind: Option<ControlBind>,
@@ -211,6 +220,8 @@ impl Config {
     pub fn engine_config(&self) -> proto::Config {
         proto::Config {
             mode: self.mode,
+            scheduler: self.scheduler,
+            retransmit_buffer_size: usize::from(self.retransmit_buffer_size),
             links: self.links.iter().map(|l| self.link_config(l)).collect(),
             reorder_buffer_size: usize::from(self.reorder_buffer_size),
             mtu: self.engine_mtu(),
@@ -262,6 +273,12 @@ impl Config {
         line(o, "loss_tolerance", self.loss_tolerance);
         line(o, "latency_tolerance", self.latency_tolerance.as_millis());
         line(o, "cleartext_data", u8::from(self.cleartext_data));
+        let scheduler = match self.scheduler {
+            proto::tunnel::SchedulerKind::Arrival => "arrival",
+            proto::tunnel::SchedulerKind::Wrr => "wrr",
+        };
+        line(o, "scheduler", scheduler);
+        line(o, "retransmit_buffer_size", self.retransmit_buffer_size);
         let h = &self.hook_env;
         for (key, value) in [
             ("ip4", &h.ip4),

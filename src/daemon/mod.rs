@@ -5,4 +5,4 @@ pub mod log;
 pub mod net;
 mod runner;
 
-pub use runner::{Daemon, StartError};
+pub use runner::{Daemon, Identity, StartError};

@@ -9,9 +9,12 @@ use super::hooks::{HookEvent, Hooks};
 use super::log::Throttle;
 use super::net::{self, SOCKET_BUFFER};
 use crate::config::{self, Config, TunTap};
+use crate::control::{self, ControlServer, ShellInfo};
+use crate::proto::crypto::Key;
 use crate::proto::wire::{DATA_OVERHEAD, MAX_CONTROL_LEN};
 use crate::proto::{DownReason, Duration, Event, Instant, LinkState, Received, Tunnel, kdf};
 use crate::sys::poll::{Interest, Poller};
+use crate::sys::proctitle::ProcTitle;
 use crate::sys::signals::{Signal, Signals};
 use crate::sys::tun::{Tun, TunKind};
 use crate::sys::udp::UdpLink;
@@ -19,7 +22,8 @@ use crate::sys::{clock, process, random};
 use crate::{log_debug, log_error, log_info, log_warn};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Packets read from one fd per round.
 const BATCH: usize = 64;
@@ -32,7 +36,7 @@ const THROTTLE: Duration = Duration::from_secs(10);
 
 const SLOT_SIGNALS: usize = 0;
 const SLOT_TUN: usize = 1;
-const SLOT_LINKS: usize = 2;
+// Slots after the TUN's belong to the control server, then come the links (`link_base`).
 
 /// Fatal at start: the message for the operator, exit status 1.
 #[derive(Debug)]
@@ -51,11 +55,26 @@ fn start_error(what: &str, e: impl std::fmt::Display) -> StartError {
 #[derive(Debug)]
 struct LinkIo {
     name: String,
+    /// The addresses it was opened with (a reload that changes them opens a new socket).
+    config: config::Link,
     socket: Option<UdpLink>,
     /// When to try resolving and binding again, if `socket` is missing.
     retry_at: Option<Instant>,
     send_errors: Throttle,
     recv_errors: Throttle,
+}
+
+impl LinkIo {
+    fn new(config: &config::Link, now: Instant) -> Self {
+        LinkIo {
+            name: config.name.clone(),
+            config: config.clone(),
+            socket: None,
+            retry_at: Some(now),
+            send_errors: Throttle::new(THROTTLE),
+            recv_errors: Throttle::new(THROTTLE),
+        }
+    }
 }
 
 /// Counters of what the shell (not the engine) dropped.
@@ -65,10 +84,27 @@ pub struct ShellDrops {
     pub send: u64,
 }
 
+/// What the daemon was started with, beyond the configuration file.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// `--name`.
+    pub name: String,
+    /// `--natural-title`: leave the process title alone.
+    pub natural_title: bool,
+}
+
 pub struct Daemon {
+    identity: Identity,
     config_path: PathBuf,
     config: Config,
+    psk: Key,
     engine: Tunnel,
+    control: ControlServer,
+    title: Option<ProcTitle>,
+    /// Index of the first link's poll slot.
+    link_base: usize,
+    started: Instant,
+    last_reload: u64,
     tun: Tun,
     links: Vec<LinkIo>,
     poller: Poller,
@@ -125,6 +161,22 @@ fn bind(addr: SocketAddr) -> io::Result<UdpLink> {
     }
 }
 
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The control server of a configuration: its UNIX socket and HTTP listener, if any.
+fn bind_control(config: &Config) -> Result<ControlServer, StartError> {
+    let http = match &config.control_bind {
+        Some(b) => {
+            Some(net::resolve(&b.host, b.port, None).map_err(|e| start_error("control_bind_host", e))?)
+        }
+        None => None,
+    };
+    ControlServer::bind(config.control_unix_path.as_deref().map(Path::new), http)
+        .map_err(|e| start_error("control socket", e))
+}
+
 fn seed() -> Result<[u8; 32], StartError> {
     let mut s = [0u8; 32];
     random::fill(&mut s).map_err(|e| start_error("cannot read random bytes", e))?;
@@ -132,9 +184,10 @@ fn seed() -> Result<[u8; 32], StartError> {
 }
 
 impl Daemon {
-    /// Everything up to the first poll: TUN device, sockets, engine.
-    pub fn start(config_path: PathBuf, config: Config) -> Result<Daemon, StartError> {
+    /// Everything up to the first poll: TUN device, sockets, engine, control socket.
+    pub fn start(identity: Identity, config_path: PathBuf, config: Config) -> Result<Daemon, StartError> {
         let signals = Signals::new().map_err(|e| start_error("cannot set up signals", e))?;
+        let mut control = bind_control(&config)?;
         let tun = Tun::open(&config.interface_name, tun_kind(config.tuntap))
             .map_err(|e| start_error(&format!("cannot open TUN device {}", config.interface_name), e))?;
         tun.set_mtu(u32::from(config.mtu)).map_err(|e| start_error("cannot set the device MTU", e))?;
@@ -144,13 +197,23 @@ impl Daemon {
         let psk = kdf::psk_from_password(config.password.expose().as_bytes());
         let now = clock::now();
         let engine = Tunnel::new(config.engine_config(), &psk, seed()?, now);
-        let mut poller = Poller::with_capacity(SLOT_LINKS + config.links.len());
+        let mut poller = Poller::with_capacity(2 + control.slots_needed() + config.links.len());
         poller.register(&signals, Interest::Read);
         poller.register(&tun, Interest::Read);
+        control.register(&mut poller);
+        let link_base = poller.len();
         let buf_len = DATA_OVERHEAD + config.engine_mtu() + 64;
+        let title = if identity.natural_title { None } else { ProcTitle::init().ok() };
         let mut d = Daemon {
+            identity,
             config_path,
+            psk,
             engine,
+            control,
+            title,
+            link_base,
+            started: now,
+            last_reload: unix_now(),
             tun,
             links: Vec::new(),
             poller,
@@ -162,35 +225,33 @@ impl Daemon {
             tun_errors: Throttle::new(THROTTLE),
             config,
         };
-        d.open_links(now);
+        let links: Vec<LinkIo> = d.config.links.iter().map(|l| LinkIo::new(l, now)).collect();
+        d.install_links(now, links);
+        d.update_title();
         Ok(d)
     }
 
-    /// Binds every link's socket (or schedules a retry) and registers it.
-    fn open_links(&mut self, now: Instant) {
-        self.links = self
-            .config
-            .links
-            .iter()
-            .map(|l| LinkIo {
-                name: l.name.clone(),
-                socket: None,
-                retry_at: Some(now),
-                send_errors: Throttle::new(THROTTLE),
-                recv_errors: Throttle::new(THROTTLE),
-            })
-            .collect();
+    /// Takes `links` as the link table (index = engine link index), points the poll slots at
+    /// their sockets, and opens the ones that have none yet.
+    fn install_links(&mut self, now: Instant, links: Vec<LinkIo>) {
+        self.links = links;
+        let needed = self.link_base + self.links.len();
+        while self.poller.len() < needed {
+            self.poller.register(&self.signals, Interest::Read);
+        }
+        for slot in self.link_base..self.poller.len() {
+            self.poller.disable(slot);
+        }
         for i in 0..self.links.len() {
-            if self.poller.len() <= SLOT_LINKS + i {
-                self.poller.register(&self.signals, Interest::Read);
+            match &self.links[i].socket {
+                Some(socket) => self.poller.set_fd(self.link_base + i, socket),
+                None => self.try_open_link(i, now),
             }
-            self.poller.disable(SLOT_LINKS + i);
-            self.try_open_link(i, now);
         }
     }
 
     fn try_open_link(&mut self, i: usize, now: Instant) {
-        let link = &self.config.links[i];
+        let link = &self.links[i].config;
         let result = net::link_addresses(&self.config, link).and_then(|(local, remote)| {
             let socket = bind(local).map_err(|error| net::LinkAddrError::Bind { addr: local, error })?;
             Ok((socket, remote))
@@ -206,7 +267,7 @@ impl Daemon {
                     Some(r) => log_info!("link {}: {local} -> {r}", io.name),
                     None => log_info!("link {}: listening on {local}", io.name),
                 }
-                self.poller.set_fd(SLOT_LINKS + i, &socket);
+                self.poller.set_fd(self.link_base + i, &socket);
                 io.socket = Some(socket);
                 io.retry_at = None;
                 if let Some(r) = remote {
@@ -224,7 +285,50 @@ impl Daemon {
 
     fn next_wakeup(&self) -> Option<Instant> {
         let retry = self.links.iter().filter_map(|l| l.retry_at).min();
-        [self.engine.poll_timeout(), self.hooks.deadline(), retry].into_iter().flatten().min()
+        [self.engine.poll_timeout(), self.hooks.deadline(), self.control.deadline(), retry]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Answers control clients; the snapshot is taken only if one asked for a document.
+    fn serve_control(&mut self, now: Instant) {
+        let local: Vec<_> =
+            self.links.iter().map(|l| l.socket.as_ref().and_then(|s| s.local_addr().ok())).collect();
+        let shell_drops = [("tun_write", self.drops.tun_write), ("send", self.drops.send)];
+        let shell = ShellInfo {
+            name: &self.identity.name,
+            version: env!("CARGO_PKG_VERSION"),
+            pid: std::process::id(),
+            now,
+            unix_now: unix_now(),
+            started: self.started,
+            last_reload: self.last_reload,
+            tuntap_type: self.config.tuntap.as_str(),
+            tuntap_name: self.tun.name(),
+            local: &local,
+            reorder_size: usize::from(self.config.reorder_buffer_size),
+            shell_drops: &shell_drops,
+        };
+        let engine = &self.engine;
+        self.control.handle(&mut self.poller, now, &mut || control::snapshot(engine, &shell));
+    }
+
+    /// `mlvpn: @up ~lossy-or-slow !down`, like MLVPN's, unless `--natural-title`.
+    fn update_title(&self) {
+        let Some(title) = &self.title else { return };
+        let mut t = format!("{}:", self.identity.name);
+        for (io, l) in self.links.iter().zip(self.engine.links()) {
+            let mark = match l.state {
+                LinkState::Up => '@',
+                LinkState::Lossy | LinkState::Slow => '~',
+                LinkState::Down | LinkState::Authenticating => '!',
+            };
+            t.push(' ');
+            t.push(mark);
+            t.push_str(&io.name);
+        }
+        title.set(&t);
     }
 
     /// Runs until SIGTERM/SIGINT. Returns the exit status.
@@ -252,7 +356,8 @@ impl Daemon {
                 }
             }
             for i in 0..self.links.len() {
-                if self.poller.readable(SLOT_LINKS + i) || self.poller.error(SLOT_LINKS + i) {
+                let slot = self.link_base + i;
+                if self.poller.readable(slot) || self.poller.error(slot) {
                     self.read_link(i, now);
                 }
             }
@@ -271,6 +376,7 @@ impl Daemon {
                 }
             }
             self.flush(now);
+            self.serve_control(now);
         }
     }
 
@@ -399,6 +505,7 @@ impl Daemon {
                     (true, false) => self.hooks.push(now, HookEvent::RtunDown(name)),
                     _ => {}
                 }
+                self.update_title();
             }
             Event::TunnelUp => {
                 log_info!("tunnel up");
@@ -423,9 +530,13 @@ impl Daemon {
         }
     }
 
-    /// SIGHUP: re-read the configuration. A bad file changes nothing; one that changes only the
-    /// hook settings is applied in place; one that changes links restarts the tunnel (a reload
-    /// without any interruption is a later issue).
+    /// SIGHUP: re-read the configuration and apply it without bouncing what did not change.
+    ///
+    /// A file with errors changes nothing (the running configuration stays, and the log says
+    /// why). Links are matched by name: one whose addresses are unchanged keeps its socket and
+    /// its session, so its traffic goes on untouched; one whose addresses changed gets a new
+    /// socket but keeps its session (the peer follows the new address). New links start,
+    /// removed ones say goodbye to the peer.
     fn reload(&mut self, now: Instant) {
         let new = match config::load(&self.config_path) {
             Ok(c) => c,
@@ -437,10 +548,14 @@ impl Daemon {
         for w in &new.warnings {
             log_warn!("{w}");
         }
-        let same_device =
-            new.interface_name == self.config.interface_name && new.tuntap == self.config.tuntap;
-        if !same_device {
-            log_error!("reload: interface_name and tuntap cannot change on reload; restart mlvpn for that");
+        if new.interface_name != self.config.interface_name || new.tuntap != self.config.tuntap {
+            log_error!(
+                "reload: interface_name and tuntap cannot change while running; restart mlvpn for that"
+            );
+            return;
+        }
+        if new.mode != self.config.mode {
+            log_error!("reload: mode cannot change while running; restart mlvpn for that");
             return;
         }
         let hooks = match make_hooks(&new, self.tun.name()) {
@@ -450,37 +565,74 @@ impl Daemon {
                 return;
             }
         };
-        let engine_same = new.engine_config() == self.config.engine_config()
-            && new.password == self.config.password
-            && new.links == self.config.links;
-        self.hooks = hooks;
+        if new.control_unix_path != self.config.control_unix_path
+            || new.control_bind != self.config.control_bind
+        {
+            log_warn!("reload: control socket settings change only when mlvpn restarts");
+        }
+        if new.password != self.config.password {
+            self.psk = kdf::psk_from_password(new.password.expose().as_bytes());
+        }
+        let r = match self.engine.reconfigure(now, new.engine_config(), &self.psk) {
+            Ok(r) => r,
+            Err(e) => {
+                log_error!("reload: {e:?}");
+                return;
+            }
+        };
+        for (old, dst, datagram) in &r.goodbyes {
+            send(&mut self.links[*old], &mut self.drops, now, datagram, *dst);
+        }
+        let mut old: Vec<Option<LinkIo>> = std::mem::take(&mut self.links).into_iter().map(Some).collect();
+        let (mut kept, mut moved, mut added) = (0, 0, 0);
+        let links: Vec<LinkIo> = new
+            .links
+            .iter()
+            .zip(&r.continued_from)
+            .map(|(l, from)| match from.and_then(|i| old[i].take()) {
+                Some(io)
+                    if io.config.bind_host == l.bind_host
+                        && io.config.bind_port == l.bind_port
+                        && io.config.remote_host == l.remote_host
+                        && io.config.remote_port == l.remote_port =>
+                {
+                    kept += 1;
+                    LinkIo { config: l.clone(), ..io }
+                }
+                Some(_) => {
+                    moved += 1;
+                    LinkIo::new(l, now)
+                }
+                None => {
+                    added += 1;
+                    LinkIo::new(l, now)
+                }
+            })
+            .collect();
+        for io in old.into_iter().flatten() {
+            log_info!("link {}: removed", io.name);
+            self.hooks.push(now, HookEvent::RtunDown(io.name.clone()));
+        }
         if new.mtu != self.config.mtu {
             if let Err(e) = self.tun.set_mtu(u32::from(new.mtu)) {
                 log_error!("reload: cannot set the MTU: {e}");
             }
         }
-        if engine_same {
-            self.config = new;
-            log_info!("reloaded {}: links unchanged", self.config_path.display());
-            return;
-        }
-        log_info!("reloaded {}: links changed, restarting them", self.config_path.display());
-        self.engine.close(now);
-        self.flush(now);
+        self.hooks = hooks;
         self.config = new;
-        let psk = kdf::psk_from_password(self.config.password.expose().as_bytes());
-        let seed = match seed() {
-            Ok(s) => s,
-            Err(e) => {
-                log_error!("reload: {e}");
-                return;
-            }
-        };
-        self.engine = Tunnel::new(self.config.engine_config(), &psk, seed, now);
         let len = DATA_OVERHEAD + self.config.engine_mtu() + 64;
         self.buf.resize(len.max(2048), 0);
         self.out.resize(len.max(MAX_CONTROL_LEN), 0);
-        self.open_links(now);
+        let removed = r.continued_from.len().saturating_sub(kept + moved + added);
+        self.install_links(now, links);
+        self.last_reload = unix_now();
+        log_info!(
+            "reloaded {}: {kept} links unchanged, {moved} with new addresses, {added} added, {} removed",
+            self.config_path.display(),
+            removed.max(r.goodbyes.len())
+        );
+        self.flush(now);
+        self.update_title();
     }
 
     /// SIGTERM: a disconnect on every link, the down hooks, and exit 0. The TUN device goes

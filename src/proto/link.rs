@@ -21,8 +21,10 @@
 //! (with acknowledged keepalives) and return to `Up` by themselves; a lossy link only once a
 //! fresh window shows less than half the tolerance, so it does not flap.
 
+use super::capacity::Capacity;
 use super::handshake::{ConfirmLog, Pending};
 use super::loss::LossWindow;
+use super::owd::{OwdTracker, wrapping_diff};
 use super::rtt::RttEstimator;
 use super::session::Session;
 use super::time::{Duration, Instant};
@@ -33,8 +35,9 @@ use std::net::SocketAddr;
 /// Keepalive period of an idle link (MLVPN's).
 pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(1);
 /// Keepalive period while we send data on the link, or while it is slow: frequent enough for
-/// RTT samples, cheap enough not to matter (10 small packets a second).
-pub const KEEPALIVE_ACTIVE: Duration = Duration::from_millis(100);
+/// the peer to follow our one-way delay and for RTT samples, cheap enough not to matter (20
+/// packets of 74 bytes a second: 12 kbit/s).
+pub const KEEPALIVE_ACTIVE: Duration = Duration::from_millis(50);
 /// Keepalive period of a lossy link, each answered at once: 40 small packets a second measure
 /// its loss afresh in under a second.
 pub const KEEPALIVE_LOSSY: Duration = Duration::from_millis(25);
@@ -147,6 +150,8 @@ pub struct LinkStats {
     /// Handshake messages that did not authenticate or were not fresh.
     pub handshake_failures: u64,
     pub probes: u64,
+    /// Data packets sent again after the peer reported them lost.
+    pub retransmits: u64,
 }
 
 /// The part of the timer table that belongs to one link.
@@ -192,6 +197,12 @@ pub struct Link {
     /// Where to send: the configured remote (client) or the learned peer (server).
     pub peer: Option<SocketAddr>,
     pub rtt: RttEstimator,
+    /// How long the peer's packets take to reach us (for the peer, and for our reorder wait).
+    pub owd: OwdTracker,
+    /// What the peer last said of our packets' delay on this link: (smoothed, minimum).
+    pub peer_owd: Option<(u32, u32)>,
+    /// How fast this link carries our packets.
+    pub capacity: Capacity,
     loss_out: LossWindow,
     loss_in: LossWindow,
     last_rx: Instant,
@@ -218,6 +229,7 @@ pub struct Link {
 
 impl Link {
     pub fn new(config: LinkConfig, is_client: bool) -> Self {
+        let capacity = Capacity::new(config.bandwidth_upload, Instant::ZERO);
         Link {
             config,
             state: LinkState::Down,
@@ -228,6 +240,9 @@ impl Link {
             confirms: ConfirmLog::default(),
             peer: None,
             rtt: RttEstimator::default(),
+            owd: OwdTracker::default(),
+            peer_owd: None,
+            capacity,
             loss_out: LossWindow::default(),
             loss_in: LossWindow::default(),
             last_rx: Instant::ZERO,
@@ -311,6 +326,8 @@ impl Link {
         self.last_echo = None;
         self.peer_timestamp = None;
         self.unacked = None;
+        self.owd = OwdTracker::default();
+        self.peer_owd = None;
     }
 
     /// Any authenticated packet from the peer.
@@ -329,14 +346,26 @@ impl Link {
         timers.set_earliest(LinkTimer::Feedback, now + FEEDBACK_DELAY);
     }
 
-    /// An authenticated keepalive.
+    /// An authenticated keepalive. `backlogged` says whether the scheduler keeps this link
+    /// busy (so a delivery rate measured now is the link's limit, not our demand).
     pub fn on_keepalive(
         &mut self,
         now: Instant,
         ka: &Keepalive,
+        backlogged: bool,
         timers: &mut LinkTimers<'_>,
     ) -> Option<Transition> {
         self.peer_timestamp = Some((ka.timestamp, now));
+        self.owd.on_sample(now, ka.timestamp);
+        let queueing = if ka.flags & flags::HAS_OWD != 0 {
+            self.peer_owd = Some((ka.owd, ka.owd_min));
+            Some(Duration::from_micros(wrapping_diff(ka.owd, ka.owd_min).max(0) as u64))
+        } else {
+            None
+        };
+        self.capacity.set_busy(now, backlogged);
+        let round = self.rtt.srtt_or(Duration::from_millis(100));
+        self.capacity.on_report(now, ka.timestamp, ka.rx_bytes, queueing, round, self.rtt.rttvar());
         if ka.flags & flags::HAS_ECHO != 0 && self.last_echo != Some(ka.echo_timestamp) {
             self.last_echo = Some(ka.echo_timestamp);
             let rtt = now.wire_timestamp().wrapping_sub(ka.echo_timestamp).wrapping_sub(ka.echo_delay);
@@ -429,6 +458,11 @@ impl Link {
             ka.flags |= flags::HAS_ECHO;
             ka.echo_timestamp = ts;
             ka.echo_delay = (now - at).as_micros().min(u32::MAX as u64) as u32;
+        }
+        if self.owd.has_samples() {
+            ka.flags |= flags::HAS_OWD;
+            ka.owd = self.owd.smoothed();
+            ka.owd_min = self.owd.smoothed_min();
         }
         ka
     }
@@ -619,7 +653,12 @@ mod tests {
         for k in 0..100u64 {
             let now = ms(1000 + k * 10);
             link.on_data_sent(now, k, 100, &mut LinkTimers { table: &mut table, link: 0 });
-            link.on_keepalive(now, &ack(k, k as u32 + 1), &mut LinkTimers { table: &mut table, link: 0 });
+            link.on_keepalive(
+                now,
+                &ack(k, k as u32 + 1),
+                false,
+                &mut LinkTimers { table: &mut table, link: 0 },
+            );
             assert!(run_to(&mut link, &mut table, now).is_empty());
         }
         assert_eq!(link.state, LinkState::Up);
@@ -649,16 +688,16 @@ mod tests {
     fn loss_makes_a_link_lossy_and_a_clean_window_brings_it_back() {
         let (mut link, mut table) = connected(true);
         let mut tm = LinkTimers { table: &mut table, link: 0 };
-        link.on_keepalive(ms(1), &ack(0, 1), &mut tm);
-        let t = link.on_keepalive(ms(2), &ack(100, 71), &mut tm);
+        link.on_keepalive(ms(1), &ack(0, 1), false, &mut tm);
+        let t = link.on_keepalive(ms(2), &ack(100, 71), false, &mut tm);
         assert_eq!(t.map(|t| t.to), Some(LinkState::Lossy));
         assert!(!link.is_usable());
         // The window restarts; until it holds enough packets the link stays lossy.
-        assert_eq!(link.on_keepalive(ms(3), &ack(110, 81), &mut tm), None);
+        assert_eq!(link.on_keepalive(ms(3), &ack(110, 81), false, &mut tm), None);
         // A window at 12% (over half the tolerance of 20) keeps it lossy, and starts afresh.
-        assert_eq!(link.on_keepalive(ms(4), &ack(160, 125), &mut tm), None);
+        assert_eq!(link.on_keepalive(ms(4), &ack(160, 125), false, &mut tm), None);
         // A clean window brings it back.
-        let t = link.on_keepalive(ms(5), &ack(200, 165), &mut tm);
+        let t = link.on_keepalive(ms(5), &ack(200, 165), false, &mut tm);
         assert_eq!(t.map(|t| t.to), Some(LinkState::Up));
     }
 
@@ -667,7 +706,7 @@ mod tests {
         let (mut link, mut table) = connected(true);
         link.config.latency_tolerance = Duration::from_millis(200);
         link.rtt.on_sample(Duration::from_millis(300));
-        let t = link.on_keepalive(ms(1), &ack(0, 1), &mut LinkTimers { table: &mut table, link: 0 });
+        let t = link.on_keepalive(ms(1), &ack(0, 1), false, &mut LinkTimers { table: &mut table, link: 0 });
         assert_eq!(t.map(|t| t.to), Some(LinkState::Slow));
     }
 
@@ -681,9 +720,9 @@ mod tests {
             echo_delay: 5_000,
             ..Keepalive::default()
         };
-        link.on_keepalive(ms(1045), &echo, &mut tm);
+        link.on_keepalive(ms(1045), &echo, false, &mut tm);
         assert_eq!(link.rtt.srtt(), Some(Duration::from_millis(40)));
-        link.on_keepalive(ms(1245), &echo, &mut tm);
+        link.on_keepalive(ms(1245), &echo, false, &mut tm);
         assert_eq!(link.rtt.srtt(), Some(Duration::from_millis(40)), "same echo is not resampled");
     }
 
@@ -709,7 +748,7 @@ mod tests {
         let ka = link.keepalive(ms(20));
         assert!(ka.flags & flags::ACK_REQUESTED != 0);
         link.on_keepalive_sent(ms(20), &ka, 7, 50, &mut tm);
-        let t = link.on_keepalive(ms(60), &ack(7, 1), &mut tm);
+        let t = link.on_keepalive(ms(60), &ack(7, 1), false, &mut tm);
         assert_eq!(t.map(|t| t.to), Some(LinkState::Up));
     }
 }

@@ -1,13 +1,17 @@
 //! The sans-IO protocol core. No sockets, no files, no clock, no `unsafe`: see [`Tunnel`] for
 //! the call order, and [`wire`] for the protocol.
 
+pub mod arrival;
+pub mod capacity;
 pub mod crypto;
 pub mod handshake;
 pub mod kdf;
 pub mod link;
 pub mod loss;
+pub mod owd;
 pub mod reorder;
 pub mod replay;
+pub mod retransmit;
 pub mod rtt;
 pub mod sched;
 pub mod session;
@@ -18,4 +22,7 @@ pub mod wire;
 
 pub use link::{DownReason, LinkConfig, LinkState};
 pub use time::{Duration, Instant};
-pub use tunnel::{Config, DropReason, Event, Mode, Received, Transmit, Tunnel};
+pub use tunnel::{
+    Config, DropReason, Event, Mode, Received, ReconfigureError, Reconfigured, SchedulerKind, Transmit,
+    Tunnel,
+};

@@ -9,8 +9,10 @@
 //! * A later packet is held. A packet older than `next` (already delivered, or given up on) is
 //!   dropped as late; one already held is dropped as a duplicate. Nothing is ever delivered
 //!   twice or out of order.
-//! * A hole is skipped when the packet that has waited longest reaches `max_wait`
-//!   ([`ReorderBuffer::release_expired`]). The deadline belongs to that packet, not to the last
+//! * Each held packet gets a deadline when it arrives: by then, whatever was sent before it has
+//!   arrived or never will (the caller computes how long that is for the link it came on). A
+//!   hole is skipped as soon as a packet behind it reaches its deadline
+//!   ([`ReorderBuffer::release_expired`]). The deadline belongs to the packet, not to the last
 //!   arrival: the C original re-armed its timer on every packet, so under load a hole was only
 //!   skipped when the buffer overflowed and packets were delivered up to 1.25 s late.
 //! * A packet too far ahead for the window pushes the window forward, releasing what it passes.
@@ -30,9 +32,10 @@ struct Entry {
     buffer: u16,
     seq: u32,
     arrived: Instant,
+    deadline: Instant,
 }
 
-const EMPTY: Entry = Entry { buffer: NO_BUFFER, seq: 0, arrived: Instant::ZERO };
+const EMPTY: Entry = Entry { buffer: NO_BUFFER, seq: 0, arrived: Instant::ZERO, deadline: Instant::ZERO };
 
 /// What happened to an arriving packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +70,7 @@ pub struct ReorderStats {
     pub wait_total_us: u64,
     pub wait_max_us: u64,
     /// How far past its deadline a packet was released at worst: zero when the caller runs
-    /// `release_expired` at [`ReorderBuffer::deadline`] and whenever the maximum wait changes.
+    /// `release_expired` at [`ReorderBuffer::deadline`].
     pub overdue_max_us: u64,
 }
 
@@ -91,11 +94,8 @@ pub struct ReorderBuffer {
     /// The highest sequence number held (meaningful while something is held).
     highest: u32,
     held: usize,
-    /// The held packet that arrived first: its deadline is the buffer's.
-    oldest: Option<(u32, Instant)>,
-    /// How long a packet may be held, and since when that value holds.
-    max_wait: Duration,
-    max_wait_since: Instant,
+    /// The held packet with the earliest deadline: (sequence, deadline).
+    first_due: Option<(u32, Instant)>,
     pub stats: ReorderStats,
 }
 
@@ -105,7 +105,7 @@ fn seq_diff(a: u32, b: u32) -> i32 {
 
 impl ReorderBuffer {
     /// A buffer of `capacity` slots of `slot_len` bytes each, allocated now and never again.
-    pub fn new(capacity: usize, slot_len: usize, max_wait: Duration) -> Self {
+    pub fn new(capacity: usize, slot_len: usize) -> Self {
         assert!((1..=MAX_CAPACITY).contains(&capacity), "reorder capacity out of range");
         assert!(slot_len <= u16::MAX as usize);
         ReorderBuffer {
@@ -119,15 +119,27 @@ impl ReorderBuffer {
             next: None,
             highest: 0,
             held: 0,
-            oldest: None,
-            max_wait,
-            max_wait_since: Instant::ZERO,
+            first_due: None,
             stats: ReorderStats::default(),
         }
     }
 
     fn slot(&self, seq: u32) -> usize {
         (seq % self.capacity) as usize
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity as usize
+    }
+
+    /// The next sequence number expected, if known.
+    pub fn next_expected(&self) -> Option<u32> {
+        self.next
+    }
+
+    /// Continues a sequence another buffer was following (the buffer was resized).
+    pub fn resume_at(&mut self, next: Option<u32>) {
+        self.next = next;
     }
 
     /// Packets held or released and not yet popped.
@@ -139,8 +151,9 @@ impl ReorderBuffer {
         self.len() == 0
     }
 
-    /// Offers packet `seq`, whose bytes are `payload`.
-    pub fn arrive(&mut self, now: Instant, seq: u32, payload: &[u8]) -> Arrival {
+    /// Offers packet `seq`, whose bytes are `payload`. If it must wait, it waits at most
+    /// `max_wait`.
+    pub fn arrive(&mut self, now: Instant, seq: u32, payload: &[u8], max_wait: Duration) -> Arrival {
         if payload.len() > self.slot_len {
             return Arrival::TooBig;
         }
@@ -171,13 +184,14 @@ impl ReorderBuffer {
         let start = buffer as usize * self.slot_len;
         self.storage[start..start + payload.len()].copy_from_slice(payload);
         self.lens[buffer as usize] = payload.len() as u16;
-        self.window[slot] = Entry { buffer, seq, arrived: now };
+        let deadline = now + max_wait;
+        self.window[slot] = Entry { buffer, seq, arrived: now, deadline };
         if self.held == 0 || seq_diff(seq, self.highest) > 0 {
             self.highest = seq;
         }
         self.held += 1;
-        if self.oldest.is_none() {
-            self.oldest = Some((seq, now));
+        if self.first_due.is_none_or(|(_, d)| deadline < d) {
+            self.first_due = Some((seq, deadline));
         }
         Arrival::Held
     }
@@ -185,7 +199,7 @@ impl ReorderBuffer {
     /// Moves `next` forward to `target`, releasing held packets it passes and skipping holes.
     fn advance_to(&mut self, target: u32) {
         let Some(mut next) = self.next else { return };
-        let mut passed_oldest = false;
+        let mut passed_first_due = false;
         while seq_diff(target, next) > 0 {
             let slot = self.slot(next);
             let e = self.window[slot];
@@ -193,7 +207,7 @@ impl ReorderBuffer {
                 self.ready.push_back((e.buffer, e.arrived));
                 self.window[slot] = EMPTY;
                 self.held -= 1;
-                passed_oldest |= self.oldest.is_some_and(|(s, _)| s == e.seq);
+                passed_first_due |= self.first_due.is_some_and(|(s, _)| s == e.seq);
             } else {
                 self.stats.skipped += 1;
             }
@@ -205,13 +219,13 @@ impl ReorderBuffer {
             }
         }
         self.next = Some(next);
-        if passed_oldest {
-            self.find_oldest();
+        if passed_first_due {
+            self.find_first_due();
         }
     }
 
-    fn find_oldest(&mut self) {
-        self.oldest = None;
+    fn find_first_due(&mut self) {
+        self.first_due = None;
         let Some(next) = self.next else { return };
         if self.held == 0 {
             return;
@@ -219,40 +233,24 @@ impl ReorderBuffer {
         let span = seq_diff(self.highest, next).max(0) as u32;
         for k in 0..=span {
             let e = self.window[self.slot(next.wrapping_add(k))];
-            if e.buffer != NO_BUFFER && self.oldest.is_none_or(|(_, t)| e.arrived < t) {
-                self.oldest = Some((e.seq, e.arrived));
+            if e.buffer != NO_BUFFER && self.first_due.is_none_or(|(_, d)| e.deadline < d) {
+                self.first_due = Some((e.seq, e.deadline));
             }
         }
     }
 
-    /// Changes how long a packet may be held (the links' delays changed).
-    pub fn set_max_wait(&mut self, now: Instant, max_wait: Duration) {
-        if max_wait != self.max_wait {
-            self.max_wait = max_wait;
-            self.max_wait_since = now;
-        }
-    }
-
-    pub fn max_wait(&self) -> Duration {
-        self.max_wait
-    }
-
-    /// When the packet that has waited longest must be released.
+    /// When the next held packet reaches its deadline.
     pub fn deadline(&self) -> Option<Instant> {
-        self.oldest.map(|(_, t)| t + self.max_wait)
+        self.first_due.map(|(_, d)| d)
     }
 
-    /// Gives up on every hole in front of a packet that has waited the maximum wait.
+    /// Gives up on every hole in front of a packet that reached its deadline.
     pub fn release_expired(&mut self, now: Instant) {
-        while let Some((seq, arrived)) = self.oldest {
-            let deadline = arrived + self.max_wait;
+        while let Some((seq, deadline)) = self.first_due {
             if deadline > now {
                 break;
             }
-            // Late if released after its deadline, or after the maximum wait last shrank
-            // below its age (then "now" is the earliest it could go).
-            let due = deadline.max(self.max_wait_since);
-            self.stats.overdue_max_us = self.stats.overdue_max_us.max((now - due).as_micros());
+            self.stats.overdue_max_us = self.stats.overdue_max_us.max((now - deadline).as_micros());
             self.advance_to(seq.wrapping_add(1));
         }
     }
@@ -271,8 +269,8 @@ impl ReorderBuffer {
                 self.window[slot] = EMPTY;
                 self.held -= 1;
                 self.next = Some(next.wrapping_add(1));
-                if self.oldest.is_some_and(|(s, _)| s == next) {
-                    self.find_oldest();
+                if self.first_due.is_some_and(|(s, _)| s == next) {
+                    self.find_first_due();
                 }
                 (e.buffer, e.arrived)
             }
@@ -310,7 +308,7 @@ mod tests {
     /// Offers `seq` and returns what the caller would deliver now, in order.
     fn offer(r: &mut ReorderBuffer, now: Instant, seq: u32) -> Vec<u32> {
         let mut out = Vec::new();
-        if r.arrive(now, seq, &seq.to_be_bytes()) == Arrival::Deliver {
+        if r.arrive(now, seq, &seq.to_be_bytes(), WAIT) == Arrival::Deliver {
             out.push(seq);
         }
         out.extend(drain(r, now));
@@ -328,9 +326,9 @@ mod tests {
 
     #[test]
     fn in_order_packets_pass_straight_through() {
-        let mut r = ReorderBuffer::new(8, 16, WAIT);
+        let mut r = ReorderBuffer::new(8, 16);
         for s in 100..120 {
-            assert_eq!(r.arrive(t(0), s, b"x"), Arrival::Deliver);
+            assert_eq!(r.arrive(t(0), s, b"x", WAIT), Arrival::Deliver);
         }
         assert_eq!(r.stats.in_order, 20);
         assert!(r.is_empty());
@@ -338,7 +336,7 @@ mod tests {
 
     #[test]
     fn fills_a_hole_and_releases_in_order() {
-        let mut r = ReorderBuffer::new(8, 16, WAIT);
+        let mut r = ReorderBuffer::new(8, 16);
         assert_eq!(offer(&mut r, t(0), 1), [1]);
         assert_eq!(offer(&mut r, t(1), 3), Vec::<u32>::new());
         assert_eq!(offer(&mut r, t(2), 4), Vec::<u32>::new());
@@ -348,19 +346,19 @@ mod tests {
 
     #[test]
     fn late_and_duplicate_packets_are_dropped() {
-        let mut r = ReorderBuffer::new(8, 16, WAIT);
+        let mut r = ReorderBuffer::new(8, 16);
         offer(&mut r, t(0), 10);
-        assert_eq!(r.arrive(t(0), 10, b"a"), Arrival::Late);
-        assert_eq!(r.arrive(t(0), 9, b"a"), Arrival::Late);
-        assert_eq!(r.arrive(t(0), 12, b"a"), Arrival::Held);
-        assert_eq!(r.arrive(t(0), 12, b"a"), Arrival::Duplicate);
+        assert_eq!(r.arrive(t(0), 10, b"a", WAIT), Arrival::Late);
+        assert_eq!(r.arrive(t(0), 9, b"a", WAIT), Arrival::Late);
+        assert_eq!(r.arrive(t(0), 12, b"a", WAIT), Arrival::Held);
+        assert_eq!(r.arrive(t(0), 12, b"a", WAIT), Arrival::Duplicate);
         assert_eq!(r.stats.late, 2);
         assert_eq!(r.stats.duplicate, 1);
     }
 
     #[test]
     fn a_hole_is_skipped_when_the_oldest_packet_times_out_not_later() {
-        let mut r = ReorderBuffer::new(16, 16, WAIT);
+        let mut r = ReorderBuffer::new(16, 16);
         offer(&mut r, t(0), 0);
         offer(&mut r, t(10), 2); // hole at 1
         assert_eq!(r.deadline(), Some(t(60)));
@@ -375,12 +373,26 @@ mod tests {
         assert_eq!(drain(&mut r, t(60)), [2, 3, 4, 5, 6, 7]);
         assert_eq!(r.stats.skipped, 1);
         assert_eq!(r.stats.wait_max_us, 50_000);
-        assert_eq!(r.arrive(t(61), 1, b"x"), Arrival::Late, "given up, never delivered late");
+        assert_eq!(r.arrive(t(61), 1, b"x", WAIT), Arrival::Late, "given up, never delivered late");
+    }
+
+    #[test]
+    fn each_packet_keeps_the_deadline_it_arrived_with() {
+        let mut r = ReorderBuffer::new(16, 16);
+        offer(&mut r, t(0), 0);
+        r.arrive(t(0), 3, &3u32.to_be_bytes(), Duration::from_millis(80));
+        r.arrive(t(10), 2, &2u32.to_be_bytes(), Duration::from_millis(20));
+        // 2 is due first (at 30), even though 3 arrived earlier: 1 is given up at 30, 2 goes,
+        // and 3 is next in line, so it goes too.
+        assert_eq!(r.deadline(), Some(t(30)));
+        r.release_expired(t(30));
+        assert_eq!(drain(&mut r, t(30)), [2, 3]);
+        assert_eq!(r.deadline(), None);
     }
 
     #[test]
     fn deadline_follows_the_next_oldest_after_release() {
-        let mut r = ReorderBuffer::new(16, 16, WAIT);
+        let mut r = ReorderBuffer::new(16, 16);
         offer(&mut r, t(0), 0);
         offer(&mut r, t(0), 2); // waits for 1
         offer(&mut r, t(30), 5); // waits for 3, 4
@@ -394,7 +406,7 @@ mod tests {
 
     #[test]
     fn a_packet_beyond_the_window_pushes_it_forward_in_order() {
-        let mut r = ReorderBuffer::new(4, 16, WAIT);
+        let mut r = ReorderBuffer::new(4, 16);
         offer(&mut r, t(0), 0);
         offer(&mut r, t(0), 2);
         offer(&mut r, t(0), 3);
@@ -408,7 +420,7 @@ mod tests {
 
     #[test]
     fn huge_jumps_do_not_loop_over_the_gap() {
-        let mut r = ReorderBuffer::new(4, 16, WAIT);
+        let mut r = ReorderBuffer::new(4, 16);
         offer(&mut r, t(0), 0);
         assert_eq!(offer(&mut r, t(0), 2_000_000_000), Vec::<u32>::new());
         assert_eq!(offer(&mut r, t(0), 1_999_999_997), [1_999_999_997]);
@@ -417,7 +429,7 @@ mod tests {
 
     #[test]
     fn sequence_numbers_wrap() {
-        let mut r = ReorderBuffer::new(8, 16, WAIT);
+        let mut r = ReorderBuffer::new(8, 16);
         offer(&mut r, t(0), u32::MAX - 1);
         assert_eq!(offer(&mut r, t(0), 0), Vec::<u32>::new());
         assert_eq!(offer(&mut r, t(0), u32::MAX), [u32::MAX, 0]);
@@ -426,34 +438,34 @@ mod tests {
 
     #[test]
     fn undrained_releases_are_never_overtaken() {
-        let mut r = ReorderBuffer::new(4, 16, WAIT);
+        let mut r = ReorderBuffer::new(4, 16);
         offer(&mut r, t(0), 0);
-        r.arrive(t(0), 2, &2u32.to_be_bytes());
+        r.arrive(t(0), 2, &2u32.to_be_bytes(), WAIT);
         r.release_expired(t(100)); // 2 is now ready but not popped
         // 3 is "next", but 2 is queued ahead of it: 3 must be held, not delivered.
-        assert_eq!(r.arrive(t(100), 3, &3u32.to_be_bytes()), Arrival::Held);
+        assert_eq!(r.arrive(t(100), 3, &3u32.to_be_bytes(), WAIT), Arrival::Held);
         assert_eq!(drain(&mut r, t(100)), [2, 3]);
     }
 
     #[test]
     fn the_pool_is_bounded() {
-        let mut r = ReorderBuffer::new(4, 16, WAIT);
+        let mut r = ReorderBuffer::new(4, 16);
         offer(&mut r, t(0), 0);
         for s in 2..5 {
-            assert_eq!(r.arrive(t(0), s, b"x"), Arrival::Held);
+            assert_eq!(r.arrive(t(0), s, b"x", WAIT), Arrival::Held);
         }
         // Overflow releases 2..4 to the ready queue; without a drain the pool is exhausted.
-        assert_eq!(r.arrive(t(0), 8, b"x"), Arrival::Held);
+        assert_eq!(r.arrive(t(0), 8, b"x", WAIT), Arrival::Held);
         assert_eq!(r.len(), 4);
-        assert_eq!(r.arrive(t(0), 12, b"x"), Arrival::Full);
-        assert_eq!(r.arrive(t(0), 12, &[0; 17]), Arrival::TooBig);
+        assert_eq!(r.arrive(t(0), 12, b"x", WAIT), Arrival::Full);
+        assert_eq!(r.arrive(t(0), 12, &[0; 17], WAIT), Arrival::TooBig);
     }
 
     #[test]
     fn restart_releases_what_is_held_and_resynchronises() {
-        let mut r = ReorderBuffer::new(8, 16, WAIT);
+        let mut r = ReorderBuffer::new(8, 16);
         offer(&mut r, t(0), 100);
-        r.arrive(t(0), 103, &103u32.to_be_bytes());
+        r.arrive(t(0), 103, &103u32.to_be_bytes(), WAIT);
         r.restart(4);
         assert_eq!(drain(&mut r, t(1)), [103]);
         assert_eq!(offer(&mut r, t(1), 5), Vec::<u32>::new());
@@ -462,7 +474,7 @@ mod tests {
 
     #[test]
     fn random_arrivals_never_deliver_out_of_order_or_twice() {
-        let mut r = ReorderBuffer::new(32, 16, WAIT);
+        let mut r = ReorderBuffer::new(32, 16);
         let mut x = 12345u64;
         let mut delivered = Vec::new();
         let mut now = 0;

@@ -4,25 +4,61 @@
 //! scheduler shares lives in [`candidates`]: only usable links (up; not down, lossy or slow)
 //! carry data, and `fallback_only` links only when no normal link is usable.
 //!
+//! Two schedulers: [`super::arrival::ArrivalScheduler`] (the default) plans for arrival order
+//! from each link's measured delay and capacity; [`WeightedRoundRobin`] (`scheduler = wrr`)
+//! splits by the configured `bandwidth_upload`, as MLVPN did, only exactly.
+//!
 //! [`WeightedRoundRobin`] is stride scheduling (Waldspurger & Weihl, 1995) over bytes: each link
 //! keeps a virtual time that advances by `len / weight` for each packet it carries, and the next
 //! packet goes to the link that would finish it first. Byte shares then match the weights
 //! exactly (the C original's round-robin turned weights 50/30/20 into 50/25/25), and the links
 //! are interleaved smoothly rather than in bursts.
 
+use super::time::Instant;
+
 /// What the scheduler may know of a link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LinkView {
     /// Up, and neither lossy nor slow.
     pub usable: bool,
     pub fallback_only: bool,
     /// Relative share of bytes; `bandwidth_upload` in bytes/s, or 1 when none is configured.
     pub weight: u64,
+    /// Bytes per second the link may carry now (its capacity estimate times the pacing gain).
+    pub rate: u64,
+    /// One-way delay in microseconds relative to the other links (only differences count).
+    pub delay_us: i64,
+    /// The link's capacity is still being found: its `rate` is a lower bound, so its queue
+    /// is not limited (refusing packets on the strength of a guess would starve a fast link).
+    pub probing: bool,
 }
 
-pub trait Scheduler {
-    /// The link for a packet of `len` bytes, or `None` if no link is usable.
-    fn pick(&mut self, links: &[LinkView], len: usize) -> Option<usize>;
+/// A scheduler's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    Link(usize),
+    /// No link is usable.
+    NoLink,
+    /// Every usable link is full: sending now would only lengthen a queue. The packet is
+    /// dropped, which is how the sender (TCP) learns the tunnel's capacity.
+    Congested,
+}
+
+pub trait Scheduler: std::fmt::Debug {
+    /// The link for a packet of `len` bytes.
+    fn pick(&mut self, now: Instant, links: &[LinkView], len: usize) -> Pick;
+
+    /// Like [`Scheduler::pick`], but a packet that must go (a small one, or one sent again)
+    /// is never refused as congestion: it goes where it arrives first, full or not.
+    fn pick_urgent(&mut self, now: Instant, links: &[LinkView], len: usize) -> Pick {
+        self.pick(now, links, len)
+    }
+
+    /// Whether `link` has more queued than it can carry right away (its capacity is being
+    /// measured, not our demand).
+    fn backlogged(&self, _now: Instant, _link: usize) -> bool {
+        false
+    }
 }
 
 /// The links allowed to carry data now: usable normal links, or if there are none, usable
@@ -32,7 +68,7 @@ pub fn candidates(links: &[LinkView]) -> impl Iterator<Item = usize> + '_ {
     links.iter().enumerate().filter(move |(_, l)| is_candidate(l, any_normal)).map(|(i, _)| i)
 }
 
-fn is_candidate(l: &LinkView, any_normal: bool) -> bool {
+pub(crate) fn is_candidate(l: &LinkView, any_normal: bool) -> bool {
     l.usable && l.fallback_only != any_normal
 }
 
@@ -62,7 +98,7 @@ impl WeightedRoundRobin {
 }
 
 impl Scheduler for WeightedRoundRobin {
-    fn pick(&mut self, links: &[LinkView], len: usize) -> Option<usize> {
+    fn pick(&mut self, _now: Instant, links: &[LinkView], len: usize) -> Pick {
         debug_assert_eq!(links.len(), self.finish.len());
         let mut best: Option<(u64, usize)> = None;
         let any_normal = links.iter().any(|l| l.usable && !l.fallback_only);
@@ -80,7 +116,7 @@ impl Scheduler for WeightedRoundRobin {
                 best = Some((end, i));
             }
         }
-        let (end, i) = best?;
+        let Some((end, i)) = best else { return Pick::NoLink };
         self.now = self.finish[i];
         self.finish[i] = end;
         if self.now > u64::MAX / 2 {
@@ -89,7 +125,7 @@ impl Scheduler for WeightedRoundRobin {
             self.finish.iter_mut().for_each(|f| *f = f.saturating_sub(base));
             self.now = 0;
         }
-        Some(i)
+        Pick::Link(i)
     }
 }
 
@@ -98,7 +134,14 @@ mod tests {
     use super::*;
 
     fn view(weight: u64) -> LinkView {
-        LinkView { usable: true, fallback_only: false, weight }
+        LinkView { usable: true, weight, ..LinkView::default() }
+    }
+
+    fn pick(s: &mut impl Scheduler, links: &[LinkView], len: usize) -> Option<usize> {
+        match s.pick(Instant::ZERO, links, len) {
+            Pick::Link(i) => Some(i),
+            _ => None,
+        }
     }
 
     fn shares(
@@ -111,7 +154,7 @@ mod tests {
         let mut total = 0;
         for k in 0..n {
             let l = len(k);
-            if let Some(i) = s.pick(links, l) {
+            if let Some(i) = pick(s, links, l) {
                 bytes[i] += l;
                 total += l;
             }
@@ -143,7 +186,7 @@ mod tests {
     fn interleaves_rather_than_bursts() {
         let links = [view(1), view(1)];
         let mut s = WeightedRoundRobin::new(2);
-        let picks: Vec<_> = (0..6).map(|_| s.pick(&links, 100).unwrap()).collect();
+        let picks: Vec<_> = (0..6).map(|_| pick(&mut s, &links, 100).unwrap()).collect();
         assert_eq!(picks, [0, 1, 0, 1, 0, 1]);
     }
 
@@ -152,18 +195,18 @@ mod tests {
         let mut links = [view(1), view(1), LinkView { fallback_only: true, ..view(1) }];
         let mut s = WeightedRoundRobin::new(3);
         for _ in 0..10 {
-            assert_ne!(s.pick(&links, 100), Some(2), "fallback idle while normal links are up");
+            assert_ne!(pick(&mut s, &links, 100), Some(2), "fallback idle while normal links are up");
         }
         links[0].usable = false;
         for _ in 0..10 {
-            assert_eq!(s.pick(&links, 100), Some(1));
+            assert_eq!(pick(&mut s, &links, 100), Some(1));
         }
         links[1].usable = false;
         for _ in 0..10 {
-            assert_eq!(s.pick(&links, 100), Some(2), "fallback carries everything");
+            assert_eq!(pick(&mut s, &links, 100), Some(2), "fallback carries everything");
         }
         links[2].usable = false;
-        assert_eq!(s.pick(&links, 100), None);
+        assert_eq!(pick(&mut s, &links, 100), None);
     }
 
     #[test]
@@ -172,10 +215,10 @@ mod tests {
         let mut s = WeightedRoundRobin::new(2);
         links[1].usable = false;
         for _ in 0..1000 {
-            s.pick(&links, 100);
+            pick(&mut s, &links, 100);
         }
         links[1].usable = true;
-        let picks: Vec<_> = (0..10).map(|_| s.pick(&links, 100).unwrap()).collect();
+        let picks: Vec<_> = (0..10).map(|_| pick(&mut s, &links, 100).unwrap()).collect();
         assert_eq!(picks.iter().filter(|&&i| i == 1).count(), 5, "{picks:?}");
     }
 

@@ -58,6 +58,11 @@ impl Session {
         self.replay.highest().unwrap_or(0)
     }
 
+    /// The highest packet number received, if any was.
+    pub fn rx_highest_seen(&self) -> Option<u64> {
+        self.replay.highest()
+    }
+
     /// Writes a `kind` header into `datagram[..13]` and seals the body `datagram[29..]` in
     /// place. Returns the packet number used.
     pub fn seal(&mut self, kind: Kind, datagram: &mut [u8]) -> u64 {

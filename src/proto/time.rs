@@ -97,6 +97,13 @@ impl Sub<Instant> for Instant {
     }
 }
 
+impl Sub<Duration> for Instant {
+    type Output = Instant;
+    fn sub(self, d: Duration) -> Instant {
+        Instant(self.0.saturating_sub(d.0))
+    }
+}
+
 impl Add for Duration {
     type Output = Duration;
     fn add(self, d: Duration) -> Duration {

@@ -103,6 +103,21 @@ impl TimerTable {
         }
     }
 
+    /// The table for a new set of links: link `i` of the result takes the timers of old link
+    /// `from[i]`, or none if it is new.
+    pub fn remapped(&self, from: &[Option<usize>]) -> TimerTable {
+        let mut t = TimerTable::new(from.len());
+        t.slots[..TunnelTimer::COUNT].copy_from_slice(&self.slots[..TunnelTimer::COUNT]);
+        for (new, old) in from.iter().enumerate() {
+            if let Some(old) = old {
+                for k in LinkTimer::ALL {
+                    t.slots[Self::index(Timer::Link(new, k))] = self.slots[Self::index(Timer::Link(*old, k))];
+                }
+            }
+        }
+        t
+    }
+
     /// The earliest armed deadline.
     pub fn next(&self) -> Option<Instant> {
         self.slots.iter().flatten().min().copied()
@@ -133,6 +148,19 @@ mod tests {
         assert!(!t.expire(k, Instant::from_micros(9)));
         assert!(t.expire(k, Instant::from_micros(10)));
         assert!(!t.expire(k, Instant::from_micros(11)));
+    }
+
+    #[test]
+    fn remapping_carries_timers_with_their_links() {
+        let mut t = TimerTable::new(3);
+        t.set(Timer::Tunnel(TunnelTimer::ReorderFlush), Instant::from_micros(1));
+        t.set(Timer::Link(0, LinkTimer::Idle), Instant::from_micros(10));
+        t.set(Timer::Link(2, LinkTimer::Probe), Instant::from_micros(30));
+        let r = t.remapped(&[Some(2), None]);
+        assert_eq!(r.get(Timer::Link(0, LinkTimer::Probe)), Some(Instant::from_micros(30)));
+        assert_eq!(r.get(Timer::Link(1, LinkTimer::Idle)), None);
+        assert_eq!(r.get(Timer::Tunnel(TunnelTimer::ReorderFlush)), Some(Instant::from_micros(1)));
+        assert_eq!(r.next(), Some(Instant::from_micros(1)));
     }
 
     #[test]

@@ -22,29 +22,35 @@
 //! buffer. Only packets held for reordering are copied, into storage allocated at start. Nothing
 //! here allocates per packet, reads a clock or touches a file.
 
+use super::arrival::ArrivalScheduler;
 use super::crypto::{Csprng, Key};
 use super::handshake::{self, CookieJar, HandshakeError, Pending};
 use super::kdf::{handshake_key, session_keys};
 use super::link::{DownReason, Link, LinkConfig, LinkState, LinkTimers, Transition, UNANSWERED_REPORT_AFTER};
+use super::owd::wrapping_diff;
 use super::reorder::{Arrival, ReorderBuffer, ReorderStats};
-use super::sched::{LinkView, Scheduler, WeightedRoundRobin};
+use super::retransmit::{GapList, RetransmitStore};
+use super::sched::{LinkView, Pick, Scheduler, WeightedRoundRobin};
 use super::session::{OpenError, Session};
 use super::time::{Duration, Instant};
 use super::timer::{LinkTimer, Timer, TimerTable, TunnelTimer};
 use super::wire::{
     self, Challenge, Confirm, DATA_OVERHEAD, Disconnect, DisconnectReason, Header, Hello, Keepalive, Kind,
-    TRANSPORT_HEADER_LEN, WireError,
+    Nack, TRANSPORT_HEADER_LEN, WireError,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ops::Range;
 
 /// Floor and ceiling of the reorder timeout, and the margin added to the measured spread.
-pub const REORDER_MIN: Duration = Duration::from_millis(10);
+pub const REORDER_MIN: Duration = Duration::from_millis(5);
 pub const REORDER_MAX: Duration = Duration::from_secs(1);
-pub const REORDER_MARGIN: Duration = Duration::from_millis(10);
+pub const REORDER_MARGIN: Duration = Duration::from_millis(5);
 /// Reorder timeout before any RTT is known.
 pub const REORDER_DEFAULT: Duration = Duration::from_millis(100);
+/// Packets this small (TCP acknowledgements, pings, DNS queries) are never refused for
+/// congestion: they weigh nothing, and dropping an acknowledgement slows a whole flow.
+pub const SMALL_PACKET: usize = 128;
 /// Events kept for `poll_event`; more are counted and dropped.
 const EVENT_QUEUE: usize = 256;
 
@@ -54,15 +60,29 @@ pub enum Mode {
     Server,
 }
 
+/// Which scheduler spreads packets over the links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchedulerKind {
+    /// Plans for arrival order from measured delays and capacities ([`super::arrival`]).
+    #[default]
+    Arrival,
+    /// Weighted round-robin by `bandwidth_upload`, as MLVPN did ([`super::sched`]).
+    Wrr,
+}
+
 /// The engine's settings. The shell builds this from `mlvpn.conf`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub mode: Mode,
+    pub scheduler: SchedulerKind,
     pub links: Vec<LinkConfig>,
     /// Slots of the reorder buffer; 0 delivers packets in arrival order.
     pub reorder_buffer_size: usize,
     /// Largest IP packet carried (the TUN device's MTU).
     pub mtu: usize,
+    /// Data packets kept to be resent when the peer reports them lost; 0 turns loss recovery
+    /// off ([`super::retransmit`]).
+    pub retransmit_buffer_size: usize,
 }
 
 /// A datagram to send: `buf[..len]` on link `link` to `dst`.
@@ -106,6 +126,8 @@ pub enum DropReason {
     TooBig,
     /// No link can carry it.
     NoLink,
+    /// Every link's queue is at its limit: the tunnel is at capacity.
+    Congested,
     /// Arrived after its place in the sequence was delivered or given up.
     Late,
     /// Arrived twice.
@@ -125,6 +147,7 @@ pub struct DropCounters {
     pub unexpected: u64,
     pub too_big: u64,
     pub no_link: u64,
+    pub congested: u64,
     pub late: u64,
     pub duplicate: u64,
     pub reorder_full: u64,
@@ -141,11 +164,30 @@ impl DropCounters {
             DropReason::Unexpected => &mut self.unexpected,
             DropReason::TooBig => &mut self.too_big,
             DropReason::NoLink => &mut self.no_link,
+            DropReason::Congested => &mut self.congested,
             DropReason::Late => &mut self.late,
             DropReason::Duplicate => &mut self.duplicate,
             DropReason::ReorderFull => &mut self.reorder_full,
         };
         *c += 1;
+    }
+
+    /// Every counter with its name, for status and metrics (one list, so none is forgotten).
+    pub fn named(&self) -> [(&'static str, u64); 12] {
+        [
+            ("malformed", self.malformed),
+            ("unauthenticated", self.unauthenticated),
+            ("replayed", self.replayed),
+            ("unknown_session", self.unknown_session),
+            ("stale_handshake", self.stale_handshake),
+            ("unexpected", self.unexpected),
+            ("too_big", self.too_big),
+            ("no_link", self.no_link),
+            ("congested", self.congested),
+            ("late", self.late),
+            ("duplicate", self.duplicate),
+            ("reorder_full", self.reorder_full),
+        ]
     }
 
     /// All drops of packets that came from the network.
@@ -195,9 +237,15 @@ pub struct Tunnel {
     instance: u64,
     links: Vec<Link>,
     timers: TimerTable,
-    scheduler: WeightedRoundRobin,
+    scheduler: Box<dyn Scheduler>,
+    scheduler_kind: SchedulerKind,
     views: Vec<LinkView>,
     reorder: Option<ReorderBuffer>,
+    /// How long a packet arriving on each link may wait in the reorder buffer.
+    reorder_waits: Vec<Duration>,
+    retransmit: Option<RetransmitStore>,
+    /// Packet numbers the peer's links lost, to ask for.
+    gaps: GapList,
     tx_seq: u32,
     peer_instance: Option<u64>,
     events: VecDeque<Event>,
@@ -209,6 +257,49 @@ pub struct Tunnel {
     closed: bool,
     transmit_cursor: usize,
     mtu: usize,
+}
+
+fn new_scheduler(kind: SchedulerKind, links: usize) -> Box<dyn Scheduler> {
+    match kind {
+        SchedulerKind::Arrival => Box::new(ArrivalScheduler::new(links)),
+        SchedulerKind::Wrr => Box::new(WeightedRoundRobin::new(links)),
+    }
+}
+
+/// The scheduler's view of configured links before anything is measured.
+fn initial_views(links: &[LinkConfig]) -> Vec<LinkView> {
+    let weights_known = links.iter().any(|l| l.bandwidth_upload.is_some());
+    let set: Vec<u64> = links.iter().filter_map(|l| l.bandwidth_upload).collect();
+    let mean = (set.iter().sum::<u64>() / set.len().max(1) as u64).max(1);
+    links
+        .iter()
+        .map(|l| LinkView {
+            usable: false,
+            fallback_only: l.fallback_only,
+            // Unset among set ones: the mean, so a forgotten value does not starve a link.
+            weight: if weights_known { l.bandwidth_upload.unwrap_or(mean).max(1) } else { 1 },
+            rate: 0,
+            delay_us: 0,
+            probing: true,
+        })
+        .collect()
+}
+
+/// Why [`Tunnel::reconfigure`] refused a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReconfigureError {
+    /// Client and server cannot swap roles in a running process.
+    ModeChanged,
+}
+
+/// What [`Tunnel::reconfigure`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconfigured {
+    /// For each link of the new configuration, the index it had before, or `None` if new.
+    pub continued_from: Vec<Option<usize>>,
+    /// Disconnects for links that are gone: (old link index, destination, datagram). Send them
+    /// on the old sockets before closing those.
+    pub goodbyes: Vec<(usize, SocketAddr, Vec<u8>)>,
 }
 
 /// The round trip measured by a handshake message that echoes our timestamp. (The echo is
@@ -230,21 +321,7 @@ impl Tunnel {
         let cookies = CookieJar::new(&mut rng);
         let instance = rng.next_u64();
         let n = config.links.len();
-        let weights_known = config.links.iter().any(|l| l.bandwidth_upload.is_some());
-        let mean = {
-            let set: Vec<u64> = config.links.iter().filter_map(|l| l.bandwidth_upload).collect();
-            (set.iter().sum::<u64>() / set.len().max(1) as u64).max(1)
-        };
-        let views = config
-            .links
-            .iter()
-            .map(|l| LinkView {
-                usable: false,
-                fallback_only: l.fallback_only,
-                // Unset among set ones: the mean, so a forgotten value does not starve a link.
-                weight: if weights_known { l.bandwidth_upload.unwrap_or(mean).max(1) } else { 1 },
-            })
-            .collect();
+        let views = initial_views(&config.links);
         let client = is_client(config.mode);
         let mut t = Tunnel {
             mode: config.mode,
@@ -255,10 +332,15 @@ impl Tunnel {
             instance,
             links: config.links.into_iter().map(|c| Link::new(c, client)).collect(),
             timers: TimerTable::new(n),
-            scheduler: WeightedRoundRobin::new(n),
+            scheduler_kind: config.scheduler,
+            scheduler: new_scheduler(config.scheduler, n),
             views,
             reorder: (config.reorder_buffer_size > 0)
-                .then(|| ReorderBuffer::new(config.reorder_buffer_size, config.mtu, REORDER_DEFAULT)),
+                .then(|| ReorderBuffer::new(config.reorder_buffer_size, config.mtu)),
+            reorder_waits: vec![REORDER_DEFAULT; n],
+            retransmit: (config.retransmit_buffer_size > 0)
+                .then(|| RetransmitStore::new(config.retransmit_buffer_size, config.mtu + 4, n)),
+            gaps: GapList::default(),
             tx_seq: 0,
             peer_instance: None,
             events: VecDeque::with_capacity(EVENT_QUEUE),
@@ -287,6 +369,105 @@ impl Tunnel {
         self.mode
     }
 
+    /// Applies a new configuration in place. Links are matched by name: a link that stays keeps
+    /// its session, its measurements and its place in the reorder sequence, so traffic over it
+    /// does not notice (its settings — timeout, tolerances, bandwidth, fallback — change in
+    /// place). A new link starts handshaking (client) or waits for its peer (server); a removed
+    /// one says goodbye. `psk` may change: established sessions keep their keys, new handshakes
+    /// use the new one.
+    pub fn reconfigure(
+        &mut self,
+        now: Instant,
+        config: Config,
+        psk: &Key,
+    ) -> Result<Reconfigured, ReconfigureError> {
+        if config.mode != self.mode {
+            return Err(ReconfigureError::ModeChanged);
+        }
+        let continued_from: Vec<Option<usize>> =
+            config.links.iter().map(|c| self.links.iter().position(|l| l.config.name == c.name)).collect();
+        let connected_before = self.connected;
+        let mut goodbyes = Vec::new();
+        let mut buf = [0u8; wire::DISCONNECT_DATAGRAM_LEN];
+        for (i, l) in self.links.iter_mut().enumerate() {
+            if continued_from.contains(&Some(i)) || !l.state.is_connected() {
+                continue;
+            }
+            if let (Some(s), Some(dst)) = (l.session.as_mut(), l.peer) {
+                let len = buf.len();
+                Disconnect { reason: DisconnectReason::Reconfigured }.emit(&mut buf[len - Disconnect::LEN..]);
+                s.seal(Kind::Disconnect, &mut buf);
+                goodbyes.push((i, dst, buf.to_vec()));
+            }
+        }
+        let mut old: Vec<Option<Link>> = std::mem::take(&mut self.links).into_iter().map(Some).collect();
+        let client = is_client(self.mode);
+        let n = config.links.len();
+        self.links = config
+            .links
+            .iter()
+            .zip(&continued_from)
+            .map(|(c, from)| match from.and_then(|i| old[i].take()) {
+                Some(mut link) => {
+                    link.config = c.clone();
+                    link.capacity.set_cap(c.bandwidth_upload);
+                    link
+                }
+                None => Link::new(c.clone(), client),
+            })
+            .collect();
+        let same_links = continued_from.iter().enumerate().all(|(i, f)| *f == Some(i)) && old.len() == n;
+        self.timers = self.timers.remapped(&continued_from);
+        for (i, from) in continued_from.iter().enumerate() {
+            if from.is_none() && client {
+                self.timers.set(Timer::Link(i, LinkTimer::Handshake), now);
+            }
+        }
+        self.views = initial_views(&config.links);
+        if !same_links || config.scheduler != self.scheduler_kind {
+            self.scheduler = new_scheduler(config.scheduler, n);
+            self.scheduler_kind = config.scheduler;
+        }
+        self.reorder_waits = continued_from
+            .iter()
+            .map(|f| {
+                f.map_or(REORDER_DEFAULT, |i| self.reorder_waits.get(i).copied().unwrap_or(REORDER_DEFAULT))
+            })
+            .collect();
+        self.owe_disconnect = vec![false; n];
+        self.transmit_cursor = 0;
+        let sizes_changed = config.mtu != self.mtu
+            || self.reorder.as_ref().map_or(0, |r| r.capacity()) != config.reorder_buffer_size
+            || self.retransmit.as_ref().map_or(0, |r| r.capacity()) != config.retransmit_buffer_size;
+        if sizes_changed {
+            self.mtu = config.mtu;
+            let mut reorder = (config.reorder_buffer_size > 0)
+                .then(|| ReorderBuffer::new(config.reorder_buffer_size, config.mtu));
+            if let (Some(r), Some(old)) = (&mut reorder, &self.reorder) {
+                r.resume_at(old.next_expected());
+            }
+            self.reorder = reorder;
+            self.retransmit = (config.retransmit_buffer_size > 0)
+                .then(|| RetransmitStore::new(config.retransmit_buffer_size, config.mtu + 4, n));
+        } else if !same_links {
+            if let Some(r) = &mut self.retransmit {
+                r.remap_links(&continued_from);
+            }
+        }
+        if *psk != self.psk {
+            self.psk = psk.clone();
+            self.handshake_key = handshake_key(psk);
+        }
+        self.connected = self.links.iter().filter(|l| l.state.is_connected()).count();
+        if connected_before > 0 && self.connected == 0 {
+            self.push_event(Event::TunnelDown);
+        }
+        self.update_views();
+        self.update_reorder_wait(now);
+        self.update_reorder_timer();
+        Ok(Reconfigured { continued_from, goodbyes })
+    }
+
     pub fn links(&self) -> &[Link] {
         &self.links
     }
@@ -299,9 +480,9 @@ impl Tunnel {
         self.reorder.as_ref().map(|r| &r.stats)
     }
 
-    /// The current reorder timeout.
+    /// The longest a packet may wait in the reorder buffer now (over the links).
     pub fn reorder_wait(&self) -> Option<Duration> {
-        self.reorder.as_ref().map(|r| r.max_wait())
+        self.reorder.as_ref().and_then(|_| self.reorder_waits.iter().max().copied())
     }
 
     /// Links with a working session.
@@ -330,9 +511,26 @@ impl Tunnel {
         Received::Dropped(d)
     }
 
+    /// What the scheduler knows of each link: rates and relative one-way delays. The delays
+    /// are the peer's measurements of our packets when it has sent them for every usable link
+    /// (true one-way figures, see [`super::owd`]); otherwise half the RTTs.
+    fn update_views(&mut self) {
+        let reference = self.links.iter().filter(|l| l.is_usable()).find_map(|l| l.peer_owd.map(|p| p.1));
+        let all_one_way = self.links.iter().filter(|l| l.is_usable()).all(|l| l.peer_owd.is_some());
+        for (v, l) in self.views.iter_mut().zip(&self.links) {
+            v.usable = l.is_usable();
+            v.rate = l.capacity.pacing_rate();
+            v.probing = l.capacity.in_startup();
+            v.delay_us = match (all_one_way, reference, l.peer_owd) {
+                (true, Some(r), Some((_, min))) => wrapping_diff(min, r),
+                _ => (l.rtt.min().unwrap_or(Duration::ZERO).as_micros() / 2) as i64,
+            };
+        }
+    }
+
     fn on_transition(&mut self, now: Instant, link: usize, t: Option<Transition>) {
         let Some(t) = t else { return };
-        self.views[link].usable = self.links[link].is_usable();
+        self.update_views();
         self.push_event(Event::Link { link, from: t.from, to: t.to, reason: t.reason });
         match (t.from.is_connected(), t.to.is_connected()) {
             (false, true) => {
@@ -352,13 +550,42 @@ impl Tunnel {
         self.update_reorder_wait(now);
     }
 
-    /// The reorder timeout from the spread of the connected links' delays: half the gap between
-    /// the slowest link's `SRTT + 4 RTTVAR` and the fastest link's SRTT (a one-way estimate),
-    /// plus a margin.
-    fn update_reorder_wait(&mut self, now: Instant) {
+    /// How long a packet that arrived on each link may wait for the ones sent before it.
+    ///
+    /// A packet sent before one that arrived on link `j` left no later than it, so it arrives
+    /// at most the slowest link's one-way delay (smoothed plus four deviations) after that
+    /// send — which was the arrival minus link `j`'s delay. Hence
+    /// `wait(j) = max_k high(k) - min(j)`, with the one-way delays measured on the peer's
+    /// packets ([`super::owd`]: clock offsets cancel in the difference). Until every connected
+    /// link has been measured, half the spread of the RTTs stands in.
+    fn update_reorder_wait(&mut self, _now: Instant) {
+        let connected = || self.links.iter().filter(|l| l.state.is_connected());
+        let one_way = connected().all(|l| l.owd.has_samples());
+        let reference = connected().find(|l| l.owd.has_samples()).map(|l| l.owd.min());
+        // With loss recovery, a hole may also be filled by a resent packet: that takes a NACK
+        // and the packet again, about the round trip of the fastest link — with its variance,
+        // and a margin for the packet that revealed the gap.
+        let resend = if self.retransmit.is_some() {
+            connected()
+                .filter_map(|l| l.rtt.srtt().map(|_| l.rtt.rto_or(Duration::ZERO)))
+                .min()
+                .unwrap_or(Duration::ZERO)
+                + REORDER_MARGIN
+        } else {
+            Duration::ZERO
+        };
+        if let (true, Some(r)) = (one_way, reference) {
+            let high = connected().map(|l| wrapping_diff(l.owd.high(), r)).max().unwrap_or(0);
+            for (w, l) in self.reorder_waits.iter_mut().zip(&self.links) {
+                let spread = (high - wrapping_diff(l.owd.min(), r)).max(0) as u64;
+                *w = (Duration::from_micros(spread) + resend + REORDER_MARGIN)
+                    .clamp_to(REORDER_MIN, REORDER_MAX);
+            }
+            return;
+        }
         let mut hi: Option<Duration> = None;
         let mut lo: Option<Duration> = None;
-        for l in self.links.iter().filter(|l| l.state.is_connected()) {
+        for l in connected() {
             // A link we cannot time yet may be the slowest: wait as long as for the worst.
             let Some(srtt) = l.rtt.srtt() else {
                 hi = Some(REORDER_MAX.saturating_mul(2));
@@ -373,11 +600,7 @@ impl Tunnel {
             (Some(h), Some(l)) => ((h - l).div(2) + REORDER_MARGIN).clamp_to(REORDER_MIN, REORDER_MAX),
             _ => REORDER_DEFAULT,
         };
-        if let Some(r) = &mut self.reorder {
-            r.set_max_wait(now, wait);
-        }
-        // The deadline of the packet held longest moves with the timeout.
-        self.update_reorder_timer();
+        self.reorder_waits.fill(wait);
     }
 
     fn update_reorder_timer(&mut self) {
@@ -395,14 +618,27 @@ impl Tunnel {
             self.drops.count(DropReason::TooBig);
             return Err(DropReason::TooBig);
         }
-        let Some(i) = self.scheduler.pick(&self.views, len) else {
-            self.drops.count(DropReason::NoLink);
-            return Err(DropReason::NoLink);
+        let pick = if len <= SMALL_PACKET {
+            self.scheduler.pick_urgent(now, &self.views, len)
+        } else {
+            self.scheduler.pick(now, &self.views, len)
+        };
+        let i = match pick {
+            Pick::Link(i) => i,
+            Pick::NoLink => {
+                self.drops.count(DropReason::NoLink);
+                return Err(DropReason::NoLink);
+            }
+            Pick::Congested => {
+                self.drops.count(DropReason::Congested);
+                return Err(DropReason::Congested);
+            }
         };
         let total = DATA_OVERHEAD + len;
         let seq = self.tx_seq;
         self.tx_seq = seq.wrapping_add(1);
-        let (link, mut timers) = self.timers_of(i);
+        let link = &mut self.links[i];
+        let mut timers = LinkTimers { table: &mut self.timers, link: i };
         let (Some(session), Some(dst)) = (link.session.as_mut(), link.peer) else {
             // A usable link always has both; if not, it is our bug, but not worth a panic.
             debug_assert!(false, "usable link without session or peer");
@@ -410,6 +646,9 @@ impl Tunnel {
             return Err(DropReason::NoLink);
         };
         buf[TRANSPORT_HEADER_LEN + super::crypto::TAG_LEN..DATA_OVERHEAD].copy_from_slice(&seq.to_be_bytes());
+        if let Some(store) = &mut self.retransmit {
+            store.record(now, i, session.next_pn(), seq, &buf[DATA_OVERHEAD..total]);
+        }
         let pn = session.seal(Kind::Data, &mut buf[..total]);
         link.on_data_sent(now, pn, total, &mut timers);
         Ok(Transmit { link: i, dst, len: total })
@@ -598,12 +837,16 @@ impl Tunnel {
             (false, _, Some(p)) if p.id == h.session => p,
             _ => return self.dropped(DropReason::UnknownSession),
         };
+        let previous_highest = session.rx_highest_seen();
         match session.open(h, buf) {
             Ok(()) => {}
             Err(OpenError::Replayed) => return self.dropped(DropReason::Replayed),
             Err(OpenError::Unauthenticated) => return self.dropped(DropReason::Unauthenticated),
         }
         let newest = session.rx_highest() == h.pn;
+        if current {
+            self.gaps.on_packet(h.session, previous_highest, h.pn);
+        }
         let server = !is_client(self.mode);
         let (l, mut timers) = self.timers_of(link);
         l.on_rx(now, buf.len(), &mut timers);
@@ -633,9 +876,11 @@ impl Tunnel {
                 let Ok(ka) = Keepalive::parse(&buf[body_start..]) else {
                     return self.dropped(DropReason::Malformed);
                 };
+                let backlogged = self.scheduler.backlogged(now, link);
                 let (l, mut timers) = self.timers_of(link);
-                let t = l.on_keepalive(now, &ka, &mut timers);
+                let t = l.on_keepalive(now, &ka, backlogged, &mut timers);
                 self.on_transition(now, link, t);
+                self.update_views();
                 self.update_reorder_wait(now);
                 Received::Consumed
             }
@@ -648,7 +893,28 @@ impl Tunnel {
                 self.on_transition(now, link, t);
                 Received::Consumed
             }
+            Kind::Nack => {
+                let Ok(nack) = Nack::parse(&buf[body_start..]) else {
+                    return self.dropped(DropReason::Malformed);
+                };
+                self.on_nack(now, &nack);
+                Received::Consumed
+            }
             Kind::Hello | Kind::Challenge | Kind::Confirm => unreachable!("handled by handle_datagram"),
+        }
+    }
+
+    /// The peer lost some of our packets: queue those we still have to be sent again.
+    fn on_nack(&mut self, now: Instant, nack: &Nack) {
+        let Some(store) = &mut self.retransmit else { return };
+        for &(session, first, count) in &nack.gaps {
+            let link = self.links.iter().position(|l| {
+                l.session.as_ref().is_some_and(|s| s.id == session)
+                    || l.previous.as_ref().is_some_and(|s| s.id == session)
+            });
+            if let Some(link) = link {
+                store.nack(now, link, first, count);
+            }
         }
     }
 
@@ -665,7 +931,7 @@ impl Tunnel {
         let Some(reorder) = &mut self.reorder else {
             return Received::Deliver(range);
         };
-        let arrival = reorder.arrive(now, seq, payload);
+        let arrival = reorder.arrive(now, seq, payload, self.reorder_waits[link]);
         let r = match arrival {
             Arrival::Deliver => Received::Deliver(range),
             Arrival::Held => Received::Consumed,
@@ -706,7 +972,20 @@ impl Tunnel {
 
     /// The next control datagram to send, written into `buf` (at least
     /// [`wire::MAX_CONTROL_LEN`] bytes).
+    ///
+    /// Resent data packets come through here too: give a buffer of at least
+    /// `DATA_OVERHEAD + mtu` bytes.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        if !self.gaps.is_empty() {
+            if let Some(t) = self.transmit_nack(buf) {
+                return Some(t);
+            }
+        }
+        if self.retransmit.as_ref().is_some_and(|r| r.pending()) {
+            if let Some(t) = self.transmit_resend(now, buf) {
+                return Some(t);
+            }
+        }
         let n = self.links.len();
         for k in 0..n {
             let i = (self.transmit_cursor + k) % n;
@@ -716,6 +995,58 @@ impl Tunnel {
             }
         }
         None
+    }
+
+    /// The usable link with the shortest round trip: the quickest way to tell the peer.
+    fn fastest_link(&self) -> Option<usize> {
+        (0..self.links.len())
+            .filter(|&i| self.links[i].is_usable() && self.links[i].peer.is_some())
+            .min_by_key(|&i| self.links[i].rtt.srtt_or(Duration::MAX))
+    }
+
+    fn transmit_nack(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        let i = self.fastest_link()?;
+        let nack = Nack { gaps: self.gaps.take() };
+        let len = TRANSPORT_HEADER_LEN + super::crypto::TAG_LEN + nack.len();
+        nack.emit(&mut buf[TRANSPORT_HEADER_LEN + super::crypto::TAG_LEN..len]);
+        let l = &mut self.links[i];
+        let dst = l.peer?;
+        l.session.as_mut()?.seal(Kind::Nack, &mut buf[..len]);
+        l.stats.tx_packets += 1;
+        l.stats.tx_bytes += len as u64;
+        Some(Transmit { link: i, dst, len })
+    }
+
+    /// Sends again a data packet the peer reported lost, on the link the scheduler picks.
+    fn transmit_resend(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        let store = self.retransmit.as_mut()?;
+        let (slot, seq, payload) = store.pop(now)?;
+        let len = payload.len();
+        if buf.len() < DATA_OVERHEAD + len {
+            return None;
+        }
+        buf[DATA_OVERHEAD..DATA_OVERHEAD + len].copy_from_slice(payload);
+        // The arrival scheduler knows where it lands first; round-robin does not care, so
+        // take the link with the shortest round trip.
+        let i = match self.scheduler_kind {
+            SchedulerKind::Arrival => match self.scheduler.pick_urgent(now, &self.views, len) {
+                Pick::Link(i) => i,
+                _ => return None,
+            },
+            SchedulerKind::Wrr => self.fastest_link()?,
+        };
+        let total = DATA_OVERHEAD + len;
+        buf[TRANSPORT_HEADER_LEN + super::crypto::TAG_LEN..DATA_OVERHEAD].copy_from_slice(&seq.to_be_bytes());
+        let (link, mut timers) = (&mut self.links[i], LinkTimers { table: &mut self.timers, link: i });
+        let dst = link.peer?;
+        let session = link.session.as_mut()?;
+        let pn = session.seal(Kind::Data, &mut buf[..total]);
+        link.on_data_sent(now, pn, total, &mut timers);
+        link.stats.retransmits += 1;
+        if let Some(store) = &mut self.retransmit {
+            store.resent_as(slot, i, pn);
+        }
+        Some(Transmit { link: i, dst, len: total })
     }
 
     fn transmit_for(&mut self, now: Instant, i: usize, buf: &mut [u8]) -> Option<Transmit> {

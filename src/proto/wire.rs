@@ -31,6 +31,7 @@
 //! | 4    | data       | session key     | tunnel sequence (u32) then the IP packet          |
 //! | 5    | keepalive  | session key     | [`Keepalive`]: timestamps and receive counters    |
 //! | 6    | disconnect | session key     | [`Disconnect`]                                    |
+//! | 7    | nack       | session key     | [`Nack`]: packets a link lost, to be resent       |
 //!
 //! The session id is chosen at random by the client for each link session; it lets one server
 //! tell sessions apart, and later serve several client sites behind one port. Packet numbers
@@ -62,8 +63,12 @@ pub const HANDSHAKE_LEN: usize = HANDSHAKE_HEADER_LEN + TAG_LEN + Challenge::LEN
 pub const KEEPALIVE_DATAGRAM_LEN: usize = TRANSPORT_HEADER_LEN + TAG_LEN + Keepalive::LEN;
 /// Length of a disconnect datagram.
 pub const DISCONNECT_DATAGRAM_LEN: usize = TRANSPORT_HEADER_LEN + TAG_LEN + Disconnect::LEN;
-/// A buffer that holds any control datagram.
-pub const MAX_CONTROL_LEN: usize = HANDSHAKE_LEN;
+/// Length of the largest NACK datagram.
+pub const MAX_NACK_DATAGRAM_LEN: usize = TRANSPORT_HEADER_LEN + TAG_LEN + Nack::MAX_LEN;
+/// A buffer that holds any control datagram (not a resent data packet, which needs the MTU
+/// plus [`DATA_OVERHEAD`]).
+pub const MAX_CONTROL_LEN: usize =
+    if HANDSHAKE_LEN > MAX_NACK_DATAGRAM_LEN { HANDSHAKE_LEN } else { MAX_NACK_DATAGRAM_LEN };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -73,6 +78,7 @@ pub enum Kind {
     Data = 4,
     Keepalive = 5,
     Disconnect = 6,
+    Nack = 7,
 }
 
 impl Kind {
@@ -84,6 +90,7 @@ impl Kind {
             4 => Kind::Data,
             5 => Kind::Keepalive,
             6 => Kind::Disconnect,
+            7 => Kind::Nack,
             _ => return None,
         })
     }
@@ -326,6 +333,8 @@ pub mod flags {
     pub const ACK_REQUESTED: u8 = 1;
     /// `echo_timestamp` and `echo_delay` are meaningful.
     pub const HAS_ECHO: u8 = 2;
+    /// `owd` and `owd_min` are meaningful.
+    pub const HAS_OWD: u8 = 4;
 }
 
 /// Liveness, round-trip time and receive feedback for one link.
@@ -348,10 +357,15 @@ pub struct Keepalive {
     pub rx_packets: u32,
     /// Bytes of datagrams received from the peer on this session (wrapping).
     pub rx_bytes: u32,
+    /// How long the peer's keepalives take to reach us on this link, smoothed, plus the
+    /// unknown offset between the two clocks ([`super::owd`]) ...
+    pub owd: u32,
+    /// ... and the minimum of that over the last seconds: the difference is queueing.
+    pub owd_min: u32,
 }
 
 impl Keepalive {
-    pub const LEN: usize = 1 + 4 + 4 + 4 + 8 + 4 + 4;
+    pub const LEN: usize = 1 + 4 + 4 + 4 + 8 + 4 + 4 + 4 + 4;
 
     pub fn parse(body: &[u8]) -> Result<Self, WireError> {
         let mut r = check_len(body, Self::LEN)?;
@@ -363,6 +377,8 @@ impl Keepalive {
             rx_highest_pn: r.u64(),
             rx_packets: r.u32(),
             rx_bytes: r.u32(),
+            owd: r.u32(),
+            owd_min: r.u32(),
         })
     }
 
@@ -375,6 +391,8 @@ impl Keepalive {
         w.put(&self.rx_highest_pn.to_be_bytes());
         w.put(&self.rx_packets.to_be_bytes());
         w.put(&self.rx_bytes.to_be_bytes());
+        w.put(&self.owd.to_be_bytes());
+        w.put(&self.owd_min.to_be_bytes());
     }
 }
 
@@ -406,6 +424,52 @@ impl Disconnect {
 
     pub fn emit(&self, body: &mut [u8]) {
         body[0] = self.reason as u8;
+    }
+}
+
+/// "These packets of mine did not arrive": one entry per gap, naming the session (so a NACK
+/// about a lossy link can travel on a better one), the first missing packet number and how many.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Nack {
+    pub gaps: heapless::Vec<(u32, u64, u16), { Nack::MAX }>,
+}
+
+impl Nack {
+    pub const MAX: usize = 16;
+    const ENTRY: usize = 4 + 8 + 2;
+    pub const MAX_LEN: usize = 1 + Self::MAX * Self::ENTRY;
+
+    pub fn len(&self) -> usize {
+        1 + self.gaps.len() * Self::ENTRY
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.gaps.is_empty()
+    }
+
+    pub fn parse(body: &[u8]) -> Result<Self, WireError> {
+        let (&count, rest) = body.split_first().ok_or(WireError::Truncated)?;
+        let count = usize::from(count);
+        if count > Self::MAX {
+            return Err(WireError::Length);
+        }
+        let mut r = check_len(rest, count * Self::ENTRY)?;
+        let mut gaps = heapless::Vec::new();
+        for _ in 0..count {
+            let entry = (r.u32(), r.u64(), u16::from_be_bytes(r.take()));
+            gaps.push(entry).map_err(|_| WireError::Length)?;
+        }
+        Ok(Nack { gaps })
+    }
+
+    pub fn emit(&self, body: &mut [u8]) {
+        let mut w = Writer(body);
+        w.put(&[self.gaps.len() as u8]);
+        for (session, first, count) in &self.gaps {
+            w.put(&session.to_be_bytes());
+            w.put(&first.to_be_bytes());
+            w.put(&count.to_be_bytes());
+        }
     }
 }
 
@@ -453,7 +517,7 @@ mod tests {
         assert_eq!(Header::parse(&[]), Err(WireError::Truncated));
         assert_eq!(Header::parse(&[0x24; 40]), Err(WireError::Version));
         assert_eq!(Header::parse(&[0x10; 40]), Err(WireError::Kind));
-        assert_eq!(Header::parse(&[0x17; 40]), Err(WireError::Kind));
+        assert_eq!(Header::parse(&[0x18; 40]), Err(WireError::Kind));
         assert_eq!(Header::parse(&[0x14; 28]), Err(WireError::Truncated));
         assert!(Header::parse(&[0x14; 29]).is_ok());
         assert_eq!(Header::parse(&[0x11; 100]), Err(WireError::Length));
@@ -469,6 +533,8 @@ mod tests {
             rx_highest_pn: 4,
             rx_packets: 5,
             rx_bytes: 6,
+            owd: 7,
+            owd_min: 8,
         };
         let mut b = [0u8; Keepalive::LEN];
         k.emit(&mut b);
@@ -491,6 +557,16 @@ mod tests {
         h.emit(&mut b);
         assert_eq!(Hello::parse(&b), Ok(h));
         assert!(b[44..].iter().all(|&x| x == 0), "padding is zero");
+
+        let mut n = Nack::default();
+        n.gaps.push((7, 1 << 40, 3)).unwrap();
+        n.gaps.push((8, 5, 1)).unwrap();
+        let mut b = [0u8; Nack::MAX_LEN];
+        n.emit(&mut b);
+        assert_eq!(Nack::parse(&b[..n.len()]), Ok(n.clone()));
+        assert_eq!(Nack::parse(&b[..n.len() - 1]), Err(WireError::Length));
+        assert_eq!(Nack::parse(&[17]), Err(WireError::Length));
+        assert_eq!(Nack::parse(&[]), Err(WireError::Truncated));
 
         assert_eq!(parse_data(&[0, 0, 1]), Err(WireError::Truncated));
         assert_eq!(parse_data(&[0, 0, 1, 2, 9]), Ok((258, &[9u8][..])));

@@ -55,6 +55,7 @@ pub mod clock;
 pub mod netns;
 pub mod poll;
 pub mod process;
+pub mod proctitle;
 pub mod random;
 pub mod signals;
 pub mod syslog;

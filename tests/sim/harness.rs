@@ -5,8 +5,10 @@
 //! a run is reproducible bit for bit.
 
 use super::net::{Path, PathConfig, Rng};
-use mlvpn::proto::wire::{DATA_OVERHEAD, MAX_CONTROL_LEN};
-use mlvpn::proto::{Config, Duration, Event, Instant, LinkConfig, LinkState, Mode, Received, Tunnel, kdf};
+use mlvpn::proto::wire::DATA_OVERHEAD;
+use mlvpn::proto::{
+    Config, Duration, Event, Instant, LinkConfig, LinkState, Mode, Received, SchedulerKind, Tunnel, kdf,
+};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -152,6 +154,8 @@ pub struct Sim {
     pub server_log: Log,
     /// Every datagram put on the wire, when capture is on (for attack scenarios).
     pub capture: Option<Vec<Captured>>,
+    /// The server sends back every packet of this length it receives (a ping responder).
+    pub echo_len: Option<usize>,
     flights: BinaryHeap<Reverse<Flight>>,
     order: u64,
     buf: Vec<u8>,
@@ -202,11 +206,38 @@ fn addr(a: u8, b: u8, port: u16) -> SocketAddr {
 }
 
 impl Sim {
+    /// Two engines with the default scheduler and loss recovery.
     pub fn new(seed: u64, specs: &[LinkSpec], reorder_buffer_size: usize) -> Sim {
+        Sim::with_options(seed, specs, reorder_buffer_size, SchedulerKind::default(), 512)
+    }
+
+    pub fn with_scheduler(
+        seed: u64,
+        specs: &[LinkSpec],
+        reorder_buffer_size: usize,
+        scheduler: SchedulerKind,
+    ) -> Sim {
+        Sim::with_options(seed, specs, reorder_buffer_size, scheduler, 512)
+    }
+
+    pub fn with_options(
+        seed: u64,
+        specs: &[LinkSpec],
+        reorder_buffer_size: usize,
+        scheduler: SchedulerKind,
+        retransmit_buffer_size: usize,
+    ) -> Sim {
         let links: Vec<LinkConfig> = specs.iter().map(|s| s.config.clone()).collect();
-        let client_config =
-            Config { mode: Mode::Client, links: links.clone(), reorder_buffer_size, mtu: MTU };
-        let server_config = Config { mode: Mode::Server, links, reorder_buffer_size, mtu: MTU };
+        let config = |mode, links| Config {
+            mode,
+            scheduler,
+            links,
+            reorder_buffer_size,
+            mtu: MTU,
+            retransmit_buffer_size,
+        };
+        let client_config = config(Mode::Client, links.clone());
+        let server_config = config(Mode::Server, links);
         let sim_links = specs
             .iter()
             .enumerate()
@@ -237,6 +268,7 @@ impl Sim {
             client_log: Log::default(),
             server_log: Log::default(),
             capture: None,
+            echo_len: None,
             flights: BinaryHeap::new(),
             order: 0,
             buf: vec![0u8; 65_536],
@@ -270,6 +302,41 @@ impl Sim {
             let a = self.links[i].server_addr;
             self.client.set_remote(i, a);
         }
+    }
+
+    /// Reloads one side's engine with links `specs` (matched by name). Links new to the
+    /// simulation are appended; a goodbye for a removed link goes out on its old path.
+    pub fn reconfigure(&mut self, side: Side, specs: &[LinkSpec]) -> mlvpn::proto::Reconfigured {
+        for s in specs.iter().skip(self.links.len()) {
+            let i = self.links.len();
+            self.links.push(SimLink {
+                up: Path::new(s.up, Rng::fork(self.engine_seeds, 2 * i as u64)),
+                down: Path::new(s.down, Rng::fork(self.engine_seeds, 2 * i as u64 + 1)),
+                client_addr: addr(1, i as u8, 40_000 + i as u16),
+                server_addr: addr(2, i as u8, 5080 + i as u16),
+            });
+        }
+        let links: Vec<LinkConfig> = specs.iter().map(|s| s.config.clone()).collect();
+        let config = match side {
+            Side::Client => &mut self.client_config,
+            Side::Server => &mut self.server_config,
+        };
+        config.links = links;
+        let config = config.clone();
+        let now = self.now;
+        let r = self.engine(side).reconfigure(now, config, psk()).expect("same mode");
+        for (old, _, datagram) in &r.goodbyes {
+            let from = self.own_addr(side, *old);
+            self.inject(side, *old, from, datagram);
+        }
+        if side == Side::Client {
+            for i in 0..specs.len() {
+                let a = self.links[i].server_addr;
+                self.client.set_remote(i, a);
+            }
+        }
+        self.drain(side);
+        r
     }
 
     /// Adds a constant-rate source on `side` from `start` to `stop`.
@@ -337,7 +404,7 @@ impl Sim {
     fn drain(&mut self, side: Side) {
         let now = self.now;
         let mut buf = std::mem::take(&mut self.buf);
-        while let Some(tx) = self.engine(side).poll_transmit(now, &mut buf[..MAX_CONTROL_LEN]) {
+        while let Some(tx) = self.engine(side).poll_transmit(now, &mut buf) {
             let from = self.own_addr(side, tx.link);
             self.inject(side, tx.link, from, &buf[..tx.len]);
         }
@@ -355,9 +422,25 @@ impl Sim {
         let sent = Instant::from_micros(u64::from_be_bytes(packet[8..16].try_into().unwrap()));
         let now = self.now;
         self.log_mut(side).deliveries.push(Delivery { seq, sent, at: now, len: packet.len() });
+        if side == Side::Server && self.echo_len == Some(packet.len()) {
+            self.echo(packet);
+        }
+    }
+
+    /// The server answers a ping: the same bytes back through the tunnel.
+    fn echo(&mut self, packet: &[u8]) {
+        let mut buf = vec![0u8; DATA_OVERHEAD + packet.len()];
+        buf[DATA_OVERHEAD..].copy_from_slice(packet);
+        if let Ok(tx) = self.server.handle_tun(self.now, &mut buf, packet.len()) {
+            let from = self.own_addr(Side::Server, tx.link);
+            self.inject(Side::Server, tx.link, from, &buf[..tx.len]);
+        }
     }
 
     fn arrive(&mut self, f: Flight) {
+        if f.link >= self.engine(f.to).links().len() {
+            return; // a link this side no longer has
+        }
         let now = self.now;
         let mut buf = std::mem::take(&mut self.buf);
         let n = f.bytes.len();

@@ -5,12 +5,13 @@
 
 mod harness;
 mod net;
+mod unequal;
 
 use harness::{LinkSpec, Side, Sim, mbps, ms, percentile};
-use mlvpn::proto::{DownReason, Duration, Event, Instant, LinkState};
+use mlvpn::proto::{DownReason, Duration, Event, Instant, LinkState, SchedulerKind};
 
 /// Seeds every scenario runs with: a behaviour must hold for each, not for a lucky one.
-const SEEDS: [u64; 3] = [1, 0xfeed, 0x5eed_1234];
+pub(crate) const SEEDS: [u64; 3] = [1, 0xfeed, 0x5eed_1234];
 
 fn data_share(sim: &Sim, side: Side) -> Vec<f64> {
     let links = match side {
@@ -29,7 +30,7 @@ fn bonding_splits_by_weight_and_fills_the_links() {
             LinkSpec::new("lte", 30.0, 10).weight_from_rate(),
             LinkSpec::new("fibre", 20.0, 10).weight_from_rate(),
         ];
-        let mut sim = Sim::new(seed, &specs, 256);
+        let mut sim = Sim::with_scheduler(seed, &specs, 256, SchedulerKind::Wrr);
         sim.run_until_all_up(ms(2000));
         let start = sim.now + Duration::from_millis(100);
         let stop = start + Duration::from_secs(3);
@@ -76,8 +77,10 @@ fn failover_when_link_blackholes_and_back_when_it_recovers() {
         let mut sim = Sim::new(seed, &specs, 256);
         sim.run_until_all_up(ms(2000));
         let t0 = sim.now;
-        sim.add_source(Side::Client, 30.0, 1200, t0, t0 + Duration::from_secs(8));
-        sim.add_source(Side::Server, 10.0, 1200, t0, t0 + Duration::from_secs(8));
+        // Both sides need every link (the arrival scheduler leaves a link idle when the faster
+        // ones suffice, and an idle link's failure is found by its timeout instead).
+        sim.add_source(Side::Client, 45.0, 1200, t0, t0 + Duration::from_secs(8));
+        sim.add_source(Side::Server, 45.0, 1200, t0, t0 + Duration::from_secs(8));
         let cut = t0 + Duration::from_secs(2);
         sim.run_until(cut);
         sim.links[1].blackhole(true);
@@ -106,7 +109,7 @@ fn failover_when_link_blackholes_and_back_when_it_recovers() {
         println!(
             "failover seed={seed:#x}: down after {client_down:?} (client) {server_down:?} (server), \
              back {client_back:?} (client) {server_back:?} (server) after recovery; \
-             {:.1} Mbit/s delivered while down",
+             {:.1} Mbit/s delivered while down (2 links of 20 left)",
             mbps(delivered_late_phase, 2.0)
         );
         assert!(client_down <= Duration::from_millis(500), "client detection {client_down:?}");
@@ -115,7 +118,7 @@ fn failover_when_link_blackholes_and_back_when_it_recovers() {
         assert!(client_back <= Duration::from_secs(2) && server_back <= Duration::from_secs(2));
         assert_eq!(carried_while_down, carried_at_detection, "a dead link carries nothing");
         assert!(sent_after_recovery > 0, "the link carries data again after recovery");
-        assert!(mbps(delivered_late_phase, 2.0) > 29.0, "the other links carry the load");
+        assert!(mbps(delivered_late_phase, 2.0) > 37.0, "the other links carry what they can");
         // No other link was disturbed.
         for l in [0, 2] {
             assert!(sim.client_log.entered(l, LinkState::Down).is_empty(), "link {l} went down");
@@ -150,7 +153,12 @@ fn failover_never_declares_a_jittery_link_dead() {
         );
         assert!(sim.client_log.entered(1, LinkState::Down).is_empty());
         assert!(sim.server_log.entered(1, LinkState::Down).is_empty());
-        assert!(l.stats.tx_data_packets > 1000, "the jittery link carried data");
+        assert!(
+            l.stats.tx_data_packets > 1000,
+            "the jittery link carried data: {} packets, estimate {}",
+            l.stats.tx_data_packets,
+            l.capacity.estimate()
+        );
     }
 }
 
@@ -208,11 +216,16 @@ fn fallback_only_link_carries_nothing_until_the_others_are_down() {
 
 #[test]
 fn reorder_delivers_in_order_across_unequal_delays() {
-    for (seed, loss) in SEEDS.iter().copied().zip([0.0, 0.0, 0.01]) {
+    // Loss-free; then 1% loss on the slow link without loss recovery (holes are skipped at the
+    // timeout) and with it (holes are filled by resent packets).
+    let runs = [(SEEDS[0], 0.0, 256), (SEEDS[1], 0.0, 256), (SEEDS[2], 0.01, 0), (SEEDS[2], 0.01, 256)];
+    for (seed, loss, retransmit) in runs {
         let mut slow = LinkSpec::new("slow", 20.0, 60);
         slow.up.loss = loss;
         let specs = [LinkSpec::new("fast", 20.0, 10), slow];
-        let mut sim = Sim::new(seed, &specs, 512);
+        // Round-robin spreads the packets over both links, which is what this scenario is
+        // about: the buffer, not the scheduler.
+        let mut sim = Sim::with_options(seed, &specs, 512, SchedulerKind::Wrr, retransmit);
         sim.run_until_all_up(ms(2000));
         let t0 = sim.now;
         sim.add_source(Side::Client, 20.0, 1000, t0, t0 + Duration::from_secs(5));
@@ -228,9 +241,10 @@ fn reorder_delivers_in_order_across_unequal_delays() {
         let stats = *sim.server.reorder_stats().unwrap();
         let wait = sim.server.reorder_wait().unwrap();
         println!(
-            "reorder seed={seed:#x} loss={loss}: {} of {sent} delivered, in order: {in_order}; latency p50 {:.1} ms \
+            "reorder seed={seed:#x} loss={loss} resend={}: {} of {sent} delivered, in order: {in_order}; latency p50 {:.1} ms \
              p99 {:.1} ms max {:.1} ms; held {} packets, mean wait {:.1} ms, max wait {:.1} ms (timeout {wait:?}), \
              {} holes skipped",
+            retransmit > 0,
             d.len(),
             p50 as f64 / 1e3,
             p99 as f64 / 1e3,
@@ -242,8 +256,8 @@ fn reorder_delivers_in_order_across_unequal_delays() {
         );
         assert!(in_order, "delivered out of order");
         assert!(stats.reordered > 1000, "the buffer did reorder");
-        if loss == 0.0 {
-            assert_eq!(d.len() as u64, sent, "nothing lost on loss-free links");
+        if loss == 0.0 || retransmit > 0 {
+            assert_eq!(d.len() as u64, sent, "nothing lost (on loss-free links, or recovered)");
         } else {
             assert!(stats.skipped > 0, "holes from real losses were skipped");
         }
@@ -343,7 +357,12 @@ fn attacks_are_rejected_counted_and_change_nothing() {
         let corrupted = sim.links[0].up.stats.corrupted;
         let d = sim.server.drops();
         // A flip in the packet number may also make it look like an old packet: a replay.
-        let caught = d.received_total() - corrupt_from.received_total();
+        // (Other drops in the meantime — resent copies arriving after their hole was skipped —
+        // are not the corrupted packets.)
+        let caught = (d.unauthenticated - corrupt_from.unauthenticated)
+            + (d.malformed - corrupt_from.malformed)
+            + (d.unknown_session - corrupt_from.unknown_session)
+            + (d.replayed - corrupt_from.replayed);
         println!("  {corrupted} packets corrupted in flight, {caught} refused");
         assert!(corrupted > 30);
         assert_eq!(caught, corrupted, "each corrupted packet is refused");
@@ -390,7 +409,10 @@ fn attacks_are_rejected_counted_and_change_nothing() {
         assert_eq!(peers, peers_after);
         assert!(sim.all_up());
         let delivered = sim.server_log.deliveries.len() - delivered_before;
-        assert!(delivered > 5 * 1250 - 100, "traffic flowed during the attack: {delivered}");
+        assert!(
+            delivered as u64 + corrupted > 5 * 1250 - 100,
+            "traffic flowed during the attack: {delivered}"
+        );
     }
 }
 
@@ -483,9 +505,10 @@ fn server_follows_a_client_whose_address_changes() {
 #[test]
 fn lossy_link_stops_carrying_data_and_comes_back_when_clean() {
     for seed in SEEDS {
-        let mut flaky = LinkSpec::new("lte", 20.0, 25);
+        // The flaky link is the faster one, so that it carries data when the loss begins.
+        let mut flaky = LinkSpec::new("lte", 20.0, 10);
         flaky.config.loss_tolerance = 10;
-        let mut clean = LinkSpec::new("dsl", 20.0, 10);
+        let mut clean = LinkSpec::new("dsl", 20.0, 25);
         clean.config.loss_tolerance = 10;
         let mut sim = Sim::new(seed, &[clean, flaky], 256);
         sim.run_until_all_up(ms(2000));
@@ -512,5 +535,95 @@ fn lossy_link_stops_carrying_data_and_comes_back_when_clean() {
         assert!(back_after.is_some_and(|d| d < Duration::from_secs(3)), "{back_after:?}");
         assert!(sim.client_log.entered(1, LinkState::Down).is_empty(), "lossy is not down");
         assert!(sim.client_log.entered(0, LinkState::Lossy).is_empty());
+    }
+}
+
+#[test]
+fn reload_with_the_same_links_loses_nothing_and_changes_no_state() {
+    for seed in SEEDS {
+        let mut specs =
+            [LinkSpec::new("a", 20.0, 10), LinkSpec::new("b", 20.0, 25), LinkSpec::new("c", 20.0, 15)];
+        let mut sim = Sim::new(seed, &specs, 512);
+        sim.run_until_all_up(ms(2000));
+        let t0 = sim.now;
+        // Warm the capacity estimates, then measure around the reload.
+        sim.add_source(Side::Client, 20.0, 1000, t0, t0 + Duration::from_secs(6));
+        sim.add_source(Side::Server, 20.0, 1000, t0, t0 + Duration::from_secs(6));
+        sim.run_until(t0 + Duration::from_secs(3));
+        let events = (sim.client_log.events.len(), sim.server_log.events.len());
+        let from = sim.now;
+        for s in &mut specs {
+            s.config.timeout = Duration::from_secs(30);
+            s.config.loss_tolerance = 50;
+        }
+        let r1 = sim.reconfigure(Side::Server, &specs);
+        sim.run_until(sim.now + Duration::from_millis(300));
+        let r2 = sim.reconfigure(Side::Client, &specs);
+        let to = from + Duration::from_secs(2);
+        sim.run_until(t0 + Duration::from_secs(7));
+        let expect = (2.0 * 20e6 / 8.0 / 1000.0) as usize;
+        let got =
+            |log: &harness::Log| log.deliveries.iter().filter(|d| d.sent >= from && d.sent < to).count();
+        let drops = (sim.client.drops().received_total(), sim.server.drops().received_total());
+        println!(
+            "reload seed={seed:#x}: {} and {} of ~{expect} packets around the reload delivered, drops {drops:?}, \
+             events after: {} {}",
+            got(&sim.server_log),
+            got(&sim.client_log),
+            sim.client_log.events.len() - events.0,
+            sim.server_log.events.len() - events.1
+        );
+        assert_eq!(r1.continued_from, [Some(0), Some(1), Some(2)]);
+        assert!(r1.goodbyes.is_empty() && r2.goodbyes.is_empty());
+        assert_eq!((sim.client_log.events.len(), sim.server_log.events.len()), events, "no state change");
+        assert!(got(&sim.server_log) >= expect - 1 && got(&sim.client_log) >= expect - 1, "nothing lost");
+        assert_eq!(sim.client.links()[0].config.loss_tolerance, 50);
+    }
+}
+
+#[test]
+fn reload_adds_and_removes_links() {
+    for seed in SEEDS {
+        let specs =
+            [LinkSpec::new("a", 20.0, 10), LinkSpec::new("b", 20.0, 25), LinkSpec::new("c", 20.0, 15)];
+        let mut sim = Sim::new(seed, &specs, 512);
+        sim.run_until_all_up(ms(2000));
+        let t0 = sim.now;
+        sim.add_source(Side::Client, 10.0, 1000, t0, t0 + Duration::from_secs(8));
+        sim.run_until(t0 + Duration::from_secs(1));
+        // The client drops link c: it says goodbye, the server marks it down at once.
+        let cut = sim.now;
+        let r = sim.reconfigure(Side::Client, &specs[..2]);
+        sim.run_until(cut + Duration::from_millis(200));
+        let down = sim.server_log.events.iter().find_map(|(t, e)| match e {
+            Event::Link { link: 2, to: LinkState::Down, reason, .. } if *t >= cut => {
+                Some((*t - cut, *reason))
+            }
+            _ => None,
+        });
+        // Both ends gain link d.
+        let mut more = specs.to_vec();
+        more[2] = LinkSpec::new("d", 20.0, 5);
+        sim.reconfigure(Side::Server, &more);
+        let add = sim.now;
+        sim.reconfigure(Side::Client, &more);
+        sim.run_until(add + Duration::from_secs(2));
+        let up = first_after(&sim.client_log, 2, LinkState::Up, add);
+        let gap = sim
+            .server_log
+            .deliveries
+            .windows(2)
+            .filter(|w| w[0].at >= t0 && w[1].at - w[0].at > Duration::from_millis(100))
+            .count();
+        println!(
+            "reload seed={seed:#x}: removed link down at the server after {down:?}; added link up after {up:?}; {gap} stalls"
+        );
+        assert_eq!(r.goodbyes.len(), 1);
+        assert!(down.is_some_and(
+            |(d, why)| d <= Duration::from_millis(20) && why == Some(DownReason::PeerDisconnected)
+        ));
+        assert!(up.is_some_and(|d| d <= Duration::from_secs(1)));
+        assert_eq!(sim.server.links()[2].config.name, "d");
+        assert_eq!(gap, 0, "traffic never stalled");
     }
 }

@@ -75,6 +75,8 @@ pub struct PathStats {
     pub dropped_queue: u64,
     pub dropped_loss: u64,
     pub corrupted: u64,
+    /// Longest a packet waited in the bottleneck queue.
+    pub max_queue: Duration,
 }
 
 #[derive(Debug)]
@@ -119,6 +121,9 @@ impl Path {
         if let Some(rate) = self.config.rate_bps {
             let start = self.busy_until.max(now);
             let backlog = (start - now).as_micros() as u128 * rate as u128 / 8 / 1_000_000;
+            if backlog + len as u128 <= self.config.queue_bytes as u128 {
+                self.stats.max_queue = self.stats.max_queue.max(start - now);
+            }
             if backlog + len as u128 > self.config.queue_bytes as u128 {
                 self.stats.dropped_queue += 1;
                 return None;

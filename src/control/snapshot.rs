@@ -1,0 +1,106 @@
+//! A [`Status`] from the engine and what the shell knows: the one place that maps engine
+//! figures to the control socket's units (unix times, milliseconds, percents, shares).
+
+use super::status::{LinkStatus, ReorderStatus, Status, drops_of, link_state_names};
+use crate::proto::{Instant, Mode, Tunnel};
+use std::net::SocketAddr;
+
+/// What the engine does not know.
+#[derive(Debug, Clone, Copy)]
+pub struct ShellInfo<'a> {
+    /// `--name`.
+    pub name: &'a str,
+    pub version: &'a str,
+    pub pid: u32,
+    /// Monotonic time now (the engine's clock) and unix time now, to convert between them.
+    pub now: Instant,
+    pub unix_now: u64,
+    /// Monotonic time the daemon started.
+    pub started: Instant,
+    /// Unix time of the last (re)load.
+    pub last_reload: u64,
+    /// "tun" | "tap", and the device's name.
+    pub tuntap_type: &'a str,
+    pub tuntap_name: &'a str,
+    /// Per link, in the engine's order: the address its socket is bound to (`None` while it
+    /// is not bound). Shorter than the engine's links: the rest count as unbound.
+    pub local: &'a [Option<SocketAddr>],
+    /// Slots of the reorder buffer (`reorder_buffer_size`).
+    pub reorder_size: usize,
+    /// The shell's own drop counters (TUN write failures, failed sends), after the engine's.
+    pub shell_drops: &'a [(&'static str, u64)],
+}
+
+/// The snapshot the control server hands out.
+pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
+    let mode = match engine.mode() {
+        Mode::Client => "client",
+        Mode::Server => "server",
+    };
+    let data_sent: u64 = engine.links().iter().map(|l| l.stats.tx_data_packets).sum();
+    let links: Vec<LinkStatus> = engine
+        .links()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let (status, state) = link_state_names(l.state);
+            let local = shell.local.get(i).copied().flatten();
+            let ms = |d: crate::proto::Duration| d.as_micros() as f64 / 1e3;
+            LinkStatus {
+                name: l.config.name.clone(),
+                bindaddr: local
+                    .filter(|a| !a.ip().is_unspecified())
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or_default(),
+                bindport: local.map_or(0, |a| a.port()),
+                destaddr: l.peer.map(|a| a.ip().to_string()).unwrap_or_default(),
+                destport: l.peer.map_or(0, |a| a.port()),
+                status,
+                state,
+                sent_packets: l.stats.tx_packets,
+                recv_packets: l.stats.rx_packets,
+                sent_bytes: l.stats.tx_bytes,
+                recv_bytes: l.stats.rx_bytes,
+                bandwidth: l.config.bandwidth_upload.unwrap_or(0),
+                capacity: l.capacity.measured().then(|| l.capacity.estimate()),
+                srtt_ms: l.rtt.srtt().map(ms),
+                rttvar_ms: l.rtt.has_samples().then(|| ms(l.rtt.rttvar())),
+                loss_out: l.loss_out(),
+                loss_in: l.loss_in(),
+                share: if data_sent == 0 { 0.0 } else { l.stats.tx_data_packets as f64 / data_sent as f64 },
+                disconnects: l.stats.disconnects,
+                handshakes: l.stats.handshakes,
+                handshake_failures: l.stats.handshake_failures,
+                last_packet: if l.stats.rx_packets == 0 {
+                    0
+                } else {
+                    shell
+                        .unix_now
+                        .saturating_sub(shell.now.saturating_since(l.last_rx()).as_micros() / 1_000_000)
+                },
+                timeout: l.config.timeout.as_millis() / 1000,
+            }
+        })
+        .collect();
+    let mut drops = drops_of(engine.drops());
+    drops.extend_from_slice(shell.shell_drops);
+    let reorder = engine
+        .reorder_stats()
+        .zip(engine.reorder_wait())
+        .map(|(s, wait)| ReorderStatus::from_stats(shell.reorder_size, s, wait));
+    Status {
+        name: shell.name.to_string(),
+        version: shell.version.to_string(),
+        pid: shell.pid,
+        time: shell.unix_now,
+        uptime_secs: shell.now.saturating_since(shell.started).as_micros() / 1_000_000,
+        last_reload: shell.last_reload,
+        tuntap_type: shell.tuntap_type.to_string(),
+        tuntap_name: shell.tuntap_name.to_string(),
+        mode: mode.to_string(),
+        handshake_failures: links.iter().map(|l| l.handshake_failures).sum(),
+        links,
+        drops,
+        reorder,
+    }
+}

@@ -1,0 +1,521 @@
+//! What the control socket reports: a plain snapshot that the daemon fills in when a client
+//! asks, and its three renderings (JSON, Prometheus text, a table for people).
+//!
+//! The JSON keeps MLVPN's field names *and types* so existing consumers keep working:
+//! `bindport`/`destport` are strings (`"any"`/`""` when unset) and `srtt`/`loss` are integers
+//! (0 while unknown), as the original printed them. Our additions are typed properly, with
+//! `null` for what is not known yet (`srtt_ms`, `rttvar`, `loss_out`, `loss_in`, `capacity`).
+
+use super::json::Writer as JsonWriter;
+use super::prom::{Kind, Writer as PromWriter};
+use crate::proto::reorder::ReorderStats;
+use crate::proto::tunnel::DropCounters;
+use crate::proto::{Duration, LinkState};
+use std::fmt::Write as _;
+
+/// The whole daemon, at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Status {
+    /// `--name` (default "mlvpn").
+    pub name: String,
+    pub version: String,
+    pub pid: u32,
+    /// Unix time at which the snapshot was taken; ages in the table are counted from it.
+    pub time: u64,
+    pub uptime_secs: u64,
+    /// Unix time of the last (re)load of the configuration.
+    pub last_reload: u64,
+    /// "tun" | "tap".
+    pub tuntap_type: String,
+    pub tuntap_name: String,
+    /// "client" | "server".
+    pub mode: String,
+    pub links: Vec<LinkStatus>,
+    /// Dropped packets by reason, with stable names (see [`drops_of`]).
+    pub drops: Vec<(&'static str, u64)>,
+    /// `None` when the reorder buffer is off.
+    pub reorder: Option<ReorderStatus>,
+    /// Handshake messages that did not authenticate or were not fresh, all links.
+    pub handshake_failures: u64,
+}
+
+/// One link ("tunnel" in MLVPN's words).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkStatus {
+    pub name: String,
+    /// Empty: any address.
+    pub bindaddr: String,
+    /// 0: any port.
+    pub bindport: u16,
+    /// Empty: not known (a server before the client's first packet).
+    pub destaddr: String,
+    /// 0: not known.
+    pub destport: u16,
+    /// MLVPN's: "disconnected" | "waiting peer" | "connected" | "lossy link" | "slow link".
+    pub status: &'static str,
+    /// Ours: "down" | "authenticating" | "up" | "lossy" | "slow".
+    pub state: &'static str,
+    pub sent_packets: u64,
+    pub recv_packets: u64,
+    pub sent_bytes: u64,
+    pub recv_bytes: u64,
+    /// Configured `bandwidth_upload`, bytes/s, 0 if none.
+    pub bandwidth: u64,
+    /// Estimated capacity, bytes/s, when known.
+    pub capacity: Option<u64>,
+    pub srtt_ms: Option<f64>,
+    pub rttvar_ms: Option<f64>,
+    /// Percent lost on the way out (measured by the peer) and in.
+    pub loss_out: Option<u8>,
+    pub loss_in: Option<u8>,
+    /// Fraction of the data packets sent that went on this link, 0..1.
+    pub share: f64,
+    pub disconnects: u64,
+    pub handshakes: u64,
+    pub handshake_failures: u64,
+    /// Unix time of the last packet received, 0 = never.
+    pub last_packet: u64,
+    /// Seconds without an answer before the link is down.
+    pub timeout: u64,
+}
+
+/// The receive reorder buffer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReorderStatus {
+    /// Slots.
+    pub size: usize,
+    pub in_order: u64,
+    pub reordered: u64,
+    pub late: u64,
+    pub duplicate: u64,
+    /// Sequence numbers given up on.
+    pub skipped: u64,
+    pub full: u64,
+    pub wait_max_ms: f64,
+    pub wait_mean_ms: f64,
+    /// The current hole timeout.
+    pub timeout_ms: f64,
+}
+
+/// `(status, state)`: MLVPN's status string and ours, for a link state.
+pub fn link_state_names(s: LinkState) -> (&'static str, &'static str) {
+    let ours = match s {
+        LinkState::Down => "down",
+        LinkState::Authenticating => "authenticating",
+        LinkState::Up => "up",
+        LinkState::Lossy => "lossy",
+        LinkState::Slow => "slow",
+    };
+    (s.mlvpn_name(), ours)
+}
+
+/// The engine's drop counters under their stable names (label values in the metrics, keys in
+/// the JSON). The shell appends its own (`tun_write`, `send`).
+pub fn drops_of(d: &DropCounters) -> Vec<(&'static str, u64)> {
+    d.named().to_vec()
+}
+
+impl ReorderStatus {
+    /// From the engine's counters, the buffer's size in slots and its current timeout.
+    pub fn from_stats(size: usize, s: &ReorderStats, timeout: Duration) -> Self {
+        let held = s.reordered.max(1);
+        ReorderStatus {
+            size,
+            in_order: s.in_order,
+            reordered: s.reordered,
+            late: s.late,
+            duplicate: s.duplicate,
+            skipped: s.skipped,
+            full: s.full,
+            wait_max_ms: s.wait_max_us as f64 / 1e3,
+            wait_mean_ms: if s.reordered == 0 { 0.0 } else { s.wait_total_us as f64 / held as f64 / 1e3 },
+            timeout_ms: timeout.as_micros() as f64 / 1e3,
+        }
+    }
+}
+
+fn port_or(p: u16, unset: &str) -> String {
+    if p == 0 { unset.to_string() } else { p.to_string() }
+}
+
+impl Status {
+    /// Appends the status document (MLVPN's `status` command).
+    pub fn write_json(&self, out: &mut String) {
+        let mut w = JsonWriter::new(out);
+        w.open_object(None);
+        w.string("name", &self.name);
+        w.string("version", &self.version);
+        w.u64("uptime", self.uptime_secs);
+        w.u64("last_reload", self.last_reload);
+        w.u64("pid", u64::from(self.pid));
+        w.u64("time", self.time);
+        w.string("mode", &self.mode);
+        w.open_object(Some("tuntap"));
+        w.string("type", &self.tuntap_type);
+        w.string("name", &self.tuntap_name);
+        w.close_object();
+        w.open_array(Some("tunnels"));
+        for l in &self.links {
+            w.open_object(None);
+            // MLVPN's fields, with its types.
+            w.string("name", &l.name);
+            w.string("mode", &self.mode);
+            w.string("bindaddr", if l.bindaddr.is_empty() { "any" } else { &l.bindaddr });
+            w.string("bindport", &port_or(l.bindport, "any"));
+            w.string("destaddr", &l.destaddr);
+            w.string("destport", &port_or(l.destport, ""));
+            w.string("status", l.status);
+            w.u64("sentpackets", l.sent_packets);
+            w.u64("recvpackets", l.recv_packets);
+            w.u64("sentbytes", l.sent_bytes);
+            w.u64("recvbytes", l.recv_bytes);
+            w.u64("bandwidth", l.bandwidth);
+            w.u64("srtt", l.srtt_ms.filter(|v| v.is_finite() && *v > 0.0).map_or(0, |v| v.round() as u64));
+            w.u64("loss", l.loss_out.map_or(0, u64::from));
+            w.u64("disconnects", l.disconnects);
+            w.u64("last_packet", l.last_packet);
+            w.u64("timeout", l.timeout);
+            // Ours.
+            w.string("state", l.state);
+            w.opt_f64("srtt_ms", l.srtt_ms, 3);
+            w.opt_f64("rttvar", l.rttvar_ms, 3);
+            w.opt_u64("loss_out", l.loss_out.map(u64::from));
+            w.opt_u64("loss_in", l.loss_in.map(u64::from));
+            w.opt_u64("capacity", l.capacity);
+            w.f64("share", l.share, 4);
+            w.u64("handshakes", l.handshakes);
+            w.u64("handshake_failures", l.handshake_failures);
+            w.close_object();
+        }
+        w.close_array();
+        w.open_object(Some("drops"));
+        for (reason, n) in &self.drops {
+            w.u64(reason, *n);
+        }
+        w.close_object();
+        match &self.reorder {
+            None => w.null("reorder"),
+            Some(r) => {
+                w.open_object(Some("reorder"));
+                w.u64("size", r.size as u64);
+                w.u64("in_order", r.in_order);
+                w.u64("reordered", r.reordered);
+                w.u64("late", r.late);
+                w.u64("duplicate", r.duplicate);
+                w.u64("skipped", r.skipped);
+                w.u64("full", r.full);
+                w.f64("wait_max_ms", r.wait_max_ms, 3);
+                w.f64("wait_mean_ms", r.wait_mean_ms, 3);
+                w.f64("timeout_ms", r.timeout_ms, 3);
+                w.close_object();
+            }
+        }
+        w.u64("handshake_failures", self.handshake_failures);
+        w.close_object();
+        w.finish();
+    }
+
+    /// Appends the metrics (Prometheus text format 0.0.4), every name prefixed `mlvpn_`.
+    pub fn write_prometheus(&self, out: &mut String) {
+        use Kind::{Counter, Gauge};
+        let mut w = PromWriter::new(out);
+        w.family(
+            "mlvpn_info",
+            Gauge,
+            "Constant 1, labelled with the daemon's name, version, mode and device.",
+        );
+        w.int(
+            &[
+                ("name", &self.name),
+                ("version", &self.version),
+                ("mode", &self.mode),
+                ("tuntap_type", &self.tuntap_type),
+                ("tuntap_name", &self.tuntap_name),
+            ],
+            1,
+        );
+        w.family("mlvpn_uptime_seconds", Gauge, "Seconds since the daemon started.");
+        w.int(&[], self.uptime_secs);
+        w.family(
+            "mlvpn_last_reload_timestamp_seconds",
+            Gauge,
+            "Unix time of the last configuration (re)load.",
+        );
+        w.int(&[], self.last_reload);
+        w.family("mlvpn_links", Gauge, "Configured links.");
+        w.int(&[], self.links.len() as u64);
+
+        type Int = fn(&LinkStatus) -> u64;
+        type Float = fn(&LinkStatus) -> Option<f64>;
+        w.family("mlvpn_link_up", Gauge, "1 if the link carries data, else 0.");
+        self.per_link(&mut w, |l| Some(f64::from(u8::from(l.state == "up"))));
+        w.family("mlvpn_link_state", Gauge, "1 for the link's current state, 0 for the others.");
+        for l in &self.links {
+            for s in ["down", "authenticating", "up", "lossy", "slow"] {
+                w.int(&[("tunnel", &l.name), ("state", s)], u64::from(l.state == s));
+            }
+        }
+        let counters: [(&'static str, &str, Int); 7] = [
+            ("mlvpn_link_sent_packets", "Packets sent on the link.", |l| l.sent_packets),
+            ("mlvpn_link_recv_packets", "Packets received on the link.", |l| l.recv_packets),
+            ("mlvpn_link_sent_bytes", "Bytes sent on the link.", |l| l.sent_bytes),
+            ("mlvpn_link_recv_bytes", "Bytes received on the link.", |l| l.recv_bytes),
+            ("mlvpn_link_disconnects", "Times the link went down.", |l| l.disconnects),
+            ("mlvpn_link_handshakes", "Handshakes completed on the link.", |l| l.handshakes),
+            ("mlvpn_link_handshake_failures", "Handshake messages that failed on the link.", |l| {
+                l.handshake_failures
+            }),
+        ];
+        for (name, help, f) in counters {
+            w.family(name, Counter, help);
+            for l in &self.links {
+                w.int(&[("tunnel", &l.name)], f(l));
+            }
+        }
+        let gauges: [(&'static str, &str, Float); 7] = [
+            ("mlvpn_link_bandwidth_bytes_per_second", "Configured upload bandwidth (0: none).", |l| {
+                Some(l.bandwidth as f64)
+            }),
+            ("mlvpn_link_capacity_bytes_per_second", "Estimated capacity, when known.", |l| {
+                l.capacity.map(|c| c as f64)
+            }),
+            ("mlvpn_link_srtt_seconds", "Smoothed round-trip time, when known.", |l| {
+                l.srtt_ms.map(|v| v / 1e3)
+            }),
+            ("mlvpn_link_rttvar_seconds", "Round-trip time variation, when known.", |l| {
+                l.rttvar_ms.map(|v| v / 1e3)
+            }),
+            ("mlvpn_link_share_ratio", "Fraction of the data packets sent on this link.", |l| Some(l.share)),
+            (
+                "mlvpn_link_last_packet_timestamp_seconds",
+                "Unix time of the last packet received (0: never).",
+                |l| Some(l.last_packet as f64),
+            ),
+            ("mlvpn_link_timeout_seconds", "Seconds without an answer before the link is down.", |l| {
+                Some(l.timeout as f64)
+            }),
+        ];
+        for (name, help, f) in gauges {
+            w.family(name, Gauge, help);
+            self.per_link(&mut w, f);
+        }
+        w.family("mlvpn_link_loss_ratio", Gauge, "Fraction of packets lost, each way, when known.");
+        for l in &self.links {
+            for (dir, v) in [("out", l.loss_out), ("in", l.loss_in)] {
+                if let Some(v) = v {
+                    w.float(&[("tunnel", &l.name), ("direction", dir)], f64::from(v) / 100.0);
+                }
+            }
+        }
+        w.family("mlvpn_drops", Counter, "Packets dropped, by reason.");
+        for (reason, n) in &self.drops {
+            w.int(&[("reason", reason)], *n);
+        }
+        w.family("mlvpn_handshake_failures", Counter, "Handshake messages that failed, all links.");
+        w.int(&[], self.handshake_failures);
+        if let Some(r) = &self.reorder {
+            w.family("mlvpn_reorder_size", Gauge, "Slots of the reorder buffer.");
+            w.int(&[], r.size as u64);
+            let counters: [(&'static str, &str, u64); 6] = [
+                ("mlvpn_reorder_in_order", "Packets delivered without waiting.", r.in_order),
+                ("mlvpn_reorder_reordered", "Packets held, then delivered in order.", r.reordered),
+                ("mlvpn_reorder_late", "Packets that arrived after their place was given up.", r.late),
+                ("mlvpn_reorder_duplicate", "Packets that arrived twice.", r.duplicate),
+                ("mlvpn_reorder_skipped", "Sequence numbers given up on.", r.skipped),
+                ("mlvpn_reorder_full", "Packets dropped because the buffer was full.", r.full),
+            ];
+            for (name, help, v) in counters {
+                w.family(name, Counter, help);
+                w.int(&[], v);
+            }
+            let gauges: [(&'static str, &str, f64); 3] = [
+                ("mlvpn_reorder_wait_max_seconds", "Longest time a packet was held.", r.wait_max_ms),
+                ("mlvpn_reorder_wait_mean_seconds", "Mean time a held packet waited.", r.wait_mean_ms),
+                ("mlvpn_reorder_timeout_seconds", "Current hole timeout.", r.timeout_ms),
+            ];
+            for (name, help, v) in gauges {
+                w.family(name, Gauge, help);
+                w.float(&[], v / 1e3);
+            }
+        }
+    }
+
+    fn per_link(&self, w: &mut PromWriter<'_>, f: impl Fn(&LinkStatus) -> Option<f64>) {
+        for l in &self.links {
+            if let Some(v) = f(l) {
+                w.float(&[("tunnel", &l.name)], v);
+            }
+        }
+    }
+
+    /// Appends a table for people (`mlvpn status`).
+    pub fn write_table(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "{} {}: {}, {} {}, pid {}, up {}",
+            printable(&self.name),
+            printable(&self.version),
+            printable(&self.mode),
+            printable(&self.tuntap_type),
+            printable(&self.tuntap_name),
+            self.pid,
+            age(self.uptime_secs),
+        );
+        let mut rows: Vec<[String; 8]> = vec![
+            ["LINK", "STATE", "RTT", "LOSS OUT/IN", "BANDWIDTH", "SHARE", "SENT / RECV", "LAST RX"]
+                .map(String::from),
+        ];
+        for l in &self.links {
+            let loss = |v: Option<u8>| v.map_or("-".to_string(), |v| format!("{v}%"));
+            let rate = match (l.capacity, l.bandwidth) {
+                (Some(c), _) => format!("~{}", rate(c)),
+                (None, 0) => "-".to_string(),
+                (None, b) => rate(b),
+            };
+            let last = if l.last_packet == 0 {
+                "never".to_string()
+            } else {
+                format!("{} ago", age(self.time.saturating_sub(l.last_packet)))
+            };
+            rows.push([
+                printable(&l.name),
+                l.state.to_string(),
+                l.srtt_ms.filter(|v| v.is_finite()).map_or("-".to_string(), |v| format!("{v:.1} ms")),
+                format!("{}/{}", loss(l.loss_out), loss(l.loss_in)),
+                rate,
+                if l.share.is_finite() { format!("{:.1}%", l.share * 100.0) } else { "-".to_string() },
+                format!("{} / {}", bytes(l.sent_bytes), bytes(l.recv_bytes)),
+                last,
+            ]);
+        }
+        let mut widths = [0usize; 8];
+        for r in &rows {
+            for (w, cell) in widths.iter_mut().zip(r) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for r in &rows {
+            let start = out.len();
+            for (i, cell) in r.iter().enumerate() {
+                out.push_str(cell);
+                if i + 1 < r.len() {
+                    let pad = widths[i] - cell.chars().count() + 2;
+                    out.extend(std::iter::repeat_n(' ', pad));
+                }
+            }
+            let end = out.trim_end().len().max(start);
+            out.truncate(end);
+            out.push('\n');
+        }
+        let drops: Vec<String> =
+            self.drops.iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{r} {n}")).collect();
+        if !drops.is_empty() {
+            let _ = writeln!(out, "drops: {}", drops.join(", "));
+        }
+        if self.handshake_failures > 0 {
+            let _ = writeln!(out, "handshake failures: {}", self.handshake_failures);
+        }
+        if let Some(r) = &self.reorder {
+            let _ = writeln!(
+                out,
+                "reorder ({} slots): {} in order, {} reordered, {} late, {} duplicate, {} skipped, {} full; \
+                 wait max {:.1} ms, mean {:.1} ms, timeout {:.1} ms",
+                r.size,
+                r.in_order,
+                r.reordered,
+                r.late,
+                r.duplicate,
+                r.skipped,
+                r.full,
+                r.wait_max_ms,
+                r.wait_mean_ms,
+                r.timeout_ms
+            );
+        }
+    }
+}
+
+/// `s` with control characters (terminal escapes) shown as `?`.
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+/// Bytes in SI units: `512 B`, `1.2 kB`, `3.4 MB`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["kB", "MB", "GB", "TB", "PB", "EB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1000.0;
+    let mut unit = 0;
+    while v >= 999.95 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// A rate given in bytes/s, in bits: `800 bit/s`, `64.0 kbit/s`, `8.0 Mbit/s`.
+fn rate(bytes_per_sec: u64) -> String {
+    let bits = bytes_per_sec as f64 * 8.0;
+    if bits < 1e3 {
+        format!("{bits:.0} bit/s")
+    } else if bits < 999.95e3 {
+        format!("{:.1} kbit/s", bits / 1e3)
+    } else if bits < 999.95e6 {
+        format!("{:.1} Mbit/s", bits / 1e6)
+    } else {
+        format!("{:.1} Gbit/s", bits / 1e9)
+    }
+}
+
+/// Seconds as `42s`, `5m07s`, `2h03m`, `3d04h`.
+fn age(s: u64) -> String {
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_for_people() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(999), "999 B");
+        assert_eq!(bytes(1000), "1.0 kB");
+        assert_eq!(bytes(1_234_567), "1.2 MB");
+        assert_eq!(bytes(999_999), "1.0 MB");
+        assert_eq!(bytes(u64::MAX), "18.4 EB");
+        assert_eq!(rate(100), "800 bit/s");
+        assert_eq!(rate(8_000), "64.0 kbit/s");
+        assert_eq!(rate(1_000_000), "8.0 Mbit/s");
+        assert_eq!(rate(125_000_000), "1.0 Gbit/s");
+        assert_eq!(age(0), "0s");
+        assert_eq!(age(307), "5m07s");
+        assert_eq!(age(7380), "2h03m");
+        assert_eq!(age(273_600), "3d04h");
+        assert_eq!(printable("a\u{1b}[31mb\n"), "a?[31mb?");
+    }
+
+    #[test]
+    fn state_names_for_each_state() {
+        assert_eq!(link_state_names(LinkState::Authenticating), ("waiting peer", "authenticating"));
+        assert_eq!(link_state_names(LinkState::Lossy), ("lossy link", "lossy"));
+        assert_eq!(link_state_names(LinkState::Up), ("connected", "up"));
+    }
+
+    #[test]
+    fn reorder_mean_wait_without_samples_is_zero() {
+        let r = ReorderStatus::from_stats(64, &ReorderStats::default(), Duration::from_millis(40));
+        assert_eq!((r.wait_mean_ms, r.timeout_ms, r.size), (0.0, 40.0, 64));
+        let s =
+            ReorderStats { reordered: 4, wait_total_us: 10_000, wait_max_us: 5_000, ..Default::default() };
+        let r = ReorderStatus::from_stats(8, &s, Duration::from_millis(40));
+        assert_eq!((r.wait_mean_ms, r.wait_max_ms), (2.5, 5.0));
+    }
+}

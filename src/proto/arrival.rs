@@ -1,0 +1,222 @@
+//! The default scheduler: send each packet where it will arrive first, and never queue more
+//! than [`QUEUE_LIMIT`] on any link.
+//!
+//! For each link we keep a model of its bottleneck queue: the bytes we put into it, drained at
+//! the link's rate (its capacity estimate, [`super::capacity`]). A packet sent now on link `i`
+//! would arrive after the link's one-way delay plus the time to drain what is queued before it
+//! plus its own transmission:
+//!
+//! ```text
+//! arrival(i) = delay(i) + (queued(i) + len) / rate(i)
+//! ```
+//!
+//! Picking the smallest makes consecutive packets arrive nearly in order across links of
+//! different latency and capacity — the idea of DAPS (Kuhn et al., ICC 2014), BLEST (Ferlin et
+//! al., IFIP Networking 2016) and ECF (Lim et al., CoNEXT 2017): a slow link is used only as
+//! far as it does not hold back what the fast ones deliver. A link whose modelled queue already
+//! holds [`QUEUE_LIMIT`] of data takes nothing more (unless its capacity is still being found:
+//! then its rate is only a lower bound); when every link is that full the packet is
+//! refused ([`Pick::Congested`]), so the queues — and the latency of everything in the tunnel —
+//! stay short, and the TCP flows inside learn the tunnel's capacity from the drop, as they
+//! would from any router's. Small packets (TCP acknowledgements, pings, DNS) and resent ones
+//! are never refused ([`Scheduler::pick_urgent`]): they cost next to nothing and losing them
+//! costs a lot.
+
+use super::sched::{LinkView, Pick, Scheduler, is_candidate};
+use super::time::{Duration, Instant};
+
+/// Most queueing delay we let build on a link. Short enough that a ping through a loaded
+/// tunnel stays within ~30 ms of the idle RTT; long enough to absorb the bursts of TCP.
+pub const QUEUE_LIMIT: Duration = Duration::from_millis(20);
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Queue {
+    /// Bytes queued when last updated ...
+    bytes: u64,
+    /// ... at this time, ...
+    at: Instant,
+    /// ... draining at this rate (bytes/s).
+    rate: u64,
+}
+
+impl Queue {
+    /// Bytes still queued at `now` if the link drains at `rate`.
+    fn at(&self, now: Instant, rate: u64) -> u64 {
+        let drained = u128::from((now - self.at).as_micros()) * u128::from(rate) / 1_000_000;
+        self.bytes.saturating_sub(drained.min(u128::from(u64::MAX)) as u64)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ArrivalScheduler {
+    queues: Vec<Queue>,
+}
+
+impl ArrivalScheduler {
+    pub fn new(links: usize) -> Self {
+        ArrivalScheduler { queues: vec![Queue::default(); links] }
+    }
+
+    /// Microseconds to send `bytes` at `rate` bytes/s.
+    fn drain_us(bytes: u64, rate: u64) -> i64 {
+        (u128::from(bytes) * 1_000_000 / u128::from(rate.max(1))).min(i64::MAX as u128) as i64
+    }
+}
+
+impl ArrivalScheduler {
+    fn choose(&mut self, now: Instant, links: &[LinkView], len: usize, limit: Option<Duration>) -> Pick {
+        let any_normal = links.iter().any(|l| l.usable && !l.fallback_only);
+        let limit = limit.map_or(i64::MAX, |l| l.as_micros() as i64);
+        let mut best: Option<(i64, usize, u64)> = None;
+        let mut candidates = false;
+        for (i, l) in links.iter().enumerate() {
+            if !is_candidate(l, any_normal) {
+                continue;
+            }
+            candidates = true;
+            let queued = self.queues[i].at(now, l.rate);
+            if !l.probing && Self::drain_us(queued, l.rate) >= limit {
+                continue;
+            }
+            let arrival = l.delay_us + Self::drain_us(queued + len as u64, l.rate);
+            if best.is_none_or(|(b, _, _)| arrival < b) {
+                best = Some((arrival, i, queued));
+            }
+        }
+        match best {
+            Some((_, i, queued)) => {
+                self.queues[i] = Queue { bytes: queued + len as u64, at: now, rate: links[i].rate };
+                Pick::Link(i)
+            }
+            None if candidates => Pick::Congested,
+            None => Pick::NoLink,
+        }
+    }
+}
+
+impl Scheduler for ArrivalScheduler {
+    fn pick(&mut self, now: Instant, links: &[LinkView], len: usize) -> Pick {
+        self.choose(now, links, len, Some(QUEUE_LIMIT))
+    }
+
+    fn pick_urgent(&mut self, now: Instant, links: &[LinkView], len: usize) -> Pick {
+        self.choose(now, links, len, None)
+    }
+
+    fn backlogged(&self, now: Instant, link: usize) -> bool {
+        // Data still queued in the model: we send at least as fast as the link drains.
+        let q = self.queues[link];
+        q.at(now, q.rate) > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(rate_mbps: u64, delay_ms: i64) -> LinkView {
+        LinkView {
+            usable: true,
+            rate: rate_mbps * 125_000,
+            delay_us: delay_ms * 1000,
+            weight: 1,
+            ..LinkView::default()
+        }
+    }
+
+    /// Offers `pps` packets a second of `len` bytes for `secs`; returns bytes per link, drops,
+    /// and the largest arrival disorder (how much earlier a later packet arrived), in µs.
+    fn run(links: &[LinkView], pps: u64, len: usize, secs: u64) -> (Vec<u64>, u64, i64) {
+        let mut s = ArrivalScheduler::new(links.len());
+        let mut bytes = vec![0u64; links.len()];
+        let mut drops = 0;
+        let mut last_arrival = 0i64;
+        let mut disorder = 0i64;
+        let gap = 1_000_000 / pps;
+        for k in 0..pps * secs {
+            let now = Instant::from_micros(k * gap);
+            match s.pick(now, links, len) {
+                Pick::Link(i) => {
+                    bytes[i] += len as u64;
+                    let q = s.queues[i].bytes;
+                    let arrival = now.as_micros() as i64
+                        + links[i].delay_us
+                        + ArrivalScheduler::drain_us(q, links[i].rate);
+                    disorder = disorder.max(last_arrival - arrival);
+                    last_arrival = last_arrival.max(arrival);
+                }
+                Pick::Congested => drops += 1,
+                Pick::NoLink => panic!("no link"),
+            }
+        }
+        (bytes, drops, disorder)
+    }
+
+    #[test]
+    fn fills_links_in_proportion_to_capacity_when_overloaded() {
+        let links = [link(40, 5), link(25, 20), link(15, 40)];
+        // 100 Mbit/s offered to 80 Mbit/s of links.
+        let (bytes, drops, _) = run(&links, 100_000_000 / 8 / 1250, 1250, 5);
+        let total: u64 = bytes.iter().sum();
+        let shares: Vec<f64> = bytes.iter().map(|&b| b as f64 / total as f64).collect();
+        for (got, want) in shares.iter().zip([0.5, 0.3125, 0.1875]) {
+            assert!((got - want).abs() < 0.01, "{shares:?}");
+        }
+        let carried = total as f64 * 8.0 / 5.0 / 1e6;
+        assert!((79.0..=81.0).contains(&carried), "{carried}");
+        assert!(drops > 0, "the surplus is refused");
+    }
+
+    #[test]
+    fn light_load_goes_to_the_fastest_link_only() {
+        let links = [link(40, 40), link(40, 5)];
+        let (bytes, drops, disorder) = run(&links, 1000, 1250, 2);
+        assert_eq!(bytes[0], 0);
+        assert_eq!(drops, 0);
+        assert_eq!(disorder, 0);
+    }
+
+    #[test]
+    fn packets_arrive_nearly_in_order_across_unequal_delays() {
+        // 15 ms apart: within the queue limit, the fast link's queue absorbs the difference.
+        let links = [link(50, 5), link(50, 20)];
+        // 90 Mbit/s: both links needed.
+        let (bytes, drops, disorder) = run(&links, 9000, 1250, 3);
+        assert!(bytes[1] > 0 && bytes[0] > bytes[1]);
+        assert_eq!(drops, 0);
+        // Never more than a packet's transmission time out of order.
+        assert!(disorder <= 250, "{disorder} us");
+    }
+
+    #[test]
+    fn a_delay_gap_beyond_the_queue_limit_is_left_to_the_reorder_buffer() {
+        // 55 ms apart: keeping the fast link's queue short wins; the receiver reorders.
+        let links = [link(50, 5), link(50, 60)];
+        let (_, drops, disorder) = run(&links, 9000, 1250, 3);
+        assert_eq!(drops, 0);
+        assert!(disorder <= 55_000 - QUEUE_LIMIT.as_micros() as i64 + 250, "{disorder} us");
+    }
+
+    #[test]
+    fn urgent_packets_go_even_when_every_link_is_full() {
+        let links = [link(10, 5), link(10, 30)];
+        let mut s = ArrivalScheduler::new(2);
+        let now = Instant::ZERO;
+        while s.pick(now, &links, 1250) != Pick::Congested {}
+        assert_eq!(s.pick_urgent(now, &links, 60), Pick::Link(0), "the fast link, full or not");
+    }
+
+    #[test]
+    fn queues_never_exceed_the_limit() {
+        let links = [link(10, 5)];
+        let mut s = ArrivalScheduler::new(1);
+        for k in 0..10_000u64 {
+            let now = Instant::from_micros(k * 100);
+            s.pick(now, &links, 1250);
+            let queued = s.queues[0].at(now, links[0].rate);
+            assert!(
+                ArrivalScheduler::drain_us(queued, links[0].rate) <= QUEUE_LIMIT.as_micros() as i64 + 1000
+            );
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Recent data packets, kept so that one lost on a link can be sent again on another.
+//!
+//! TCP inside the tunnel reads any loss as congestion: 2% random loss on one 4G link of a bond
+//! would shrink a flow across all links to a fraction of their capacity. So the receiver asks
+//! for what a link lost (a gap in that link's packet numbers: links keep their own order) with
+//! a NACK, and the sender, which remembers which tunnel packet each packet number carried, sends
+//! it again — usually over a faster link — while the receiver's reorder buffer holds the packets
+//! behind the hole. TCP sees a short delay instead of a loss.
+//!
+//! Storage is a fixed ring of `capacity` slots allocated once; the oldest packet makes room for
+//! the newest. A packet older than [`MAX_AGE`] is not resent: the receiver has given up on it.
+
+use super::time::{Duration, Instant};
+use std::collections::VecDeque;
+
+/// Beyond this age a resent packet would arrive after the receiver skipped its hole.
+pub const MAX_AGE: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    seq: u32,
+    len: u16,
+    /// The link and packet number it went out on last.
+    link: u16,
+    pn: u64,
+    sent: Instant,
+    used: bool,
+    /// Already queued to be resent.
+    queued: bool,
+}
+
+const FREE: Slot = Slot { seq: 0, len: 0, link: 0, pn: 0, sent: Instant::ZERO, used: false, queued: false };
+
+#[derive(Debug)]
+pub struct RetransmitStore {
+    slots: Vec<Slot>,
+    data: Vec<u8>,
+    slot_len: usize,
+    next: usize,
+    /// Per link, slot indices by `pn % capacity`.
+    by_pn: Vec<Vec<u32>>,
+    queue: VecDeque<u32>,
+    /// Packets resent, and NACKs for packets no longer (or never) here.
+    pub resent: u64,
+    pub unknown: u64,
+}
+
+impl RetransmitStore {
+    pub fn new(capacity: usize, slot_len: usize, links: usize) -> Self {
+        RetransmitStore {
+            slots: vec![FREE; capacity],
+            data: vec![0; capacity * slot_len],
+            slot_len,
+            next: 0,
+            by_pn: vec![vec![u32::MAX; capacity]; links],
+            queue: VecDeque::with_capacity(capacity),
+            resent: 0,
+            unknown: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The links changed: link `i` now is old link `from[i]` (or new).
+    pub fn remap_links(&mut self, from: &[Option<usize>]) {
+        let capacity = self.slots.len();
+        self.by_pn = from
+            .iter()
+            .map(|f| f.and_then(|i| self.by_pn.get(i).cloned()).unwrap_or_else(|| vec![u32::MAX; capacity]))
+            .collect();
+        // Slots remember their link's old index: forget what cannot be mapped back.
+        for s in &mut self.slots {
+            match from.iter().position(|f| *f == Some(s.link as usize)) {
+                Some(new) => s.link = new as u16,
+                None => s.used = false,
+            }
+        }
+        self.queue.clear();
+    }
+
+    fn index(&self, pn: u64) -> usize {
+        (pn % self.slots.len() as u64) as usize
+    }
+
+    /// Remembers data packet `seq` (`payload`), sent on `link` as packet number `pn`.
+    pub fn record(&mut self, now: Instant, link: usize, pn: u64, seq: u32, payload: &[u8]) {
+        if payload.len() > self.slot_len {
+            return;
+        }
+        let i = self.next;
+        self.next = (self.next + 1) % self.slots.len();
+        let start = i * self.slot_len;
+        self.data[start..start + payload.len()].copy_from_slice(payload);
+        self.slots[i] = Slot {
+            seq,
+            len: payload.len() as u16,
+            link: link as u16,
+            pn,
+            sent: now,
+            used: true,
+            queued: false,
+        };
+        let k = self.index(pn);
+        self.by_pn[link][k] = i as u32;
+    }
+
+    /// A packet of ours resent under a new packet number: a NACK for that one finds it too.
+    pub fn resent_as(&mut self, slot: usize, link: usize, pn: u64) {
+        let s = &mut self.slots[slot];
+        s.link = link as u16;
+        s.pn = pn;
+        let k = self.index(pn);
+        self.by_pn[link][k] = slot as u32;
+        self.resent += 1;
+    }
+
+    /// The peer did not get packet numbers `first .. first + count` on `link`.
+    pub fn nack(&mut self, now: Instant, link: usize, first: u64, count: u16) {
+        for pn in first..first.saturating_add(u64::from(count)) {
+            let k = self.index(pn);
+            let i = self.by_pn[link][k];
+            let hit = self.slots.get(i as usize).filter(|s| {
+                s.used && s.link as usize == link && s.pn == pn && !s.queued && now - s.sent <= MAX_AGE
+            });
+            if hit.is_some() {
+                self.slots[i as usize].queued = true;
+                self.queue.push_back(i);
+            } else {
+                self.unknown += 1;
+            }
+        }
+    }
+
+    /// The next packet to resend: (slot, tunnel sequence, payload).
+    pub fn pop(&mut self, now: Instant) -> Option<(usize, u32, &[u8])> {
+        while let Some(i) = self.queue.pop_front() {
+            let s = &mut self.slots[i as usize];
+            s.queued = false;
+            if s.used && now - s.sent <= MAX_AGE {
+                let start = i as usize * self.slot_len;
+                let (seq, len) = (s.seq, s.len as usize);
+                return Some((i as usize, seq, &self.data[start..start + len]));
+            }
+        }
+        None
+    }
+
+    pub fn pending(&self) -> bool {
+        !self.queue.is_empty()
+    }
+}
+
+/// Gaps in the links' received packet numbers, to report in the next NACK.
+#[derive(Debug, Clone, Default)]
+pub struct GapList {
+    /// (session id, first missing packet number, how many).
+    gaps: heapless::Vec<(u32, u64, u16), { GapList::MAX }>,
+    pub dropped: u64,
+}
+
+impl GapList {
+    pub const MAX: usize = super::wire::Nack::MAX;
+    /// A longer gap is an outage, not a loss: the packets are too old to be worth asking for.
+    pub const LONGEST: u64 = 64;
+
+    /// Packet `pn` arrived after `previous_highest` on `session`.
+    pub fn on_packet(&mut self, session: u32, previous_highest: Option<u64>, pn: u64) {
+        let Some(h) = previous_highest else { return };
+        if pn <= h + 1 || pn - h - 1 > Self::LONGEST {
+            return;
+        }
+        if self.gaps.push((session, h + 1, (pn - h - 1) as u16)).is_err() {
+            self.dropped += 1;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.gaps.is_empty()
+    }
+
+    /// Takes what is to be reported.
+    pub fn take(&mut self) -> heapless::Vec<(u32, u64, u16), { GapList::MAX }> {
+        core::mem::take(&mut self.gaps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Instant {
+        Instant::from_micros(v * 1000)
+    }
+
+    #[test]
+    fn a_nacked_packet_comes_back_once_with_its_sequence_and_bytes() {
+        let mut r = RetransmitStore::new(8, 32, 2);
+        r.record(ms(0), 0, 10, 100, b"ten");
+        r.record(ms(0), 1, 5, 101, b"five");
+        r.nack(ms(10), 1, 5, 1);
+        r.nack(ms(11), 1, 5, 1);
+        let (slot, seq, bytes) = r.pop(ms(12)).unwrap();
+        assert_eq!((seq, bytes), (101, &b"five"[..]));
+        r.resent_as(slot, 0, 11);
+        assert!(r.pop(ms(12)).is_none(), "asked twice, sent once");
+        // Lost again on its new link: asking for the new number finds it.
+        r.nack(ms(20), 0, 11, 1);
+        assert_eq!(r.pop(ms(21)).map(|p| p.1), Some(101));
+    }
+
+    #[test]
+    fn unknown_old_and_overwritten_packets_are_not_resent() {
+        let mut r = RetransmitStore::new(2, 32, 1);
+        r.record(ms(0), 0, 1, 1, b"a");
+        r.record(ms(0), 0, 2, 2, b"b");
+        r.record(ms(0), 0, 3, 3, b"c"); // overwrites pn 1
+        r.nack(ms(1), 0, 1, 1);
+        r.nack(ms(1), 0, 99, 1);
+        assert!(r.pop(ms(1)).is_none());
+        assert_eq!(r.unknown, 2);
+        r.nack(ms(1), 0, 3, 1);
+        assert!(r.pop(ms(1) + MAX_AGE + Duration::from_millis(1)).is_none(), "too old by then");
+    }
+
+    #[test]
+    fn gaps_are_reported_but_not_outages() {
+        let mut g = GapList::default();
+        g.on_packet(7, None, 5);
+        g.on_packet(7, Some(5), 6);
+        g.on_packet(7, Some(6), 9);
+        g.on_packet(7, Some(9), 9 + GapList::LONGEST + 2);
+        assert_eq!(&g.take()[..], &[(7, 7, 2)]);
+        assert!(g.is_empty());
+    }
+}

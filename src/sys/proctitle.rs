@@ -1,0 +1,81 @@
+//! The process title `ps` shows: link states at a glance, like MLVPN's (`mlvpn: @dsl !lte`).
+//!
+//! `ps` reads `/proc/PID/cmdline`, which is the memory between the kernel's `arg_start` and
+//! `arg_end`: the original argument strings. We overwrite that memory in place — the classic
+//! `setproctitle` technique — within its original length (longer titles are cut), and leave the
+//! environment strings after it untouched, so nothing that reads the environment later breaks.
+//! The short name in `/proc/PID/comm` (what `top` shows) is set with `prctl(PR_SET_NAME)`.
+//!
+//! Call [`ProcTitle::init`] after the command line has been parsed: the arguments are gone
+//! afterwards.
+
+use std::io;
+
+#[derive(Debug)]
+pub struct ProcTitle {
+    start: usize,
+    len: usize,
+}
+
+/// `arg_start` and `arg_end` from `/proc/self/stat` (fields 48 and 49, Linux 3.5 and later).
+fn arg_area() -> io::Result<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The command name (field 2) is in parentheses and may contain anything: count from
+    // the last ')'.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |n: usize| -> io::Result<usize> {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no argument area in /proc/self/stat"))
+    };
+    Ok((field(48)?, field(49)?))
+}
+
+impl ProcTitle {
+    pub fn init() -> io::Result<ProcTitle> {
+        let (start, end) = arg_area()?;
+        if end <= start {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "empty argument area"));
+        }
+        Ok(ProcTitle { start, len: end - start })
+    }
+
+    /// Shows `title` (cut to fit), and its first 15 bytes as the command name.
+    pub fn set(&self, title: &str) {
+        let bytes = title.as_bytes();
+        let n = bytes.len().min(self.len - 1);
+        // SAFETY: [start, start + len) is this process's argument area, as the kernel reports
+        // it: mapped, writable (it is on our initial stack) and owned by no Rust object — std
+        // copied what it needed when the arguments were read at start (the caller parses the
+        // command line before `init`). We write within it and end with NULs.
+        unsafe {
+            let area = std::slice::from_raw_parts_mut(self.start as *mut u8, self.len);
+            area[..n].copy_from_slice(&bytes[..n]);
+            area[n..].fill(0);
+        }
+        let mut comm = [0u8; 16];
+        let k = bytes.len().min(15);
+        comm[..k].copy_from_slice(&bytes[..k]);
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes from the
+        // pointer, which `comm` provides.
+        unsafe {
+            libc::prctl(libc::PR_SET_NAME, comm.as_ptr() as libc::c_ulong, 0, 0, 0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_argument_area_is_found() {
+        let (start, end) = arg_area().unwrap();
+        assert!(end > start);
+        // It holds our own command line.
+        let cmdline = std::fs::read("/proc/self/cmdline").unwrap();
+        assert!(cmdline.len() <= end - start + 1);
+    }
+}
