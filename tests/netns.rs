@@ -6,7 +6,7 @@
 //! every test prints `SKIPPED: needs root` and passes; before the daemon binary exists the
 //! daemon scenarios print `SKIPPED` too, and only the lab's own checks run.
 //!
-//! Needs (Debian): iproute2 nftables iperf3 iputils-ping python3.
+//! Needs (Debian): iproute2 nftables iperf3 python3.
 //!
 //! Scenarios run one at a time (they share two cores), each in its own pair of namespaces.
 //! Thresholds are the daemon's requirements; where a figure depends on how loaded the machine

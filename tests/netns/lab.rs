@@ -116,7 +116,6 @@ pub fn tool(name: &str) -> PathBuf {
         "ip" | "tc" => "iproute2",
         "nft" => "nftables",
         "iperf3" => "iperf3",
-        "ping" => "iputils-ping",
         "python3" => "python3",
         _ => name,
     };
@@ -133,7 +132,7 @@ pub fn tool(name: &str) -> PathBuf {
 
 /// Checks every tool the lab and its traffic generators use, up front.
 pub fn need_tools() {
-    for t in ["ip", "tc", "nft", "iperf3", "ping", "python3", "sh"] {
+    for t in ["ip", "tc", "nft", "iperf3", "python3", "sh"] {
         tool(t);
     }
 }
@@ -568,6 +567,7 @@ impl Lab {
             let anchor = lab.spawn(side, &format!("anchor-{}", side.name()), &["sleep", "2147483647"]);
             lab.anchors.push(anchor);
         }
+        lab.write_file("ping.py", include_str!("ping.py"), 0o700);
         lab.write_hook(Side::Client);
         lab.write_hook(Side::Server);
         lab
@@ -684,12 +684,14 @@ impl Lab {
         RunOutput { status, stdout: p.stdout(), stderr: p.stderr() }
     }
 
-    /// Pings `ip` once from a side's namespace (1 s timeout).
+    /// Pings `ip` once from a side's namespace (1 s timeout), with `ping.py` (no iputils-ping
+    /// needed).
     pub fn ping(&self, side: Side, ip: &str) -> bool {
         Command::new(tool("ip"))
             .args(["netns", "exec", &self.ns(side)])
-            .arg(tool("ping"))
-            .args(["-c1", "-W1", "-q", ip])
+            .arg(tool("python3"))
+            .arg(self.dir.join("ping.py"))
+            .args([ip, "1"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
