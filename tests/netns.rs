@@ -358,6 +358,49 @@ fn transfer_100mb_both_ways() {
     }
 }
 
+/// One unshaped link carries a TCP flow at full speed whichever way the previous flows went:
+/// server → client (8 s), client → server, server → client (4 s each). (A link that has carried only the
+/// acknowledgements of the other direction must still let a flow of its own grow.)
+#[test]
+fn single_link_both_ways() {
+    let Some(_turn) = daemon_scenario("single_link_both_ways") else { return };
+    let mut lab = Lab::new(&[LinkSpec::unshaped()]);
+    lab.start_both(&TunnelOpts::default());
+    lab.wait_tunnel(Duration::from_secs(20));
+    // An unshaped veth carries 400-800 Mbit/s through the tunnel on this machine; a flow stuck
+    // at a few Mbit/s is a failure, a loaded machine is not.
+    const MIN_MBIT: f64 = 50.0;
+    let mut slow = Vec::new();
+    for (k, (from, secs)) in
+        [(Side::Server, 8.0), (Side::Client, 4.0), (Side::Server, 4.0)].into_iter().enumerate()
+    {
+        let pressure = lab::CpuPressure::start();
+        let run = traffic::iperf(&lab, from, from.other().tun_ip(), 5201 + k as u16, secs);
+        let steady = mbit(run.mean_bps_from(1.0));
+        println!(
+            "flow {}: {} → {}: {steady:.1} Mbit/s steady, retransmits {:?}, CPU pressure {}",
+            k + 1,
+            from.name(),
+            from.other().name(),
+            run.retransmits,
+            pressure.percent().map_or("unknown".into(), |p| format!("{p:.0} %"))
+        );
+        if steady < MIN_MBIT {
+            println!("  receiver Mbit/s per 0.1 s: {}", run.sparkline());
+            for side in [from, from.other()] {
+                println!("  {} status:\n{}", side.name(), lab.status(side, false).trim_end());
+            }
+            slow.push(format!(
+                "flow {} {} → {}: {steady:.1} Mbit/s",
+                k + 1,
+                from.name(),
+                from.other().name()
+            ));
+        }
+    }
+    assert!(slow.is_empty(), "flows below {MIN_MBIT} Mbit/s over one unshaped link: {slow:?}");
+}
+
 /// One TCP flow over 3 × 40 Mbit/s reaches 100 Mbit/s (the wire allows ≈ 110 after headers).
 #[test]
 fn bonded_throughput_3x40() {

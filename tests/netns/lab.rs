@@ -889,6 +889,7 @@ exit 0
             ip = side.tun_ip(),
             gw = side.other().tun_ip(),
         );
+        let _ = writeln!(s, "control_unix_path = {}", self.control_path(side).display());
         for (k, v) in &opts.extra_general {
             let _ = writeln!(s, "{k} = {v}");
         }
@@ -1008,6 +1009,25 @@ exit 0
         })
     }
 
+    /// The control socket of a side's daemon (`control_unix_path`).
+    pub fn control_path(&self, side: Side) -> PathBuf {
+        self.dir.join(format!("control-{}.sock", side.name()))
+    }
+
+    /// `mlvpn status` of a side's daemon (its links, counters and drops), or the error.
+    pub fn status(&self, side: Side, json: bool) -> String {
+        let Some(bin) = &self.bin else { return "no mlvpn binary".into() };
+        let mut cmd = Command::new(bin);
+        cmd.arg("status").arg("--socket").arg(self.control_path(side));
+        if json {
+            cmd.arg("--json");
+        }
+        match cmd.stdin(Stdio::null()).output() {
+            Ok(o) => format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+            Err(e) => format!("cannot run mlvpn status: {e}"),
+        }
+    }
+
     /// Whether the TUN device of a side exists, is up and carries its address.
     pub fn tun_up(&self, side: Side) -> bool {
         let ns = self.ns(side);
@@ -1059,6 +1079,9 @@ exit 0
         eprintln!("==== netns lab {} diagnostics (dir {}) ====", self.id, self.dir.display());
         for side in [Side::Server, Side::Client] {
             eprintln!("---- {} log (last 60 lines) ----\n{}", side.name(), tail(&self.log(side), 60));
+            if self.control_path(side).exists() {
+                eprintln!("---- {} status ----\n{}", side.name(), self.status(side, false).trim_end());
+            }
             let rec = fs::read_to_string(self.hook_record_path(side)).unwrap_or_default();
             eprintln!("---- {} hook calls ----\n{}", side.name(), rec.trim_end());
         }
