@@ -221,10 +221,8 @@ fn separate(daemon: Daemon, user: &sys::privsep::User, o: &Options) -> i32 {
         }
         Ok(Some(child)) => {
             drop(child_end);
-            // The child owns the device, the sockets and the control socket now: the parent's
-            // copies must not be closed in a way that removes them (dropping the daemon would
-            // unlink the control socket), so they are left to the exit.
-            std::mem::forget(daemon);
+            // The child owns the device, the sockets and the control socket now.
+            daemon.leave_to_child();
             if !o.natural_title {
                 if let Ok(t) = sys::proctitle::ProcTitle::init() {
                     t.set(&format!("{}: [priv]", o.name));

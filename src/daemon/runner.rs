@@ -30,6 +30,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const BATCH: usize = 64;
 /// How long to wait before retrying a link whose address could not be resolved or bound.
 const LINK_RETRY: Duration = Duration::from_secs(5);
+/// A link whose every send fails this long is opened afresh: its WAN went away and came back
+/// (a new PPP interface, a new DHCP address), and the old socket is tied to what is gone.
+const REBIND_AFTER: Duration = Duration::from_secs(2);
 /// How long shutdown waits for the down hooks.
 const SHUTDOWN_HOOK_WAIT: Duration = Duration::from_secs(3);
 /// At most one log line per this period for a repeating failure.
@@ -63,6 +66,8 @@ struct LinkIo {
     socket: Option<UdpLink>,
     /// When to try resolving and binding again, if `socket` is missing.
     retry_at: Option<Instant>,
+    /// Since when every send has failed (the WAN is gone, or its address changed).
+    failing_since: Option<Instant>,
     send_errors: Throttle,
     recv_errors: Throttle,
 }
@@ -74,6 +79,7 @@ impl LinkIo {
             config: config.clone(),
             socket: None,
             retry_at: Some(now),
+            failing_since: None,
             send_errors: Throttle::new(THROTTLE),
             recv_errors: Throttle::new(THROTTLE),
         }
@@ -363,7 +369,19 @@ impl Daemon {
                 }
             }
             for i in 0..self.links.len() {
-                if self.links[i].retry_at.is_some_and(|t| t <= now) {
+                let io = &mut self.links[i];
+                if io.failing_since.is_some_and(|t| now - t >= REBIND_AFTER) {
+                    if io.recv_errors.allow(now).is_some() {
+                        log_info!(
+                            "link {}: its interface or address went away; opening its socket again",
+                            io.name
+                        );
+                    }
+                    io.socket = None;
+                    io.failing_since = None;
+                    self.poller.disable(self.link_base + i);
+                    self.try_open_link(i, now);
+                } else if io.retry_at.is_some_and(|t| t <= now) {
                     self.try_open_link(i, now);
                 }
             }
@@ -573,6 +591,16 @@ impl Daemon {
         &self.config
     }
 
+    /// In the privileged parent after the fork: close this process's copies of the device,
+    /// the link sockets and the control listeners, which the child serves (a link socket held
+    /// here would keep its port bound, and the child could never open it again).
+    pub fn leave_to_child(self) {
+        let Daemon { control, links, tun, .. } = self;
+        control.leave_to_other_process();
+        drop(links);
+        drop(tun);
+    }
+
     /// From now on the privileged parent opens sockets and runs hooks.
     pub fn become_child(&mut self, privileges: Privileges) {
         self.privileges = privileges;
@@ -710,11 +738,28 @@ fn send(link: &mut LinkIo, drops: &mut ShellDrops, now: Instant, data: &[u8], to
         drops.send += 1;
         return;
     };
-    if let Err(e) = socket.send_to(data, to) {
-        drops.send += 1;
-        if e.kind() != io::ErrorKind::WouldBlock {
-            if let Some(held) = link.send_errors.allow(now) {
-                log_warn!("link {}: send to {to}: {e} ({held} more not shown)", link.name);
+    match socket.send_to(data, to) {
+        Ok(_) => link.failing_since = None,
+        Err(e) => {
+            drops.send += 1;
+            if e.kind() != io::ErrorKind::WouldBlock {
+                // Errors that say the socket is tied to an interface or address that is gone.
+                let stale = matches!(
+                    e.raw_os_error(),
+                    Some(
+                        libc::ENODEV
+                            | libc::ENETDOWN
+                            | libc::EADDRNOTAVAIL
+                            | libc::ENETUNREACH
+                            | libc::EINVAL
+                    )
+                );
+                if stale {
+                    link.failing_since.get_or_insert(now);
+                }
+                if let Some(held) = link.send_errors.allow(now) {
+                    log_warn!("link {}: send to {to}: {e} ({held} more not shown)", link.name);
+                }
             }
         }
     }
