@@ -121,20 +121,29 @@ fn run(o: &Options) -> ExitCode {
     for w in &config.warnings {
         log_warn!("{w}");
     }
-    if let Some(user) = &o.user {
-        log_error!(
-            "--user {user}: privilege separation is not implemented yet; \
-             run as root with --yes-run-as-root for now"
-        );
-        return ExitCode::FAILURE;
-    }
-    if sys::process::effective_uid() == 0 && !o.run_as_root {
-        log_error!(
-            "refusing to run as root without dropping privileges; \
-             pass --yes-run-as-root to do it anyway"
-        );
-        return ExitCode::FAILURE;
-    }
+    let root = sys::process::effective_uid() == 0;
+    // As root, separate privileges unless told not to: the network process runs as --user.
+    let user = match (root && !o.run_as_root, &o.user) {
+        (true, name) => {
+            let name = name.as_deref().unwrap_or(DEFAULT_USER);
+            match sys::privsep::lookup_user(name) {
+                Ok(u) if u.uid == 0 => {
+                    log_error!("--user {name} is root: nothing would be separated; use --yes-run-as-root");
+                    return ExitCode::FAILURE;
+                }
+                Ok(u) => Some(u),
+                Err(e) => {
+                    log_error!("--user {name}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        (false, Some(name)) if !root => {
+            log_error!("--user {name}: only root can switch users");
+            return ExitCode::FAILURE;
+        }
+        _ => None,
+    };
     log_info!("mlvpn {} starting ({})", env!("CARGO_PKG_VERSION"), o.config.display());
     let identity = Identity { name: o.name.clone(), natural_title: o.natural_title };
     let mut daemon = match Daemon::start(identity, o.config.clone(), config) {
@@ -147,5 +156,97 @@ fn run(o: &Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    ExitCode::from(daemon.run() as u8)
+    let Some(user) = user else {
+        return ExitCode::from(daemon.run() as u8);
+    };
+    ExitCode::from(separate(daemon, &user, o) as u8)
+}
+
+/// The account the network process runs as when `--user` is not given.
+const DEFAULT_USER: &str = "nobody";
+
+/// An empty, root-owned, read-only directory we make for the jail when the system has none.
+const OWN_JAIL: &str = "/run/mlvpn/empty";
+
+/// Where the network process locks itself in: the user's home if it is a real directory
+/// (MLVPN's choice), else the system's empty directory, else one we make.
+fn jail_for(user: &sys::privsep::User) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let found = [user.home.clone(), "/var/empty".into()]
+        .into_iter()
+        .find(|d| d != std::path::Path::new("/") && d.is_dir());
+    found.or_else(|| {
+        std::fs::create_dir_all(OWN_JAIL).ok()?;
+        std::fs::set_permissions(OWN_JAIL, std::fs::Permissions::from_mode(0o555)).ok()?;
+        Some(OWN_JAIL.into())
+    })
+}
+
+/// Forks: the child drops to `user` and runs the data path, the parent stays root to open
+/// sockets and run hooks for it.
+fn separate(daemon: Daemon, user: &sys::privsep::User, o: &Options) -> i32 {
+    let (parent_end, child_end) = match sys::privsep::channel_pair() {
+        Ok(p) => p,
+        Err(e) => {
+            log_error!("privilege separation: {e}");
+            return 1;
+        }
+    };
+    let jail = jail_for(user);
+    let config = daemon.config().clone();
+    let device = daemon.device().to_string();
+    match sys::privsep::fork() {
+        Err(e) => {
+            log_error!("privilege separation: fork: {e}");
+            1
+        }
+        Ok(None) => {
+            drop(parent_end);
+            let mut daemon = daemon;
+            if jail.is_none() {
+                log_warn!("no empty directory to lock the network process into; it runs without chroot");
+            }
+            if let Err(e) = sys::privsep::drop_privileges(user, jail.as_deref()) {
+                log_error!("cannot drop privileges to {}: {e}", user.name);
+                return 1;
+            }
+            log_info!(
+                "network process running as {} (uid {}){}",
+                user.name,
+                user.uid,
+                jail.as_ref().map(|j| format!(", chrooted to {}", j.display())).unwrap_or_default()
+            );
+            daemon.become_child(mlvpn::daemon::privsep::Privileges::child(child_end));
+            daemon.run()
+        }
+        Ok(Some(child)) => {
+            drop(child_end);
+            // The child owns the device, the sockets and the control socket now.
+            daemon.leave_to_child();
+            if !o.natural_title {
+                if let Ok(t) = sys::proctitle::ProcTitle::init() {
+                    t.set(&format!("{}: [priv]", o.name));
+                }
+            }
+            let hooks = match mlvpn::daemon::make_hooks(&config, &device) {
+                Ok(h) => h,
+                Err(e) => {
+                    log_error!("{e}");
+                    let _ = sys::privsep::kill(child, libc::SIGTERM);
+                    return 1;
+                }
+            };
+            let known_links = config.links.iter().map(|l| l.name.clone()).collect();
+            mlvpn::daemon::parent::Parent {
+                child,
+                channel: parent_end,
+                config_path: o.config.clone(),
+                config,
+                device,
+                hooks,
+                known_links,
+            }
+            .run()
+        }
+    }
 }

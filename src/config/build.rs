@@ -84,6 +84,7 @@ const GENERAL_KEYS: &[(&str, G)] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum L {
     BindHost,
+    BindInterface,
     BindPort,
     RemoteHost,
     RemotePort,
@@ -97,6 +98,7 @@ enum L {
 
 const LINK_KEYS: &[(&str, L)] = &[
     ("bindhost", L::BindHost),
+    ("bindinterface", L::BindInterface),
     ("bindport", L::BindPort),
     ("remotehost", L::RemoteHost),
     ("remoteport", L::RemotePort),
@@ -467,6 +469,10 @@ fn read_link(report: &mut Report<'_>, s: &Section<'_>, mode: Option<Mode>) -> (L
         let v = e.value;
         match k {
             L::BindHost => link.bind_host = if v.is_empty() { None } else { report.check(e, value::host(v)) },
+            L::BindInterface => {
+                link.bind_interface =
+                    if v.is_empty() { None } else { report.check(e, value::interface_name(v)) }
+            }
             L::BindPort => link.bind_port = report.check(e, value::port(v, bindport_min)).unwrap_or(0),
             L::RemoteHost => link.remote_host = report.check(e, value::host(v)),
             L::RemotePort => link.remote_port = report.check(e, value::port(v, 1)),

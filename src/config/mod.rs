@@ -60,6 +60,12 @@ pub fn parse(file_name: &str, text: &str) -> Result<Config, ConfigErrors> {
 /// The permissions are those of the file opened (`fstat`), not of the path looked up again, so
 /// they are the permissions of the bytes we read.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with_text(path).map(|(config, _)| config)
+}
+
+/// [`load`], also returning the text it parsed (the privileged parent hands that very text to
+/// the network process, which cannot read the file).
+pub fn load_with_text(path: &Path) -> Result<(Config, String), ConfigErrors> {
     let name = path.display().to_string();
     let io = |kind: ErrorKind| ConfigError { file: name.clone(), line: 0, key: None, kind };
     let os = |e: std::io::Error| io(ErrorKind::Io(e.to_string()));
@@ -79,7 +85,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let line = 1 + valid.iter().filter(|b| **b == b'\n').count();
         ConfigError { file: name.clone(), line, key: None, kind: ErrorKind::Syntax(Syntax::NotUtf8) }
     })?;
-    parse(&name, &text)
+    let config = parse(&name, &text)?;
+    Ok((config, text))
 }
 
 /// Refuses `mode_bits` (as in `st_mode`) that let group or other read or write the file at

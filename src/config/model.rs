@@ -143,6 +143,9 @@ pub struct Link {
     /// Line of the section header, for messages about this link after loading (bind fails...).
     pub line: usize,
     pub bind_host: Option<String>,
+    /// `bindinterface`: send and receive only through this network device (`SO_BINDTODEVICE`),
+    /// so that each link leaves by its own WAN whatever the routing table says.
+    pub bind_interface: Option<String>,
     /// 0 = any port (clients only; a server link always has one).
     pub bind_port: u16,
     /// The server's address and port. Always set on a client; a server accepts them and
@@ -166,6 +169,7 @@ impl Link {
             name: name.to_string(),
             line,
             bind_host: None,
+            bind_interface: None,
             bind_port: 0,
             remote_host: None,
             remote_port: None,
@@ -304,6 +308,7 @@ impl Config {
         for l in &self.links {
             line(o, &format!("[{}]  # line {}", l.name, l.line), "");
             line(o, "bindhost", opt_str(&l.bind_host));
+            line(o, "bindinterface", opt_str(&l.bind_interface));
             line(o, "bindport", l.bind_port);
             line(o, "remotehost", opt_str(&l.remote_host));
             line(o, "remoteport", opt(l.remote_port));

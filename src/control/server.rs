@@ -354,6 +354,14 @@ impl ControlServer {
         self.http.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// Closes this copy of the listeners but leaves the socket file: another process (the
+    /// network child after a fork) serves it.
+    pub fn leave_to_other_process(mut self) {
+        if let Some(f) = self.unix_file.take() {
+            std::mem::forget(f);
+        }
+    }
+
     /// Poll slots [`register`](Self::register) will take: one per listener and
     /// [`MAX_CLIENTS`], or none without a listener.
     pub fn slots_needed(&self) -> usize {

@@ -3,6 +3,8 @@
 pub mod hooks;
 pub mod log;
 pub mod net;
+pub mod parent;
+pub mod privsep;
 mod runner;
 
-pub use runner::{Daemon, Identity, StartError};
+pub use runner::{Daemon, Identity, StartError, make_hooks};

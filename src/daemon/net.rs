@@ -2,6 +2,7 @@
 
 use crate::config::{Config, Link};
 use crate::proto::Mode;
+use crate::sys::udp::UdpLink;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
@@ -23,6 +24,21 @@ impl std::fmt::Display for LinkAddrError {
             LinkAddrError::Resolve { host, error } => write!(f, "cannot resolve {host}: {error}"),
             LinkAddrError::Bind { addr, error } => write!(f, "cannot bind {addr}: {error}"),
         }
+    }
+}
+
+/// Binds a link's socket; a server's default `[::]` falls back to `0.0.0.0` where the system
+/// has no IPv6.
+pub fn bind(addr: SocketAddr) -> io::Result<UdpLink> {
+    match UdpLink::bind(addr) {
+        Err(e)
+            if addr.ip().is_unspecified()
+                && addr.is_ipv6()
+                && e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+        {
+            UdpLink::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port()))
+        }
+        r => r,
     }
 }
 

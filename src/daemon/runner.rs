@@ -8,6 +8,7 @@
 use super::hooks::{HookEvent, Hooks};
 use super::log::Throttle;
 use super::net::{self, SOCKET_BUFFER};
+use super::privsep::Privileges;
 use crate::config::{self, Config, TunTap};
 use crate::control::{self, ControlServer, ShellInfo};
 use crate::proto::crypto::Key;
@@ -21,7 +22,7 @@ use crate::sys::udp::UdpLink;
 use crate::sys::{clock, process, random};
 use crate::{log_debug, log_error, log_info, log_warn};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,6 +30,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const BATCH: usize = 64;
 /// How long to wait before retrying a link whose address could not be resolved or bound.
 const LINK_RETRY: Duration = Duration::from_secs(5);
+/// A link whose every send fails this long is opened afresh: its WAN went away and came back
+/// (a new PPP interface, a new DHCP address), and the old socket is tied to what is gone.
+const REBIND_AFTER: Duration = Duration::from_secs(2);
 /// How long shutdown waits for the down hooks.
 const SHUTDOWN_HOOK_WAIT: Duration = Duration::from_secs(3);
 /// At most one log line per this period for a repeating failure.
@@ -36,6 +40,8 @@ const THROTTLE: Duration = Duration::from_secs(10);
 
 const SLOT_SIGNALS: usize = 0;
 const SLOT_TUN: usize = 1;
+/// The channel to the privileged parent (disabled when there is none).
+const SLOT_PARENT: usize = 2;
 // Slots after the TUN's belong to the control server, then come the links (`link_base`).
 
 /// Fatal at start: the message for the operator, exit status 1.
@@ -60,6 +66,8 @@ struct LinkIo {
     socket: Option<UdpLink>,
     /// When to try resolving and binding again, if `socket` is missing.
     retry_at: Option<Instant>,
+    /// Since when every send has failed (the WAN is gone, or its address changed).
+    failing_since: Option<Instant>,
     send_errors: Throttle,
     recv_errors: Throttle,
 }
@@ -71,6 +79,7 @@ impl LinkIo {
             config: config.clone(),
             socket: None,
             retry_at: Some(now),
+            failing_since: None,
             send_errors: Throttle::new(THROTTLE),
             recv_errors: Throttle::new(THROTTLE),
         }
@@ -109,7 +118,8 @@ pub struct Daemon {
     links: Vec<LinkIo>,
     poller: Poller,
     signals: Signals,
-    hooks: Hooks,
+    /// Who runs hooks and opens sockets: this process, or the privileged parent.
+    privileges: Privileges,
     /// Datagrams in and out: header room plus the largest packet.
     buf: Vec<u8>,
     /// Control datagrams and packets released by the reorder buffer.
@@ -137,28 +147,13 @@ fn hook_env(config: &Config) -> Vec<(String, String)> {
     env
 }
 
-fn make_hooks(config: &Config, device: &str) -> Result<Hooks, StartError> {
+pub fn make_hooks(config: &Config, device: &str) -> Result<Hooks, StartError> {
     let script = config.status_command.as_ref().map(PathBuf::from);
     if let Some(s) = &script {
         process::check_hook_permissions(s, process::effective_uid())
             .map_err(|e| StartError(format!("statuscommand {}: {e}", s.display())))?;
     }
     Ok(Hooks::new(script, device, hook_env(config)))
-}
-
-/// Binds a link's socket; a server's default `[::]` falls back to `0.0.0.0` where the system
-/// has no IPv6.
-fn bind(addr: SocketAddr) -> io::Result<UdpLink> {
-    match UdpLink::bind(addr) {
-        Err(e)
-            if addr.ip().is_unspecified()
-                && addr.is_ipv6()
-                && e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
-        {
-            UdpLink::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port()))
-        }
-        r => r,
-    }
 }
 
 fn unix_now() -> u64 {
@@ -197,9 +192,11 @@ impl Daemon {
         let psk = kdf::psk_from_password(config.password.expose().as_bytes());
         let now = clock::now();
         let engine = Tunnel::new(config.engine_config(), &psk, seed()?, now);
-        let mut poller = Poller::with_capacity(2 + control.slots_needed() + config.links.len());
+        let mut poller = Poller::with_capacity(3 + control.slots_needed() + config.links.len());
         poller.register(&signals, Interest::Read);
         poller.register(&tun, Interest::Read);
+        poller.register(&signals, Interest::Read);
+        poller.disable(SLOT_PARENT);
         control.register(&mut poller);
         let link_base = poller.len();
         let buf_len = DATA_OVERHEAD + config.engine_mtu() + 64;
@@ -218,7 +215,7 @@ impl Daemon {
             links: Vec::new(),
             poller,
             signals,
-            hooks,
+            privileges: Privileges::Own(hooks),
             buf: vec![0; buf_len.max(2048)],
             out: vec![0; buf_len.max(MAX_CONTROL_LEN)],
             drops: ShellDrops::default(),
@@ -251,11 +248,7 @@ impl Daemon {
     }
 
     fn try_open_link(&mut self, i: usize, now: Instant) {
-        let link = &self.links[i].config;
-        let result = net::link_addresses(&self.config, link).and_then(|(local, remote)| {
-            let socket = bind(local).map_err(|error| net::LinkAddrError::Bind { addr: local, error })?;
-            Ok((socket, remote))
-        });
+        let result = self.privileges.open_link(&self.config, i);
         let io = &mut self.links[i];
         match result {
             Ok((socket, remote)) => {
@@ -285,10 +278,11 @@ impl Daemon {
 
     fn next_wakeup(&self) -> Option<Instant> {
         let retry = self.links.iter().filter_map(|l| l.retry_at).min();
-        [self.engine.poll_timeout(), self.hooks.deadline(), self.control.deadline(), retry]
-            .into_iter()
-            .flatten()
-            .min()
+        let hooks = match &self.privileges {
+            Privileges::Own(h) => h.deadline(),
+            Privileges::Parent(_) => None,
+        };
+        [self.engine.poll_timeout(), hooks, self.control.deadline(), retry].into_iter().flatten().min()
     }
 
     /// Answers control clients; the snapshot is taken only if one asked for a document.
@@ -346,7 +340,7 @@ impl Daemon {
                     match self.signals.read() {
                         Ok(Some(Signal::Terminate)) => return self.shutdown(),
                         Ok(Some(Signal::Reload)) => self.reload(now),
-                        Ok(Some(Signal::Child)) => self.hooks.poll(now),
+                        Ok(Some(Signal::Child)) => self.poll_hooks(now),
                         Ok(None) => break,
                         Err(e) => {
                             log_error!("reading signals: {e}");
@@ -367,11 +361,27 @@ impl Daemon {
             if self.engine.poll_timeout().is_some_and(|t| t <= now) {
                 self.engine.handle_timeout(now);
             }
-            if self.hooks.deadline().is_some_and(|t| t <= now) {
-                self.hooks.poll(now);
+            self.poll_hooks(now);
+            if self.poller.readable(SLOT_PARENT) {
+                if let Err(e) = self.read_parent(now) {
+                    log_error!("{e}");
+                    return 1;
+                }
             }
             for i in 0..self.links.len() {
-                if self.links[i].retry_at.is_some_and(|t| t <= now) {
+                let io = &mut self.links[i];
+                if io.failing_since.is_some_and(|t| now - t >= REBIND_AFTER) {
+                    if io.recv_errors.allow(now).is_some() {
+                        log_info!(
+                            "link {}: its interface or address went away; opening its socket again",
+                            io.name
+                        );
+                    }
+                    io.socket = None;
+                    io.failing_since = None;
+                    self.poller.disable(self.link_base + i);
+                    self.try_open_link(i, now);
+                } else if io.retry_at.is_some_and(|t| t <= now) {
                     self.try_open_link(i, now);
                 }
             }
@@ -501,19 +511,19 @@ impl Daemon {
                     LinkState::Authenticating => log_debug!("protocol", "link {name}: handshake"),
                 }
                 match (from.is_connected(), to.is_connected()) {
-                    (false, true) => self.hooks.push(now, HookEvent::RtunUp(name)),
-                    (true, false) => self.hooks.push(now, HookEvent::RtunDown(name)),
+                    (false, true) => self.privileges.hook(now, HookEvent::RtunUp(name)),
+                    (true, false) => self.privileges.hook(now, HookEvent::RtunDown(name)),
                     _ => {}
                 }
                 self.update_title();
             }
             Event::TunnelUp => {
                 log_info!("tunnel up");
-                self.hooks.push(now, HookEvent::TuntapUp);
+                self.privileges.hook(now, HookEvent::TuntapUp);
             }
             Event::TunnelDown => {
                 log_info!("tunnel down: no link left");
-                self.hooks.push(now, HookEvent::TuntapDown);
+                self.privileges.hook(now, HookEvent::TuntapDown);
             }
             Event::PeerRestarted => log_info!("the peer restarted"),
             Event::AuthenticationFailed { link, from } => {
@@ -538,6 +548,10 @@ impl Daemon {
     /// socket but keeps its session (the peer follows the new address). New links start,
     /// removed ones say goodbye to the peer.
     fn reload(&mut self, now: Instant) {
+        if matches!(self.privileges, Privileges::Parent(_)) {
+            log_warn!("SIGHUP: send it to the privileged parent, which can read the configuration");
+            return;
+        }
         let new = match config::load(&self.config_path) {
             Ok(c) => c,
             Err(e) => {
@@ -545,6 +559,57 @@ impl Daemon {
                 return;
             }
         };
+        self.apply_config(now, new);
+    }
+
+    /// The privileged parent sent something: a new configuration, checked, to apply.
+    fn read_parent(&mut self, now: Instant) -> Result<(), String> {
+        let Privileges::Parent(p) = &mut self.privileges else { return Ok(()) };
+        p.read()?;
+        if let Some(text) = p.new_config.take() {
+            match config::parse(&self.config_path.display().to_string(), &text) {
+                Ok(new) => self.apply_config(now, new),
+                Err(e) => log_error!("reload: the configuration from the parent does not parse:\n{e}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the hooks' timers, when this process runs them.
+    fn poll_hooks(&mut self, now: Instant) {
+        if let Privileges::Own(h) = &mut self.privileges {
+            h.poll(now);
+        }
+    }
+
+    /// The TUN device's name.
+    pub fn device(&self) -> &str {
+        self.tun.name()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// In the privileged parent after the fork: close this process's copies of the device,
+    /// the link sockets and the control listeners, which the child serves (a link socket held
+    /// here would keep its port bound, and the child could never open it again).
+    pub fn leave_to_child(self) {
+        let Daemon { control, links, tun, .. } = self;
+        control.leave_to_other_process();
+        drop(links);
+        drop(tun);
+    }
+
+    /// From now on the privileged parent opens sockets and runs hooks.
+    pub fn become_child(&mut self, privileges: Privileges) {
+        self.privileges = privileges;
+        if let Some(channel) = self.privileges.channel() {
+            self.poller.set_fd(SLOT_PARENT, channel);
+        }
+    }
+
+    fn apply_config(&mut self, now: Instant, new: Config) {
         for w in &new.warnings {
             log_warn!("{w}");
         }
@@ -558,12 +623,15 @@ impl Daemon {
             log_error!("reload: mode cannot change while running; restart mlvpn for that");
             return;
         }
-        let hooks = match make_hooks(&new, self.tun.name()) {
-            Ok(h) => h,
-            Err(e) => {
-                log_error!("reload: keeping the running configuration: {e}");
-                return;
-            }
+        let hooks = match &self.privileges {
+            Privileges::Own(_) => match make_hooks(&new, self.tun.name()) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    log_error!("reload: keeping the running configuration: {e}");
+                    return;
+                }
+            },
+            Privileges::Parent(_) => None,
         };
         if new.control_unix_path != self.config.control_unix_path
             || new.control_bind != self.config.control_bind
@@ -611,14 +679,17 @@ impl Daemon {
             .collect();
         for io in old.into_iter().flatten() {
             log_info!("link {}: removed", io.name);
-            self.hooks.push(now, HookEvent::RtunDown(io.name.clone()));
+            self.privileges.hook(now, HookEvent::RtunDown(io.name.clone()));
         }
-        if new.mtu != self.config.mtu {
+        if new.mtu != self.config.mtu && matches!(self.privileges, Privileges::Own(_)) {
+            // (The privileged parent sets it itself.)
             if let Err(e) = self.tun.set_mtu(u32::from(new.mtu)) {
                 log_error!("reload: cannot set the MTU: {e}");
             }
         }
-        self.hooks = hooks;
+        if let (Some(h), Privileges::Own(own)) = (hooks, &mut self.privileges) {
+            *own = h;
+        }
         self.config = new;
         let len = DATA_OVERHEAD + self.config.engine_mtu() + 64;
         self.buf.resize(len.max(2048), 0);
@@ -643,7 +714,11 @@ impl Daemon {
         self.engine.close(now);
         self.flush(now);
         let until = now + SHUTDOWN_HOOK_WAIT;
-        while !self.hooks.idle() {
+        // (With a privileged parent, the parent runs the hooks and waits for them.)
+        while let Privileges::Own(hooks) = &mut self.privileges {
+            if hooks.idle() {
+                break;
+            }
             let now = clock::now();
             if now >= until {
                 log_warn!("shutting down without waiting longer for the hook");
@@ -651,7 +726,7 @@ impl Daemon {
             }
             let _ = self.poller.wait(Some(std::time::Duration::from_millis(20)));
             while let Ok(Some(_)) = self.signals.read() {}
-            self.hooks.poll(now);
+            hooks.poll(now);
         }
         0
     }
@@ -663,11 +738,28 @@ fn send(link: &mut LinkIo, drops: &mut ShellDrops, now: Instant, data: &[u8], to
         drops.send += 1;
         return;
     };
-    if let Err(e) = socket.send_to(data, to) {
-        drops.send += 1;
-        if e.kind() != io::ErrorKind::WouldBlock {
-            if let Some(held) = link.send_errors.allow(now) {
-                log_warn!("link {}: send to {to}: {e} ({held} more not shown)", link.name);
+    match socket.send_to(data, to) {
+        Ok(_) => link.failing_since = None,
+        Err(e) => {
+            drops.send += 1;
+            if e.kind() != io::ErrorKind::WouldBlock {
+                // Errors that say the socket is tied to an interface or address that is gone.
+                let stale = matches!(
+                    e.raw_os_error(),
+                    Some(
+                        libc::ENODEV
+                            | libc::ENETDOWN
+                            | libc::EADDRNOTAVAIL
+                            | libc::ENETUNREACH
+                            | libc::EINVAL
+                    )
+                );
+                if stale {
+                    link.failing_since.get_or_insert(now);
+                }
+                if let Some(held) = link.send_errors.allow(now) {
+                    log_warn!("link {}: send to {to}: {e} ({held} more not shown)", link.name);
+                }
             }
         }
     }

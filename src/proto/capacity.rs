@@ -20,6 +20,10 @@
 //!   got slower): it drops at once to what is being delivered, rather than waiting for the
 //!   window to forget.
 //!
+//! * **Startup again**: packets refused while the receiver sees no queue mean the estimate is
+//!   too low — typically learnt while the link carried only light traffic — so the link goes
+//!   back to startup.
+//!
 //! A configured `bandwidth_upload` is the starting estimate and a ceiling.
 
 use super::time::{Duration, Instant};
@@ -41,6 +45,8 @@ pub const QUEUE_TOO_LONG: Duration = Duration::from_millis(40);
 /// Queueing delay beyond which the link is drained (the scheduler itself queues up to
 /// [`super::arrival::QUEUE_LIMIT`]; this leaves room for that and for jitter).
 pub const STANDING_QUEUE: Duration = Duration::from_millis(25);
+/// Below this queueing delay, packets refused for congestion mean the estimate is too low.
+pub const STARTUP_AGAIN_QUEUE: Duration = Duration::from_millis(5);
 /// Gain while draining a standing queue.
 const DRAIN_GAIN: u32 = 75;
 /// Estimate before anything is known (bytes/s): 2 Mbit/s.
@@ -80,6 +86,8 @@ pub struct Capacity {
     recent_busy_max: u64,
     /// A delivery sample has been recorded: the estimate is a measurement, not a guess.
     measured: bool,
+    /// When the scheduler last refused a packet because this link's queue model was full.
+    refused_at: Option<Instant>,
 }
 
 impl Capacity {
@@ -104,6 +112,7 @@ impl Capacity {
             slow_since: now,
             recent_busy_max: 0,
             measured: false,
+            refused_at: None,
         }
     }
 
@@ -140,6 +149,11 @@ impl Capacity {
         self.cap.map_or(r, |c| r.min(c.saturating_mul(u64::from(self.gain().max(100))) / 100)).max(MIN_RATE)
     }
 
+    /// The scheduler refused a packet with this link's queue model full.
+    pub fn on_refused(&mut self, now: Instant) {
+        self.refused_at = Some(now);
+    }
+
     /// The scheduler tells whether it keeps the link backlogged (it had more to send than the
     /// pacing rate allowed).
     pub fn set_busy(&mut self, now: Instant, busy: bool) {
@@ -171,6 +185,17 @@ impl Capacity {
         if let Some(q) = queueing {
             // Hysteresis: drain from STANDING_QUEUE down to half of it.
             self.draining = q > STANDING_QUEUE || (self.draining && q > STANDING_QUEUE.div(2));
+            // Packets refused while the link's real queue is empty: the estimate is too low
+            // (it was learnt from light traffic, such as the acknowledgements of a transfer
+            // the other way). Find the capacity again.
+            let refused = self.refused_at.is_some_and(|t| now - t <= round.max(Duration::from_millis(50)));
+            if !self.startup && refused && q < STARTUP_AGAIN_QUEUE {
+                self.startup = true;
+                self.flat_rounds = 0;
+                self.round_best = self.estimate;
+                self.round_start = now;
+                self.refused_at = None;
+            }
         }
         let span = jitter.saturating_mul(2).clamp_to(SAMPLE_SPAN, MAX_SPAN);
         let sample = self.sample(peer_ts, rx_bytes, span);
@@ -364,6 +389,37 @@ mod tests {
             );
         }
         assert_eq!(c.estimate(), before);
+    }
+
+    #[test]
+    fn refusals_with_an_empty_queue_restart_the_search() {
+        let mut c = Capacity::new(None, Instant::ZERO);
+        let mut bytes = 0;
+        // Light, steady traffic: the estimate settles low and startup ends.
+        feed(&mut c, 0, 3000, 250_000, &mut bytes);
+        while c.in_startup() {
+            let now = Instant::from_micros(3_100_000);
+            c.on_report(
+                now,
+                3_100_000,
+                bytes as u32,
+                Some(Duration::from_millis(30)),
+                Duration::from_millis(40),
+                Duration::ZERO,
+            );
+        }
+        let t = Instant::from_micros(3_200_000);
+        c.on_refused(t);
+        c.on_report(
+            t,
+            3_200_000,
+            bytes as u32,
+            Some(Duration::from_millis(1)),
+            Duration::from_millis(40),
+            Duration::ZERO,
+        );
+        assert!(c.in_startup(), "the search starts again");
+        assert!(c.pacing_rate() >= 2 * c.estimate() - 1);
     }
 
     #[test]

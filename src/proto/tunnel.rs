@@ -631,6 +631,9 @@ impl Tunnel {
             }
             Pick::Congested => {
                 self.drops.count(DropReason::Congested);
+                for l in self.links.iter_mut().filter(|l| l.is_usable()) {
+                    l.capacity.on_refused(now);
+                }
                 return Err(DropReason::Congested);
             }
         };

@@ -14,6 +14,8 @@
 //! | [`random`] | bytes from `getrandom(2)` |
 //! | [`syslog`] | `openlog`/`syslog`/`closelog` with a fixed format string |
 //! | [`netns`] | move a thread into a fresh network namespace (tests of the real kernel) |
+//! | [`privsep`] | the parent–child channel (with fd passing), `fork`, `SO_BINDTODEVICE`, dropping privileges |
+//! | [`proctitle`] | the process title `ps` shows |
 //!
 //! # Every unsafe operation, and why it is needed
 //!
@@ -48,12 +50,20 @@
 //! * **`openlog`/`syslog`/`closelog`**: C variadics and a pointer that libc keeps (see
 //!   [`syslog`]).
 //! * **`unshare(CLONE_NEWNET)`**: changes the calling thread's network namespace ([`netns`]).
+//! * **Privilege separation** ([`privsep`]): `socketpair`, `sendmsg`/`recvmsg` with an
+//!   `SCM_RIGHTS` control message (pointer arithmetic over the control buffer with the `CMSG_*`
+//!   macros, and taking ownership of the received fd), `fork`, `kill`, `waitpid`,
+//!   `setsockopt(SO_BINDTODEVICE)`, `getpwnam_r`, `chroot`, `chdir`, `setgroups`, `setresgid`,
+//!   `setresuid`, `prctl(PR_SET_NO_NEW_PRIVS)`.
+//! * **The process title** ([`proctitle`]): writing into the argument area the kernel reports,
+//!   and `prctl(PR_SET_NAME)`.
 //! * Tests additionally use `fork`, `waitpid`, `_exit`, `raise` and `kill` to exercise signals
 //!   in a process of their own.
 
 pub mod clock;
 pub mod netns;
 pub mod poll;
+pub mod privsep;
 pub mod process;
 pub mod proctitle;
 pub mod random;

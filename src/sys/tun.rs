@@ -78,10 +78,7 @@ impl Tun {
 
     /// Sets the device's MTU.
     pub fn set_mtu(&self, mtu: u32) -> io::Result<()> {
-        let mut req = ifreq(&self.name)?;
-        req.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "MTU out of range"))?;
-        if_ioctl(&control_socket()?, libc::SIOCSIFMTU, &mut req)
+        set_mtu_of(&self.name, mtu)
     }
 
     /// The device's MTU.
@@ -128,6 +125,15 @@ impl AsFd for Tun {
 }
 
 /// A zeroed `ifreq` carrying `name`, which must fit `IFNAMSIZ` with its NUL.
+/// Sets the MTU of interface `name` (the privileged parent does this on reload: the device is
+/// held by the child).
+pub fn set_mtu_of(name: &str, mtu: u32) -> io::Result<()> {
+    let mut req = ifreq(name)?;
+    req.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "MTU out of range"))?;
+    if_ioctl(&control_socket()?, libc::SIOCSIFMTU, &mut req)
+}
+
 fn ifreq(name: &str) -> io::Result<libc::ifreq> {
     if name.len() >= libc::IFNAMSIZ || name.contains('\0') {
         return Err(io::Error::new(

@@ -60,6 +60,14 @@ impl UdpLink {
         Ok(UdpLink { socket: UdpSocket::from(fd), v6 })
     }
 
+    /// Takes a bound UDP socket received from elsewhere (the privileged parent).
+    pub fn from_fd(fd: OwnedFd) -> UdpLink {
+        let socket = UdpSocket::from(fd);
+        let _ = socket.set_nonblocking(true);
+        let v6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
+        UdpLink { socket, v6 }
+    }
+
     /// The address the socket is bound to (with the port the kernel chose for port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
