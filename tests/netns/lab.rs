@@ -225,7 +225,8 @@ pub fn cpu_stall_seconds() -> Option<f64> {
 }
 
 /// Measures how busy the machine is over a stretch of time: the share of it during which some
-/// task waited for a CPU (PSI "some"). Other work on a 2-core machine shows up here.
+/// task waited for a CPU (PSI "some"). It counts every process, ours included: a flow that
+/// saturates both cores by itself shows 50-80 % here; other work on the machine adds to it.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuPressure {
     start: Instant,
