@@ -163,8 +163,10 @@ fn main() {
         );
     }
     println!(
-        "\n(CPU s/GB: user + system CPU seconds of the daemon and its children per 10^9 bytes received)"
+        "\n(CPU s/GB: user + system CPU seconds of the daemon and its children per 10^9 bytes received;"
     );
+    println!(" CPU pressure: share of the flow's time during which some task on the machine, ours included,");
+    println!(" waited for a CPU; a flow that fills both cores by itself shows 50-80 %)");
 }
 
 fn num_cpus() -> usize {
