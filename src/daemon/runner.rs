@@ -18,7 +18,7 @@ use crate::sys::poll::{Interest, Poller};
 use crate::sys::proctitle::ProcTitle;
 use crate::sys::signals::{Signal, Signals};
 use crate::sys::tun::{Tun, TunKind};
-use crate::sys::udp::UdpLink;
+use crate::sys::udp::{Batch, UdpLink};
 use crate::sys::{clock, process, random};
 use crate::{log_debug, log_error, log_info, log_warn};
 use std::io;
@@ -28,6 +28,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Packets read from one fd per round.
 const BATCH: usize = 64;
+/// Datagrams moved per `recvmmsg`/`sendmmsg` call.
+const SYSCALL_BATCH: usize = 32;
 /// How long to wait before retrying a link whose address could not be resolved or bound.
 const LINK_RETRY: Duration = Duration::from_secs(5);
 /// A link whose every send fails this long is opened afresh: its WAN went away and came back
@@ -68,13 +70,16 @@ struct LinkIo {
     retry_at: Option<Instant>,
     /// Since when every send has failed (the WAN is gone, or its address changed).
     failing_since: Option<Instant>,
+    /// Datagrams waiting for the next `sendmmsg`.
+    tx: Batch,
     send_errors: Throttle,
     recv_errors: Throttle,
 }
 
 impl LinkIo {
-    fn new(config: &config::Link, now: Instant) -> Self {
+    fn new(config: &config::Link, now: Instant, slot: usize) -> Self {
         LinkIo {
+            tx: Batch::new(SYSCALL_BATCH, slot),
             name: config.name.clone(),
             config: config.clone(),
             socket: None,
@@ -122,6 +127,8 @@ pub struct Daemon {
     privileges: Privileges,
     /// Datagrams in and out: header room plus the largest packet.
     buf: Vec<u8>,
+    /// Datagrams received by one `recvmmsg`.
+    rx: Batch,
     /// Control datagrams and packets released by the reorder buffer.
     out: Vec<u8>,
     pub drops: ShellDrops,
@@ -217,12 +224,14 @@ impl Daemon {
             signals,
             privileges: Privileges::Own(hooks),
             buf: vec![0; buf_len.max(2048)],
+            rx: Batch::new(SYSCALL_BATCH, buf_len.max(2048)),
             out: vec![0; buf_len.max(MAX_CONTROL_LEN)],
             drops: ShellDrops::default(),
             tun_errors: Throttle::new(THROTTLE),
             config,
         };
-        let links: Vec<LinkIo> = d.config.links.iter().map(|l| LinkIo::new(l, now)).collect();
+        let slot = d.buf.len();
+        let links: Vec<LinkIo> = d.config.links.iter().map(|l| LinkIo::new(l, now, slot)).collect();
         d.install_links(now, links);
         d.update_title();
         Ok(d)
@@ -386,16 +395,18 @@ impl Daemon {
                 }
             }
             self.flush(now);
+            self.send_pending(now);
             self.serve_control(now);
         }
     }
 
     fn read_link(&mut self, i: usize, now: Instant) {
-        for _ in 0..BATCH {
+        let mut handled = 0;
+        while handled < BATCH {
             let Some(socket) = &self.links[i].socket else { return };
-            let (n, from) = match socket.recv_from(&mut self.buf) {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            let n = match socket.recv_batch(&mut self.rx) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     // ICMP errors surface here (port unreachable after a server restart...).
                     if let Some(held) = self.links[i].recv_errors.allow(now) {
@@ -405,22 +416,35 @@ impl Daemon {
                             self.links[i].name
                         );
                     }
-                    continue;
+                    break;
                 }
             };
-            match self.engine.handle_datagram(now, i, from, &mut self.buf[..n]) {
-                Received::Deliver(range) => {
-                    if let Err(e) = self.tun.write(&self.buf[range]) {
-                        self.tun_write_failed(now, e);
+            for k in 0..n {
+                let Daemon { rx, engine, tun, links, drops, .. } = self;
+                let Some((datagram, from)) = rx.get_mut(k) else { break };
+                match engine.handle_datagram(now, i, from, datagram) {
+                    Received::Deliver(range) => {
+                        if let Err(e) = tun.write(&datagram[range]) {
+                            self.tun_write_failed(now, e);
+                        }
                     }
+                    Received::Reply(len) => send(&mut links[i], drops, now, &datagram[..len], from),
+                    Received::Consumed | Received::Dropped(_) => {}
                 }
-                Received::Reply(len) => {
-                    let data = &self.buf[..len];
-                    send(&mut self.links[i], &mut self.drops, now, data, from);
-                }
-                Received::Consumed | Received::Dropped(_) => {}
+                self.flush(now);
             }
-            self.flush(now);
+            handled += n;
+            if n < SYSCALL_BATCH {
+                break;
+            }
+        }
+        self.send_pending(now);
+    }
+
+    /// Hands every link's waiting datagrams to the kernel, a batch per syscall.
+    fn send_pending(&mut self, now: Instant) {
+        for link in &mut self.links {
+            send_batch(link, &mut self.drops, now);
         }
     }
 
@@ -443,6 +467,7 @@ impl Daemon {
             }
         }
         self.flush(now);
+        self.send_pending(now);
     }
 
     fn tun_write_failed(&mut self, now: Instant, e: io::Error) {
@@ -651,6 +676,8 @@ impl Daemon {
         for (old, dst, datagram) in &r.goodbyes {
             send(&mut self.links[*old], &mut self.drops, now, datagram, *dst);
         }
+        self.send_pending(now);
+        let slot = (DATA_OVERHEAD + new.engine_mtu() + 64).max(2048);
         let mut old: Vec<Option<LinkIo>> = std::mem::take(&mut self.links).into_iter().map(Some).collect();
         let (mut kept, mut moved, mut added) = (0, 0, 0);
         let links: Vec<LinkIo> = new
@@ -665,15 +692,16 @@ impl Daemon {
                         && io.config.remote_port == l.remote_port =>
                 {
                     kept += 1;
-                    LinkIo { config: l.clone(), ..io }
+                    let tx = if io.tx.slot_size() == slot { io.tx } else { Batch::new(SYSCALL_BATCH, slot) };
+                    LinkIo { config: l.clone(), tx, ..io }
                 }
                 Some(_) => {
                     moved += 1;
-                    LinkIo::new(l, now)
+                    LinkIo::new(l, now, slot)
                 }
                 None => {
                     added += 1;
-                    LinkIo::new(l, now)
+                    LinkIo::new(l, now, slot)
                 }
             })
             .collect();
@@ -694,6 +722,9 @@ impl Daemon {
         let len = DATA_OVERHEAD + self.config.engine_mtu() + 64;
         self.buf.resize(len.max(2048), 0);
         self.out.resize(len.max(MAX_CONTROL_LEN), 0);
+        if self.rx.slot_size() != slot {
+            self.rx = Batch::new(SYSCALL_BATCH, slot);
+        }
         let removed = r.continued_from.len().saturating_sub(kept + moved + added);
         self.install_links(now, links);
         self.last_reload = unix_now();
@@ -713,6 +744,7 @@ impl Daemon {
         log_info!("shutting down");
         self.engine.close(now);
         self.flush(now);
+        self.send_pending(now);
         let until = now + SHUTDOWN_HOOK_WAIT;
         // (With a privileged parent, the parent runs the hooks and waits for them.)
         while let Privileges::Own(hooks) = &mut self.privileges {
@@ -732,17 +764,39 @@ impl Daemon {
     }
 }
 
-/// Sends one datagram on a link; a failure is counted and logged at most once per period.
+/// Queues one datagram on a link (sent with the link's next batch; a full batch goes first).
 fn send(link: &mut LinkIo, drops: &mut ShellDrops, now: Instant, data: &[u8], to: SocketAddr) {
-    let Some(socket) = &link.socket else {
+    if link.socket.is_none() || data.len() > link.tx.slot_size() {
         drops.send += 1;
         return;
-    };
-    match socket.send_to(data, to) {
-        Ok(_) => link.failing_since = None,
-        Err(e) => {
+    }
+    if link.tx.push(data, to).is_err() {
+        send_batch(link, drops, now);
+        if link.tx.push(data, to).is_err() {
             drops.send += 1;
-            if e.kind() != io::ErrorKind::WouldBlock {
+        }
+    }
+}
+
+/// Sends a link's waiting datagrams; what the kernel refuses is counted, logged at most once
+/// per period, and dropped (UDP: the protocol recovers).
+fn send_batch(link: &mut LinkIo, drops: &mut ShellDrops, now: Instant) {
+    let Some(socket) = &link.socket else {
+        drops.send += link.tx.pending() as u64;
+        link.tx.clear();
+        return;
+    };
+    while link.tx.pending() > 0 {
+        match socket.send_batch(&mut link.tx) {
+            Ok(_) => link.failing_since = None,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // The socket buffer is full: the rest of this batch is lost, like a full queue.
+                drops.send += link.tx.pending() as u64;
+                break;
+            }
+            Err(e) => {
+                // The refused datagram left the batch; the others are tried again.
+                drops.send += 1;
                 // Errors that say the socket is tied to an interface or address that is gone.
                 let stale = matches!(
                     e.raw_os_error(),
@@ -758,9 +812,10 @@ fn send(link: &mut LinkIo, drops: &mut ShellDrops, now: Instant, data: &[u8], to
                     link.failing_since.get_or_insert(now);
                 }
                 if let Some(held) = link.send_errors.allow(now) {
-                    log_warn!("link {}: send to {to}: {e} ({held} more not shown)", link.name);
+                    log_warn!("link {}: send: {e} ({held} more not shown)", link.name);
                 }
             }
         }
     }
+    link.tx.clear();
 }

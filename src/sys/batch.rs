@@ -112,6 +112,12 @@ impl Batch {
         Some((&slot.buf[..slot.len], slot.addr))
     }
 
+    /// Datagram `i`, writable (to be decrypted in place), and its peer.
+    pub fn get_mut(&mut self, i: usize) -> Option<(&mut [u8], SocketAddr)> {
+        let slot = self.slots[..self.len].get_mut(i)?;
+        Some((&mut slot.buf[..slot.len], slot.addr))
+    }
+
     /// Whether received datagram `i` was longer than the slot and lost its tail.
     pub fn is_truncated(&self, i: usize) -> bool {
         self.slots[..self.len].get(i).is_some_and(|s| s.truncated)
