@@ -60,8 +60,11 @@ impl Pair {
         for _ in 0..8 {
             let mut quiet = true;
             for to_server in [true, false] {
-                let (from, to) =
-                    if to_server { (&mut self.client, &mut self.server) } else { (&mut self.server, &mut self.client) };
+                let (from, to) = if to_server {
+                    (&mut self.client, &mut self.server)
+                } else {
+                    (&mut self.server, &mut self.client)
+                };
                 if from.poll_timeout().is_some_and(|t| t <= self.now) {
                     from.handle_timeout(self.now);
                 }
@@ -143,7 +146,9 @@ fn main() {
         return;
     }
     if std::env::args().any(|a| a == "--bench") || std::env::var("MLVPN_BENCH_QUICK").is_err() {
-        println!("per packet, one core, in memory (seal+open for the crypto; sender+receiver for the engine)");
+        println!(
+            "per packet, one core, in memory (seal+open for the crypto; sender+receiver for the engine)"
+        );
         println!("{:>8} {:>14} {:>14} {:>16}", "bytes", "crypto ns", "engine ns", "beyond crypto");
         for len in [64, 1400] {
             let n = 200_000;
