@@ -49,6 +49,7 @@ enum G {
     ControlBindPort,
     Scheduler,
     RetransmitBufferSize,
+    TunOffload,
 }
 
 /// Keys of `[general]` as spelled in the file. The original spells the tolerances
@@ -78,6 +79,7 @@ const GENERAL_KEYS: &[(&str, G)] = &[
     ("control_bind_port", G::ControlBindPort),
     ("scheduler", G::Scheduler),
     ("retransmit_buffer_size", G::RetransmitBufferSize),
+    ("tun_offload", G::TunOffload),
 ];
 
 /// Keys of a link section.
@@ -241,6 +243,7 @@ struct General {
     control_bind_port: Option<u16>,
     scheduler: Option<SchedulerKind>,
     retransmit_buffer_size: Option<u16>,
+    tun_offload: Option<bool>,
 }
 
 /// Turns sections into a [`Config`], or every error found.
@@ -307,6 +310,7 @@ pub(crate) fn build(file: &str, sections: &[Section<'_>]) -> Result<Config, Conf
         cleartext_data: g.cleartext_data,
         scheduler: g.scheduler.unwrap_or_default(),
         retransmit_buffer_size: g.retransmit_buffer_size.unwrap_or(DEFAULT_RETRANSMIT_BUFFER_SIZE),
+        tun_offload: g.tun_offload.unwrap_or(true),
         hook_env: g.hook_env,
         control_unix_path: g.control_unix_path,
         control_bind: g
@@ -375,6 +379,7 @@ fn read_general(report: &mut Report<'_>, s: &Section<'_>) -> General {
                 let kinds = [("tun", TunTap::Tun), ("tap", TunTap::Tap)];
                 g.tuntap = report.check(e, value::choice(v, &kinds, "tun or tap"));
             }
+            G::TunOffload => g.tun_offload = report.check(e, value::flag(v)),
             G::RetransmitBufferSize => {
                 let r = value::number(v, "packets", 0, 4096);
                 g.retransmit_buffer_size = report.check(e, r).map(|n| n as u16);

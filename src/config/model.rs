@@ -208,6 +208,9 @@ pub struct Config {
     pub scheduler: proto::tunnel::SchedulerKind,
     /// `retransmit_buffer_size`: data packets kept to resend what a link loses; 0 = off.
     pub retransmit_buffer_size: u16,
+    /// `tun_offload`: take TCP super-packets from the TUN device and cut them ourselves
+    /// (default 1; 0 for one packet per read, as the original did).
+    pub tun_offload: bool,
     pub hook_env: HookEnv,
     pub control_unix_path: Option<String>,
     pub control_bind: Option<ControlBind>,
@@ -283,6 +286,7 @@ impl Config {
         };
         line(o, "scheduler", scheduler);
         line(o, "retransmit_buffer_size", self.retransmit_buffer_size);
+        line(o, "tun_offload", u8::from(self.tun_offload));
         let h = &self.hook_env;
         for (key, value) in [
             ("ip4", &h.ip4),

@@ -3,6 +3,7 @@
 pub mod hooks;
 pub mod log;
 pub mod net;
+pub mod offload;
 pub mod parent;
 pub mod privsep;
 mod runner;

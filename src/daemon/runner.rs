@@ -8,6 +8,7 @@
 use super::hooks::{HookEvent, Hooks};
 use super::log::Throttle;
 use super::net::{self, SOCKET_BUFFER};
+use super::offload::{self, Segmenter, VNET_HDR_LEN, VnetHdr};
 use super::privsep::Privileges;
 use crate::config::{self, Config, TunTap};
 use crate::control::{self, ControlServer, ShellInfo};
@@ -66,6 +67,8 @@ struct LinkIo {
     /// The addresses it was opened with (a reload that changes them opens a new socket).
     config: config::Link,
     socket: Option<UdpLink>,
+    /// The address `socket` is bound to.
+    local: Option<SocketAddr>,
     /// When to try resolving and binding again, if `socket` is missing.
     retry_at: Option<Instant>,
     /// Since when every send has failed (the WAN is gone, or its address changed).
@@ -83,6 +86,7 @@ impl LinkIo {
             name: config.name.clone(),
             config: config.clone(),
             socket: None,
+            local: None,
             retry_at: Some(now),
             failing_since: None,
             send_errors: Throttle::new(THROTTLE),
@@ -94,6 +98,8 @@ impl LinkIo {
 /// Counters of what the shell (not the engine) dropped.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ShellDrops {
+    /// Packets from the TUN device we could not handle (offload headers we do not know).
+    pub tun_read: u64,
     pub tun_write: u64,
     pub send: u64,
 }
@@ -127,6 +133,8 @@ pub struct Daemon {
     privileges: Privileges,
     /// Datagrams in and out: header room plus the largest packet.
     buf: Vec<u8>,
+    /// Reads from a TUN device with offloads: header room plus a 64 KiB super-packet.
+    big: Vec<u8>,
     /// Datagrams received by one `recvmmsg`.
     rx: Batch,
     /// Control datagrams and packets released by the reorder buffer.
@@ -163,6 +171,30 @@ pub fn make_hooks(config: &Config, device: &str) -> Result<Hooks, StartError> {
     Ok(Hooks::new(script, device, hook_env(config)))
 }
 
+/// The TUN device, with offloads when it is a TUN (not TAP), the configuration allows, and the
+/// kernel has them.
+fn open_tun(config: &Config) -> io::Result<Tun> {
+    if config.tuntap == TunTap::Tun && config.tun_offload {
+        match Tun::open_offload(&config.interface_name) {
+            Ok(t) => return Ok(t),
+            Err(e) => log_info!("{}: no TUN offloads ({e}); one packet per read", config.interface_name),
+        }
+    }
+    Tun::open(&config.interface_name, tun_kind(config.tuntap))
+}
+
+/// Writes the packet at `buf[start..end]` to the TUN device, with the `virtio_net_hdr` it
+/// needs when offloads are on (in the `VNET_HDR_LEN` bytes before `start`, which callers keep
+/// free).
+fn write_packet(tun: &Tun, buf: &mut [u8], start: usize, end: usize) -> io::Result<usize> {
+    if tun.has_vnet_hdr() {
+        VnetHdr::write_delivered(&mut buf[start - VNET_HDR_LEN..start]);
+        tun.write(&buf[start - VNET_HDR_LEN..end])
+    } else {
+        tun.write(&buf[start..end])
+    }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -190,7 +222,7 @@ impl Daemon {
     pub fn start(identity: Identity, config_path: PathBuf, config: Config) -> Result<Daemon, StartError> {
         let signals = Signals::new().map_err(|e| start_error("cannot set up signals", e))?;
         let mut control = bind_control(&config)?;
-        let tun = Tun::open(&config.interface_name, tun_kind(config.tuntap))
+        let tun = open_tun(&config)
             .map_err(|e| start_error(&format!("cannot open TUN device {}", config.interface_name), e))?;
         tun.set_mtu(u32::from(config.mtu)).map_err(|e| start_error("cannot set the device MTU", e))?;
         tun.set_up(true).map_err(|e| start_error("cannot bring the device up", e))?;
@@ -208,6 +240,7 @@ impl Daemon {
         let link_base = poller.len();
         let buf_len = DATA_OVERHEAD + config.engine_mtu() + 64;
         let title = if identity.natural_title { None } else { ProcTitle::init().ok() };
+        let big = if tun.has_vnet_hdr() { vec![0; DATA_OVERHEAD + 65_536] } else { Vec::new() };
         let mut d = Daemon {
             identity,
             config_path,
@@ -224,6 +257,7 @@ impl Daemon {
             signals,
             privileges: Privileges::Own(hooks),
             buf: vec![0; buf_len.max(2048)],
+            big,
             rx: Batch::new(SYSCALL_BATCH, buf_len.max(2048)),
             out: vec![0; buf_len.max(MAX_CONTROL_LEN)],
             drops: ShellDrops::default(),
@@ -264,7 +298,8 @@ impl Daemon {
                 if let Err(e) = socket.set_buffer_sizes(SOCKET_BUFFER, SOCKET_BUFFER) {
                     log_warn!("link {}: cannot size socket buffers: {e}", io.name);
                 }
-                let local = socket.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                io.local = socket.local_addr().ok();
+                let local = io.local.map(|a| a.to_string()).unwrap_or_default();
                 match remote {
                     Some(r) => log_info!("link {}: {local} -> {r}", io.name),
                     None => log_info!("link {}: listening on {local}", io.name),
@@ -296,25 +331,31 @@ impl Daemon {
 
     /// Answers control clients; the snapshot is taken only if one asked for a document.
     fn serve_control(&mut self, now: Instant) {
-        let local: Vec<_> =
-            self.links.iter().map(|l| l.socket.as_ref().and_then(|s| s.local_addr().ok())).collect();
-        let shell_drops = [("tun_write", self.drops.tun_write), ("send", self.drops.send)];
-        let shell = ShellInfo {
-            name: &self.identity.name,
-            version: env!("CARGO_PKG_VERSION"),
-            pid: std::process::id(),
-            now,
-            unix_now: unix_now(),
-            started: self.started,
-            last_reload: self.last_reload,
-            tuntap_type: self.config.tuntap.as_str(),
-            tuntap_name: self.tun.name(),
-            local: &local,
-            reorder_size: usize::from(self.config.reorder_buffer_size),
-            shell_drops: &shell_drops,
+        let Daemon {
+            identity, links, drops, started, last_reload, config, tun, engine, control, poller, ..
+        } = self;
+        // Everything below runs only when a client asked for a document.
+        let mut snapshot = || {
+            let local: Vec<_> = links.iter().map(|l| l.local).collect();
+            let shell_drops =
+                [("tun_read", drops.tun_read), ("tun_write", drops.tun_write), ("send", drops.send)];
+            let shell = ShellInfo {
+                name: &identity.name,
+                version: env!("CARGO_PKG_VERSION"),
+                pid: std::process::id(),
+                now,
+                unix_now: unix_now(),
+                started: *started,
+                last_reload: *last_reload,
+                tuntap_type: config.tuntap.as_str(),
+                tuntap_name: tun.name(),
+                local: &local,
+                reorder_size: usize::from(config.reorder_buffer_size),
+                shell_drops: &shell_drops,
+            };
+            control::snapshot(engine, &shell)
         };
-        let engine = &self.engine;
-        self.control.handle(&mut self.poller, now, &mut || control::snapshot(engine, &shell));
+        control.handle(poller, now, &mut snapshot);
     }
 
     /// `mlvpn: @up ~lossy-or-slow !down`, like MLVPN's, unless `--natural-title`.
@@ -387,6 +428,7 @@ impl Daemon {
                         );
                     }
                     io.socket = None;
+                    io.local = None;
                     io.failing_since = None;
                     self.poller.disable(self.link_base + i);
                     self.try_open_link(i, now);
@@ -424,7 +466,7 @@ impl Daemon {
                 let Some((datagram, from)) = rx.get_mut(k) else { break };
                 match engine.handle_datagram(now, i, from, datagram) {
                     Received::Deliver(range) => {
-                        if let Err(e) = tun.write(&datagram[range]) {
+                        if let Err(e) = write_packet(tun, datagram, range.start, range.end) {
                             self.tun_write_failed(now, e);
                         }
                     }
@@ -449,6 +491,9 @@ impl Daemon {
     }
 
     fn read_tun(&mut self, now: Instant) {
+        if self.tun.has_vnet_hdr() {
+            return self.read_tun_offload(now);
+        }
         let max = self.config.engine_mtu();
         for _ in 0..BATCH {
             let n = match self.tun.read(&mut self.buf[DATA_OVERHEAD..DATA_OVERHEAD + max]) {
@@ -461,9 +506,58 @@ impl Daemon {
                     break;
                 }
             };
-            if let Ok(tx) = self.engine.handle_tun(now, &mut self.buf, n) {
-                let data = &self.buf[..tx.len];
-                send(&mut self.links[tx.link], &mut self.drops, now, data, tx.dst);
+            into_tunnel(&mut self.engine, &mut self.links, &mut self.drops, now, &mut self.buf, n);
+        }
+        self.flush(now);
+        self.send_pending(now);
+    }
+
+    /// Reads with offloads: a TCP super-packet is cut into segments, each sent as a packet;
+    /// anything else has its checksum completed and goes as it is (read straight into place).
+    fn read_tun_offload(&mut self, now: Instant) {
+        let at = DATA_OVERHEAD - VNET_HDR_LEN;
+        let mut packets = 0;
+        while packets < BATCH {
+            let n = match self.tun.read(&mut self.big[at..]) {
+                Ok(n) if n > VNET_HDR_LEN => n - VNET_HDR_LEN,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    if let Some(held) = self.tun_errors.allow(now) {
+                        log_error!("{}: read: {e} ({held} more not shown)", self.tun.name());
+                    }
+                    break;
+                }
+            };
+            let Some(h) = VnetHdr::parse(&self.big[at..]) else { continue };
+            let packet = DATA_OVERHEAD..DATA_OVERHEAD + n;
+            if !h.is_gso() {
+                packets += 1;
+                if offload::complete_checksum(&h, &mut self.big[packet]).is_err() {
+                    self.drops.tun_read += 1;
+                    continue;
+                }
+                into_tunnel(&mut self.engine, &mut self.links, &mut self.drops, now, &mut self.big, n);
+                continue;
+            }
+            let Ok(mut cut) = Segmenter::new(&h, &self.big[packet]) else {
+                self.drops.tun_read += 1;
+                continue;
+            };
+            let max = self.config.engine_mtu();
+            while let Some(seg) = cut.next(&mut self.buf[DATA_OVERHEAD..DATA_OVERHEAD + max]) {
+                packets += 1;
+                match seg {
+                    Ok(len) => into_tunnel(
+                        &mut self.engine,
+                        &mut self.links,
+                        &mut self.drops,
+                        now,
+                        &mut self.buf,
+                        len,
+                    ),
+                    Err(_) => self.drops.tun_read += 1,
+                }
             }
         }
         self.flush(now);
@@ -484,8 +578,8 @@ impl Daemon {
             let data = &self.out[..tx.len];
             send(&mut self.links[tx.link], &mut self.drops, now, data, tx.dst);
         }
-        while let Some(n) = self.engine.poll_deliver(now, &mut self.out) {
-            if let Err(e) = self.tun.write(&self.out[..n]) {
+        while let Some(n) = self.engine.poll_deliver(now, &mut self.out[VNET_HDR_LEN..]) {
+            if let Err(e) = write_packet(&self.tun, &mut self.out, VNET_HDR_LEN, VNET_HDR_LEN + n) {
                 self.tun_write_failed(now, e);
             }
         }
@@ -761,6 +855,20 @@ impl Daemon {
             hooks.poll(now);
         }
         0
+    }
+}
+
+/// Seals the packet at `buf[DATA_OVERHEAD..][..len]` and queues it on the link the engine picks.
+fn into_tunnel(
+    engine: &mut Tunnel,
+    links: &mut [LinkIo],
+    drops: &mut ShellDrops,
+    now: Instant,
+    buf: &mut [u8],
+    len: usize,
+) {
+    if let Ok(tx) = engine.handle_tun(now, buf, len) {
+        send(&mut links[tx.link], drops, now, &buf[..tx.len], tx.dst);
     }
 }
 
