@@ -2,7 +2,8 @@
 # Installs what cross/build.sh, cross/test.sh and the packaging scripts need, where missing:
 #   - the nightly toolchain with rust-src (to rebuild std) and llvm-tools (llvm-strip);
 #   - zig and cargo-zigbuild, from PyPI, as the linker with musl for every target;
-#   - qemu-user-static (runs the MIPS and ARM binaries), shellcheck, xz, dpkg-deb, from Debian.
+#   - qemu-user-static (runs the MIPS and ARM binaries), shellcheck, busybox (OpenWrt's shell,
+#     for tests/pkg/openwrt_test.sh), xz, dpkg-deb, readelf, from Debian.
 # Run as root on Debian or Ubuntu. Idempotent: what is there is left alone (an installed
 # nightly is not updated: set MLVPN_CROSS_TOOLCHAIN to pin another one).
 set -eu
@@ -27,6 +28,8 @@ fi
 missing=
 command -v qemu-mips-static >/dev/null || missing="$missing qemu-user-static"
 command -v shellcheck >/dev/null || missing="$missing shellcheck"
+command -v busybox >/dev/null || missing="$missing busybox"
+command -v readelf >/dev/null || missing="$missing binutils"
 command -v xz >/dev/null || missing="$missing xz-utils"
 command -v dpkg-deb >/dev/null || missing="$missing dpkg"
 if [ -n "$missing" ]; then

@@ -36,6 +36,7 @@ echo "server: $server_bin"
 
 tmp=$(mktemp -d)
 trap 'netns_cleanup; rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM
 
 netns_setup 2
 netns_configs "$tmp" 2
