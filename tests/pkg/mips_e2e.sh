@@ -9,7 +9,8 @@
 #   MLVPN_CLIENT_CMD  how to run the client (default: qemu-mips-static MLVPN_CLIENT_BIN)
 #   MLVPN_CLIENT_BIN  the client binary (default: target/cross/mips-unknown-linux-musl/mlvpn,
 #                     built by cross/build.sh if missing)
-#   MLVPN_SERVER_BIN  the server binary (default: a release build of this tree for the host)
+#   MLVPN_SERVER_BIN  the server binary (default: $MLVPN_BIN, else a release build of this
+#                     tree for the host)
 #   TRANSFER_MIB      size of the TCP transfer (default 8)
 #
 # Needs root, iproute2, python3 and qemu-user-static; says SKIPPED and exits 0 without root.
@@ -29,7 +30,7 @@ if [ -z "${MLVPN_CLIENT_CMD:-}" ] && [ ! -f "$client_bin" ]; then
     cross/build.sh mips-unknown-linux-musl
 fi
 client_cmd=${MLVPN_CLIENT_CMD:-qemu-mips-static $PWD/$client_bin}
-server_bin=${MLVPN_SERVER_BIN:-$(MLVPN_BIN='' host_mlvpn)}
+server_bin=${MLVPN_SERVER_BIN:-$(host_mlvpn)}
 mib=${TRANSFER_MIB:-8}
 echo "client: $client_cmd"
 echo "server: $server_bin"
