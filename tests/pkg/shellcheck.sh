@@ -1,5 +1,5 @@
 #!/bin/sh
-# shellcheck -s sh on every shell script of the packaging: cross/, openwrt/, tests/pkg/ (all
+# Runs `shellcheck -s sh` on every shell script of the packaging: cross/, openwrt/, tests/pkg/ (all
 # are POSIX sh: OpenWrt's is busybox ash).
 #
 #   tests/pkg/shellcheck.sh
