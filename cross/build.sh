@@ -3,7 +3,7 @@
 #
 #   cross/build.sh [--tiny] [TARGET...]
 #
-# Builds each TARGET (default: all six below) and writes the stripped binary to
+# Builds each TARGET (default: the six of ALL_TARGETS below) and writes the stripped binary to
 # target/cross/<target>/mlvpn, then prints a table of sizes, stripped and xz-compressed,
 # also kept in target/cross/sizes.md. With --tiny, builds the smallest variant, whose panics
 # abort without a message (-Cpanic=immediate-abort), into target/cross/tiny/<target>/mlvpn.
