@@ -1,0 +1,97 @@
+#!/bin/sh
+# Static, size-optimised mlvpn binaries for the routers and servers we ship.
+#
+#   cross/build.sh [--tiny] [TARGET...]
+#
+# Builds each TARGET (default: the six of ALL_TARGETS below) and writes the stripped binary to
+# target/cross/<target>/mlvpn, then prints a table of sizes, stripped and xz-compressed,
+# also kept in target/cross/sizes.md. With --tiny, builds the smallest variant, whose panics
+# abort without a message (-Cpanic=immediate-abort), into target/cross/tiny/<target>/mlvpn.
+#
+# The default build fails if the mipsel binary is over its budget of 400 KiB.
+#
+# How: every target is built the same way, with the nightly toolchain rebuilding std for
+# size (-Z build-std with std's optimize_for_size feature: the MIPS and 32-bit ARM targets
+# have no prebuilt std anyway), linked statically against zig's musl (cargo-zigbuild), and
+# stripped with llvm-strip, since cargo's strip leaves MIPS's .pdr section. The release
+# profile of Cargo.toml (opt-level "s", lto, one codegen unit, panic=abort) applies.
+# cross/setup.sh installs what this needs.
+set -eu
+cd "$(dirname "$0")/.."
+
+ALL_TARGETS="mips-unknown-linux-musl mipsel-unknown-linux-musl armv7-unknown-linux-musleabihf
+arm-unknown-linux-musleabi aarch64-unknown-linux-musl x86_64-unknown-linux-musl"
+BUDGET_TARGET=mipsel-unknown-linux-musl
+BUDGET_BYTES=409600
+TOOLCHAIN=${MLVPN_CROSS_TOOLCHAIN:-nightly}
+
+variant=default
+out=target/cross
+extra_rustflags=
+case "${1:-}" in
+--tiny)
+    shift
+    variant=tiny
+    out=target/cross/tiny
+    extra_rustflags="-Zunstable-options -Cpanic=immediate-abort"
+    ;;
+-h | --help)
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+esac
+targets=${*:-$ALL_TARGETS}
+
+die() {
+    echo "cross/build.sh: $*" >&2
+    exit 1
+}
+
+command -v cargo-zigbuild >/dev/null || die "cargo-zigbuild not found: run cross/setup.sh"
+sysroot=$(rustc +"$TOOLCHAIN" --print sysroot) || die "no $TOOLCHAIN toolchain: run cross/setup.sh"
+host=$(rustc +"$TOOLCHAIN" -vV | sed -n 's/^host: //p')
+strip=$sysroot/lib/rustlib/$host/bin/llvm-strip
+[ -x "$strip" ] || die "llvm-strip not found: rustup +$TOOLCHAIN component add llvm-tools"
+
+mkdir -p "$out"
+table=$out/sizes.md
+{
+    echo "| target | stripped (bytes) | stripped (KiB) | xz -9e (bytes) |"
+    echo "|---|---:|---:|---:|"
+} >"$table"
+
+for t in $targets; do
+    case " $(echo "$ALL_TARGETS" | tr '\n' ' ') " in
+    *" $t "*) ;;
+    *) die "unknown target $t (known: $(echo "$ALL_TARGETS" | tr '\n' ' '))" ;;
+    esac
+    echo "== $t ($variant)" >&2
+    # Static on every target: the MIPS musl targets default to dynamic linking, as OpenWrt's
+    # own toolchain does. std is rebuilt, so rustc has no self-contained crt objects of its
+    # own: zig provides crt and musl. Unwind tables are useless with panic=abort.
+    flags="-C target-feature=+crt-static -C link-self-contained=no -C force-unwind-tables=no"
+    RUSTUP_TOOLCHAIN=$TOOLCHAIN RUSTFLAGS="$flags $extra_rustflags" \
+        CARGO_TARGET_DIR=target/cross-build/$variant \
+        cargo zigbuild --locked --release --target "$t" \
+        -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
+    mkdir -p "$out/$t"
+    "$strip" --strip-all -R .pdr -R .comment \
+        -o "$out/$t/mlvpn" "target/cross-build/$variant/$t/release/mlvpn"
+    size=$(wc -c <"$out/$t/mlvpn")
+    xz_size=$(xz -9e -c "$out/$t/mlvpn" | wc -c)
+    echo "| $t | $size | $((size / 1024)) | $xz_size |" >>"$table"
+done
+
+echo
+cat "$table"
+echo "(binaries in $out/<target>/mlvpn)"
+
+case "$variant $targets" in
+default*$BUDGET_TARGET*)
+    size=$(wc -c <"$out/$BUDGET_TARGET/mlvpn")
+    if [ "$size" -gt "$BUDGET_BYTES" ]; then
+        die "$BUDGET_TARGET binary is $size bytes, over its budget of $BUDGET_BYTES (400 KiB)"
+    fi
+    echo "$BUDGET_TARGET: $size bytes, within the budget of $BUDGET_BYTES (400 KiB)"
+    ;;
+esac

@@ -1,0 +1,86 @@
+#!/bin/sh
+# Peak memory of the daemon: server and client with 3 links and reorder_buffer_size 256 (as
+# in the samples), in two network namespaces, carrying TCP both ways for a few seconds; then
+# VmHWM (peak resident set) and VmRSS of each process from /proc/PID/status.
+#
+#   tests/pkg/rss.sh [BINARY]     (default: the shipped x86_64 static binary of cross/build.sh)
+#
+# The goal is a peak RSS of at most 2 MiB for each end (the C original used 14 MB). Needs
+# root, iproute2 and python3 (iperf3 too, if installed, for a throughput figure); says
+# SKIPPED and exits 0 without root.
+set -eu
+cd "$(dirname "$0")/../.."
+# shellcheck disable=SC1091 # checked on their own
+. tests/pkg/lib.sh
+# shellcheck disable=SC1091
+. tests/pkg/netns_lib.sh
+
+if [ "$(id -u)" != 0 ]; then
+    echo "SKIPPED (needs root): rss"
+    exit 0
+fi
+bin=${1:-target/cross/x86_64-unknown-linux-musl/mlvpn}
+[ -n "${1:-}" ] || [ -f "$bin" ] || cross/build.sh x86_64-unknown-linux-musl
+bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
+GOAL_KIB=2048
+echo "binary: $bin"
+
+tmp=$(mktemp -d)
+trap 'netns_cleanup; rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM
+
+netns_setup 3
+netns_configs "$tmp" 3 256
+netns_start "$tmp" "$bin" "$bin"
+check "the tunnel comes up" netns_wait_tunnel 30
+
+# 32 MiB each way, at the same time.
+transfer() { # NAMESPACE_OF_RECEIVER NAMESPACE_OF_SENDER ADDRESS PORT
+    ip netns exec "$1" python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.settimeout(60)
+c, _ = s.accept(); c.settimeout(60); n = 0
+while True:
+    b = c.recv(65536)
+    if not b: break
+    n += len(b)
+print(n)
+' "$3" "$4" >"$tmp/recv-$4" &
+    receiver=$!
+    sleep 0.5
+    ip netns exec "$2" python3 -c '
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+chunk = bytes(1 << 20)
+for _ in range(32): s.sendall(chunk)
+s.close()
+' "$3" "$4"
+    wait "$receiver"
+}
+transfer "$SRV" "$CLI" 10.42.42.1 5201 &
+up=$!
+transfer "$CLI" "$SRV" 10.42.42.2 5202 &
+down=$!
+wait "$up" "$down" || true
+check_eq "32 MiB client to server" 33554432 "$(cat "$tmp/recv-5201")"
+check_eq "32 MiB server to client" 33554432 "$(cat "$tmp/recv-5202")"
+
+if command -v iperf3 >/dev/null; then
+    ip netns exec "$SRV" iperf3 -s -1 -B 10.42.42.1 >/dev/null 2>&1 &
+    iperf_server=$!
+    sleep 0.5
+    ip netns exec "$CLI" iperf3 -c 10.42.42.1 -t 3 -P 4 2>/dev/null | grep -E 'SUM.*receiver' || true
+    wait "$iperf_server" || true
+fi
+
+kib() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB$/\1/p" "/proc/$1/status"; }
+for end in server client; do
+    if [ "$end" = server ]; then pid=$SRV_PID; else pid=$CLI_PID; fi
+    hwm=$(kib "$pid" VmHWM)
+    rss=$(kib "$pid" VmRSS)
+    echo "$end: peak RSS (VmHWM) $hwm KiB, RSS now $rss KiB"
+    check "$end: peak RSS $hwm KiB, within $GOAL_KIB KiB" test "$hwm" -le "$GOAL_KIB"
+done
+
+finish
