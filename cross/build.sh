@@ -13,8 +13,10 @@
 # How: every target is built the same way, with the nightly toolchain rebuilding std for
 # size (-Z build-std with std's optimize_for_size feature: the MIPS and 32-bit ARM targets
 # have no prebuilt std anyway), linked statically against zig's musl (cargo-zigbuild), and
-# stripped with llvm-strip, since cargo's strip leaves MIPS's .pdr section. The release
-# profile of Cargo.toml (opt-level "s", lto, one codegen unit, panic=abort) applies.
+# stripped with llvm-strip, since cargo's strip leaves MIPS's .pdr section. Routers' targets
+# (MIPS, 32-bit ARM) use Cargo.toml's "router" profile (opt-level "s": size); x86_64 and
+# aarch64, which also serve as servers, use "release" (opt-level 3: speed). Both have lto, one
+# codegen unit and panic=abort.
 # cross/setup.sh installs what this needs.
 set -eu
 cd "$(dirname "$0")/.."
@@ -70,13 +72,19 @@ for t in $targets; do
     # own toolchain does. std is rebuilt, so rustc has no self-contained crt objects of its
     # own: zig provides crt and musl. Unwind tables are useless with panic=abort.
     flags="-C target-feature=+crt-static -C link-self-contained=no -C force-unwind-tables=no"
+    # RUSTFLAGS replaces .cargo/config.toml's flags: repeat its Poly1305 back-end choice.
+    flags="$flags --cfg poly1305_backend=\"soft\""
+    case $t in
+    x86_64-* | aarch64-*) profile=release ;;
+    *) profile=router ;;
+    esac
     RUSTUP_TOOLCHAIN=$TOOLCHAIN RUSTFLAGS="$flags $extra_rustflags" \
         CARGO_TARGET_DIR=target/cross-build/$variant \
-        cargo zigbuild --locked --release --target "$t" \
+        cargo zigbuild --locked --profile "$profile" --target "$t" \
         -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
     mkdir -p "$out/$t"
     "$strip" --strip-all -R .pdr -R .comment \
-        -o "$out/$t/mlvpn" "target/cross-build/$variant/$t/release/mlvpn"
+        -o "$out/$t/mlvpn" "target/cross-build/$variant/$t/$profile/mlvpn"
     size=$(wc -c <"$out/$t/mlvpn")
     xz_size=$(xz -9e -c "$out/$t/mlvpn" | wc -c)
     echo "| $t | $size | $((size / 1024)) | $xz_size |" >>"$table"

@@ -3,11 +3,11 @@
 #
 #   cross/test.sh [TARGET]        (default mips-unknown-linux-musl: 32-bit big-endian)
 #
-# The unit tests, the simulator, the config golden files, libsodium's vectors, and the TUN
-# tests against the kernel (those need root, and skip loudly without it; TUN ioctls work
-# under qemu-user). Left out: tests/no_alloc.rs, which needs 64-bit atomics that 32-bit MIPS
-# lacks, and the end-to-end tests, which start host binaries (tests/pkg/mips_e2e.sh runs a
-# MIPS client against an x86_64 server instead).
+# The unit tests, the simulator, the config golden files, libsodium's vectors, the check that
+# the data path allocates nothing, and the TUN tests against the kernel (those need root, and
+# skip loudly without it; TUN ioctls work under qemu-user). Left out: the end-to-end tests,
+# which start host binaries (tests/pkg/mips_e2e.sh runs a MIPS client against an x86_64
+# server instead).
 #
 # Built like cross/build.sh (nightly, -Z build-std, zig's musl), in the test profile;
 # cargo runs each test binary through qemu-<arch>-static. cross/setup.sh installs all this.
@@ -44,4 +44,4 @@ RUSTUP_TOOLCHAIN=$TOOLCHAIN \
     RUSTFLAGS="-C target-feature=+crt-static -C link-self-contained=no" \
     CARGO_TARGET_DIR=target/cross-build/test \
     cargo-zigbuild test --locked --target "$target" -Z build-std \
-    --lib --test sim --test config_golden --test secretbox_vectors --test sys_tun
+    --lib --test sim --test config_golden --test secretbox_vectors --test no_alloc --test sys_tun

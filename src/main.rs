@@ -166,20 +166,22 @@ fn run(o: &Options) -> ExitCode {
 const DEFAULT_USER: &str = "nobody";
 
 /// An empty, root-owned, read-only directory we make for the jail when the system has none.
-const OWN_JAIL: &str = "/run/mlvpn/empty";
+/// Under /var/run, which is /run on Debian (systemd's RuntimeDirectory=mlvpn makes it writable)
+/// and tmpfs on OpenWrt (so flash is never written).
+const OWN_JAIL: &str = "/var/run/mlvpn/empty";
 
-/// Where the network process locks itself in: the user's home if it is a real directory
-/// (MLVPN's choice), else the system's empty directory, else one we make.
-fn jail_for(user: &sys::privsep::User) -> Option<std::path::PathBuf> {
+/// Where the network process locks itself in: the system's empty directory (as OpenSSH
+/// does), else one we make. Not the user's home, as the C MLVPN did: nobody's home is /var on
+/// OpenWrt (a world-writable /tmp underneath) and /nonexistent on Debian.
+fn jail_for() -> Option<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let found = [user.home.clone(), "/var/empty".into()]
-        .into_iter()
-        .find(|d| d != std::path::Path::new("/") && d.is_dir());
-    found.or_else(|| {
-        std::fs::create_dir_all(OWN_JAIL).ok()?;
-        std::fs::set_permissions(OWN_JAIL, std::fs::Permissions::from_mode(0o555)).ok()?;
-        Some(OWN_JAIL.into())
-    })
+    let system = std::path::Path::new("/var/empty");
+    if system.is_dir() {
+        return Some(system.into());
+    }
+    std::fs::create_dir_all(OWN_JAIL).ok()?;
+    std::fs::set_permissions(OWN_JAIL, std::fs::Permissions::from_mode(0o555)).ok()?;
+    Some(OWN_JAIL.into())
 }
 
 /// Forks: the child drops to `user` and runs the data path, the parent stays root to open
@@ -192,7 +194,7 @@ fn separate(daemon: Daemon, user: &sys::privsep::User, o: &Options) -> i32 {
             return 1;
         }
     };
-    let jail = jail_for(user);
+    let jail = jail_for();
     let config = daemon.config().clone();
     let device = daemon.device().to_string();
     match sys::privsep::fork() {

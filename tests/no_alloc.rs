@@ -7,12 +7,12 @@ use mlvpn::proto::wire::DATA_OVERHEAD;
 use mlvpn::proto::{Config, DropReason, Duration, Instant, LinkConfig, Mode, Received, Tunnel, kdf};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 struct Counting;
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: defers to the system allocator; only counts.
 #[allow(unsafe_code)]

@@ -94,13 +94,14 @@ done
 echo "== mlvpn@.service"
 unit=$tmp/amd64/root/usr/lib/systemd/system/mlvpn@.service
 unit_has() { grep -qxF "$1" "$unit"; }
-check "one instance per file" unit_has 'ExecStart=/usr/sbin/mlvpn --config /etc/mlvpn/%i.conf --name mlvpn-%i --yes-run-as-root'
+check "one instance per file" unit_has 'ExecStart=/usr/sbin/mlvpn --config /etc/mlvpn/%i.conf --name mlvpn-%i --user nobody'
 check "the file is checked before start" unit_has 'ExecStartPre=/usr/sbin/mlvpn check-config --config /etc/mlvpn/%i.conf'
 # shellcheck disable=SC2016 # systemd's $MAINPID
 check "reload by SIGHUP" unit_has 'ExecReload=/bin/kill -HUP $MAINPID'
 check "TUN device allowed" unit_has 'DeviceAllow=/dev/net/tun rw'
 check "sockets allowed" unit_has 'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK'
-check "CAP_NET_ADMIN kept" unit_has 'CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_NET_RAW'
+check "capabilities: network and the privilege drop" unit_has 'CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_NET_RAW CAP_SETUID CAP_SETGID CAP_SYS_CHROOT'
+check "chroot allowed" unit_has 'SystemCallFilter=chroot'
 check "hardened" unit_has 'ProtectSystem=strict'
 if command -v systemd-analyze >/dev/null; then
     # Verified against this machine's units, with the binary where the test extracted it.

@@ -193,7 +193,7 @@ check_eq "start: the file is private" "600" "$(stat -c %a "$conf")"
 check_eq "start: its directory too" "700" "$(stat -c %a "$tmp/var/etc/mlvpn")"
 cat >"$tmp/expected-calls" <<CALLS
 open_instance general
-set_param command $mlvpn --config $conf --name mlvpn --yes-run-as-root
+set_param command $mlvpn --config $conf --name mlvpn --user nobody
 set_param file $conf
 set_param reload_signal HUP
 set_param respawn 3600 5 5
