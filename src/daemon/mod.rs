@@ -1,5 +1,6 @@
 //! The shell around the engine: sockets, the TUN device, the poll loop, hooks and logs.
 
+pub mod gro;
 pub mod hooks;
 pub mod log;
 pub mod net;

@@ -16,11 +16,11 @@
 /// `struct virtio_net_hdr` (without `num_buffers`).
 pub const VNET_HDR_LEN: usize = 10;
 
-const F_NEEDS_CSUM: u8 = 1;
+pub const F_NEEDS_CSUM: u8 = 1;
 const F_DATA_VALID: u8 = 2;
 const GSO_NONE: u8 = 0;
-const GSO_TCPV4: u8 = 1;
-const GSO_TCPV6: u8 = 4;
+pub const GSO_TCPV4: u8 = 1;
+pub const GSO_TCPV6: u8 = 4;
 const GSO_ECN: u8 = 0x80;
 
 /// The header as the kernel wrote it (fields in the machine's byte order: the legacy virtio
@@ -49,6 +49,16 @@ impl VnetHdr {
         })
     }
 
+    /// Writes the header (machine byte order, as [`VnetHdr::parse`] reads it).
+    pub fn write(&self, b: &mut [u8]) {
+        b[0] = self.flags;
+        b[1] = self.gso_type;
+        for (i, v) in [self.hdr_len, self.gso_size, self.csum_start, self.csum_offset].into_iter().enumerate()
+        {
+            b[2 + 2 * i..4 + 2 * i].copy_from_slice(&v.to_ne_bytes());
+        }
+    }
+
     /// The header we put in front of a packet we deliver: complete, checksum verified.
     pub fn write_delivered(b: &mut [u8]) {
         b[..VNET_HDR_LEN].fill(0);
@@ -70,7 +80,7 @@ pub enum OffloadError {
 }
 
 /// RFC 1071 one's-complement sum of `data`, added to `sum`.
-fn sum(mut acc: u32, data: &[u8]) -> u32 {
+pub(super) fn sum(mut acc: u32, data: &[u8]) -> u32 {
     let mut chunks = data.chunks_exact(2);
     for c in &mut chunks {
         acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
@@ -81,7 +91,7 @@ fn sum(mut acc: u32, data: &[u8]) -> u32 {
     acc
 }
 
-fn fold(mut acc: u32) -> u16 {
+pub(super) fn fold(mut acc: u32) -> u16 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);
     }
@@ -106,13 +116,13 @@ pub fn complete_checksum(h: &VnetHdr, packet: &mut [u8]) -> Result<(), OffloadEr
 
 /// Where the headers are, for one TCP packet.
 #[derive(Debug)]
-struct Layout {
-    v6: bool,
-    ip_len: usize,
-    tcp_len: usize,
+pub(super) struct Layout {
+    pub v6: bool,
+    pub ip_len: usize,
+    pub tcp_len: usize,
 }
 
-fn layout(p: &[u8]) -> Result<Layout, OffloadError> {
+pub(super) fn layout(p: &[u8]) -> Result<Layout, OffloadError> {
     let bad = OffloadError::Unsupported;
     let version = p.first().ok_or(bad)? >> 4;
     let (v6, ip_len, proto) = match version {
@@ -134,12 +144,17 @@ fn layout(p: &[u8]) -> Result<Layout, OffloadError> {
 /// (and RFC 8200 §8.1 for IPv6).
 fn tcp_checksum(seg: &[u8], l: &Layout) -> u16 {
     let tcp = &seg[l.ip_len..];
-    let mut acc = if l.v6 { sum(0, &seg[8..40]) } else { sum(0, &seg[12..20]) };
-    acc += 6 + tcp.len() as u32;
+    let mut acc = pseudo_header_sum(seg, l.v6, tcp.len());
     // The checksum field (offset 16) counts as zero.
     acc = sum(acc, &tcp[..16]);
     acc = sum(acc, &tcp[18..]);
     !fold(acc)
+}
+
+/// The unfolded sum of the TCP pseudo-header of `packet` (addresses, protocol, `tcp_len`).
+pub(super) fn pseudo_header_sum(packet: &[u8], v6: bool, tcp_len: usize) -> u32 {
+    let addresses = if v6 { &packet[8..40] } else { &packet[12..20] };
+    sum(0, addresses) + 6 + tcp_len as u32
 }
 
 /// Cuts a TCP super-packet into segments of `gso_size` payload bytes, one at a time
@@ -229,11 +244,11 @@ impl<'a> Segmenter<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// An IPv4 TCP packet with `payload`, checksums correct.
-    fn tcp4(payload: &[u8], flags: u8) -> Vec<u8> {
+    pub fn tcp4(payload: &[u8], flags: u8) -> Vec<u8> {
         let mut p = vec![0u8; 40];
         p[0] = 0x45;
         let total = (40 + payload.len()) as u16;
@@ -257,7 +272,28 @@ mod tests {
         p
     }
 
-    fn valid(p: &[u8]) -> bool {
+    /// An IPv6 TCP packet with `payload` at `seq`, checksum correct.
+    pub fn tcp6(payload: &[u8], seq: u32, flags: u8) -> Vec<u8> {
+        let mut p = vec![0u8; 60];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+        p[6] = 6;
+        p[7] = 64;
+        p[8..24].copy_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        p[24..40].copy_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        p[40..42].copy_from_slice(&40000u16.to_be_bytes());
+        p[42..44].copy_from_slice(&5201u16.to_be_bytes());
+        p[44..48].copy_from_slice(&seq.to_be_bytes());
+        p[52] = 5 << 4;
+        p[53] = flags;
+        p.extend_from_slice(payload);
+        let l = layout(&p).unwrap();
+        let c = tcp_checksum(&p, &l);
+        p[56..58].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    pub fn valid(p: &[u8]) -> bool {
         let l = layout(p).unwrap();
         let ip_ok = l.v6 || fold(sum(0, &p[..l.ip_len])) == 0xffff;
         let stored = u16::from_be_bytes([p[l.ip_len + 16], p[l.ip_len + 17]]);

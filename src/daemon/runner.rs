@@ -5,6 +5,7 @@
 //! cannot starve the others, hands each packet to the engine, and drains the engine's outputs;
 //! then the loop sleeps until an fd is readable or the engine's `poll_timeout`.
 
+use super::gro::Coalescer;
 use super::hooks::{HookEvent, Hooks};
 use super::log::Throttle;
 use super::net::{self, SOCKET_BUFFER};
@@ -139,6 +140,8 @@ pub struct Daemon {
     rx: Batch,
     /// Control datagrams and packets released by the reorder buffer.
     out: Vec<u8>,
+    /// TCP segments on their way to the TUN device, joined (offloads only).
+    gro: Coalescer,
     pub drops: ShellDrops,
     tun_errors: Throttle,
 }
@@ -192,6 +195,34 @@ fn write_packet(tun: &Tun, buf: &mut [u8], start: usize, end: usize) -> io::Resu
         tun.write(&buf[start - VNET_HDR_LEN..end])
     } else {
         tun.write(&buf[start..end])
+    }
+}
+
+/// Hands the packet at `buf[start..end]` to the TUN device. With offloads, TCP segments are
+/// held to be joined with the next ones of their flow ([`Coalescer`]) and written when the
+/// flow breaks or the loop is about to wait ([`write_held`]).
+fn deliver(tun: &Tun, gro: &mut Coalescer, buf: &mut [u8], start: usize, end: usize) -> io::Result<()> {
+    if !tun.has_vnet_hdr() {
+        return write_packet(tun, buf, start, end).map(drop);
+    }
+    if gro.push(&buf[start..end]) {
+        return Ok(());
+    }
+    if gro.is_empty() {
+        return write_packet(tun, buf, start, end).map(drop);
+    }
+    let held = write_held(tun, gro);
+    if !gro.push(&buf[start..end]) {
+        write_packet(tun, buf, start, end)?;
+    }
+    held
+}
+
+/// Writes what the coalescer holds, if anything.
+fn write_held(tun: &Tun, gro: &mut Coalescer) -> io::Result<()> {
+    match gro.take() {
+        Some(packet) => tun.write(packet).map(drop),
+        None => Ok(()),
     }
 }
 
@@ -260,6 +291,7 @@ impl Daemon {
             big,
             rx: Batch::new(SYSCALL_BATCH, buf_len.max(2048)),
             out: vec![0; buf_len.max(MAX_CONTROL_LEN)],
+            gro: Coalescer::new(),
             drops: ShellDrops::default(),
             tun_errors: Throttle::new(THROTTLE),
             config,
@@ -437,6 +469,7 @@ impl Daemon {
                 }
             }
             self.flush(now);
+            self.write_held(now);
             self.send_pending(now);
             self.serve_control(now);
         }
@@ -462,11 +495,11 @@ impl Daemon {
                 }
             };
             for k in 0..n {
-                let Daemon { rx, engine, tun, links, drops, .. } = self;
+                let Daemon { rx, engine, tun, gro, links, drops, .. } = self;
                 let Some((datagram, from)) = rx.get_mut(k) else { break };
                 match engine.handle_datagram(now, i, from, datagram) {
                     Received::Deliver(range) => {
-                        if let Err(e) = write_packet(tun, datagram, range.start, range.end) {
+                        if let Err(e) = deliver(tun, gro, datagram, range.start, range.end) {
                             self.tun_write_failed(now, e);
                         }
                     }
@@ -480,7 +513,15 @@ impl Daemon {
                 break;
             }
         }
+        self.write_held(now);
         self.send_pending(now);
+    }
+
+    /// Writes the TCP segments the coalescer joined so far.
+    fn write_held(&mut self, now: Instant) {
+        if let Err(e) = write_held(&self.tun, &mut self.gro) {
+            self.tun_write_failed(now, e);
+        }
     }
 
     /// Hands every link's waiting datagrams to the kernel, a batch per syscall.
@@ -579,7 +620,7 @@ impl Daemon {
             send(&mut self.links[tx.link], &mut self.drops, now, data, tx.dst);
         }
         while let Some(n) = self.engine.poll_deliver(now, &mut self.out[VNET_HDR_LEN..]) {
-            if let Err(e) = write_packet(&self.tun, &mut self.out, VNET_HDR_LEN, VNET_HDR_LEN + n) {
+            if let Err(e) = deliver(&self.tun, &mut self.gro, &mut self.out, VNET_HDR_LEN, VNET_HDR_LEN + n) {
                 self.tun_write_failed(now, e);
             }
         }

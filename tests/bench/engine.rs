@@ -4,9 +4,10 @@
 //! `cargo bench --bench engine` prints, for 64- and 1400-byte packets: the crypto alone
 //! (seal + open, what any XSalsa20-Poly1305 tunnel pays), the whole engine path for one packet
 //! (sender's `handle_tun` + receiver's `handle_datagram`, with timers and feedback drained), and
-//! the difference. For instruction counts that do not depend on the machine's load, run it
-//! under callgrind: `valgrind --tool=callgrind target/release/deps/engine-* --callgrind` (the
-//! flag shortens the run to a fixed packet count; divide the total by it).
+//! the difference. Then, when valgrind is installed, instruction counts per packet, which do
+//! not depend on the machine's load: the benchmark runs itself under `valgrind --tool=callgrind`
+//! for N and for N + 10 000 packets (`--callgrind crypto|engine N`) and divides the difference
+//! by 10 000, so the setup (key derivation, handshake) cancels out.
 
 use mlvpn::proto::crypto::{self, Key};
 use mlvpn::proto::wire::DATA_OVERHEAD;
@@ -135,17 +136,66 @@ fn engine(len: usize, n: u64) -> f64 {
     start.elapsed().as_nanos() as f64 / n as f64
 }
 
-fn main() {
-    if std::env::args().any(|a| a == "--callgrind") {
-        // A fixed amount of work for instruction counting: 10 000 packets of 1400 bytes.
-        let mut p = Pair::new();
-        for _ in 0..10_000 {
-            p.now += Duration::from_micros(2); // 5.6 Gbit/s of 1400-byte packets: below the link's 10
-            p.packet(1400);
+/// `--callgrind crypto|engine LEN N`: a fixed amount of work for instruction counting.
+fn callgrind_work(args: &[String]) {
+    let len: usize = args[1].parse().expect("LEN");
+    let n: u64 = args[2].parse().expect("N");
+    match args[0].as_str() {
+        "crypto" => {
+            black_box(crypto_only(len, n));
         }
+        _ => {
+            let mut p = Pair::new();
+            for _ in 0..n {
+                p.now += Duration::from_micros(2);
+                p.packet(len);
+            }
+        }
+    }
+}
+
+/// Instructions per packet of `what` ("crypto" or "engine") for `len`-byte packets, from two
+/// callgrind runs of this binary; None without valgrind.
+fn instructions_per_packet(what: &str, len: usize) -> Option<f64> {
+    const BASE: u64 = 1_000;
+    const EXTRA: u64 = 10_000;
+    let exe = std::env::current_exe().ok()?;
+    let mut totals = Vec::new();
+    for n in [BASE, BASE + EXTRA] {
+        let out =
+            std::env::temp_dir().join(format!("mlvpn-callgrind-{}-{what}-{len}-{n}", std::process::id()));
+        let status = std::process::Command::new("valgrind")
+            .args(["--tool=callgrind", "--quiet"])
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .arg(&exe)
+            .args(["--callgrind", what, &len.to_string(), &n.to_string()])
+            .status()
+            .ok()?;
+        let text = std::fs::read_to_string(&out).ok();
+        let _ = std::fs::remove_file(&out);
+        if !status.success() {
+            return None;
+        }
+        // The file's "summary: N" (or "totals: N") line holds the instruction count.
+        let total: f64 = text?
+            .lines()
+            .find_map(|l| l.strip_prefix("summary: ").or_else(|| l.strip_prefix("totals: ")))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        totals.push(total);
+    }
+    Some((totals[1] - totals[0]) / EXTRA as f64)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--callgrind") {
+        callgrind_work(&args[i + 1..]);
         return;
     }
-    if std::env::args().any(|a| a == "--bench") || std::env::var("MLVPN_BENCH_QUICK").is_err() {
+    if args.iter().any(|a| a == "--bench") || std::env::var("MLVPN_BENCH_QUICK").is_err() {
         println!(
             "per packet, one core, in memory (seal+open for the crypto; sender+receiver for the engine)"
         );
@@ -155,6 +205,17 @@ fn main() {
             let c = crypto_only(len, n);
             let e = engine(len, n);
             println!("{len:>8} {c:>14.0} {e:>14.0} {:>13.0} ns", e - c);
+        }
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        return;
+    }
+    println!("\ninstructions per packet (valgrind --tool=callgrind; seal+open, sender+receiver)");
+    println!("{:>8} {:>14} {:>14} {:>16}", "bytes", "crypto", "engine", "beyond crypto");
+    for len in [64, 1400] {
+        match (instructions_per_packet("crypto", len), instructions_per_packet("engine", len)) {
+            (Some(c), Some(e)) => println!("{len:>8} {c:>14.0} {e:>14.0} {:>16.0}", e - c),
+            _ => println!("SKIPPED: instruction counts need valgrind (apt install valgrind)"),
         }
     }
 }

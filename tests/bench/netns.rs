@@ -3,6 +3,10 @@
 //! `cargo bench --bench netns` (as root). Prints a table:
 //! * one unshaped link: TCP throughput each way, and the CPU seconds each daemon spends per GB
 //!   carried (utime + stime from /proc/PID/stat of the daemon and its children, before/after);
+//! * the same link: UDP packets per second at 64 and 1400 bytes (IP packet size; iperf3 sending
+//!   as fast as it can), with each daemon's CPU µs per packet it handled (packets counted on the
+//!   TUN devices) and, beside it, what the crypto alone costs per packet on this machine (a
+//!   seal for the sender, an open for the receiver), so the overhead beyond crypto shows;
 //! * 3 links of 40 Mbit/s each (tbf): one TCP flow each way, against the wire's limit;
 //! * plain TCP over the same veth without the tunnel, for scale.
 //!
@@ -19,7 +23,8 @@ mod lab;
 #[path = "../netns/traffic.rs"]
 mod traffic;
 
-use lab::{Lab, LinkSpec, Side, TunnelOpts};
+use lab::{Lab, LinkSpec, Side, TUN_DEVICE, TunnelOpts};
+use mlvpn::proto::crypto::{self, Key};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -85,6 +90,101 @@ fn tunnel_flow(lab: &mut Lab, from: Side, secs: f64, scenario: &str, limit_mbit:
     }
 }
 
+/// One UDP rate measurement: packets per second through the tunnel and CPU per packet.
+struct UdpRow {
+    size: usize,
+    offered_pps: f64,
+    delivered_pps: f64,
+    /// CPU µs per packet: the sending daemon per packet read from its TUN, the receiving one per
+    /// packet written to its TUN.
+    us_sender: f64,
+    us_receiver: f64,
+    /// µs of crypto per packet on this machine: seal (sender), open (receiver).
+    seal_us: f64,
+    open_us: f64,
+}
+
+/// Packets through a side's TUN device as the kernel counts them: (rx, tx). rx: written by the
+/// daemon (delivered); tx: handed to the daemon.
+fn tun_packets(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
+    for line in text.lines().skip(2) {
+        let Some((name, rest)) = line.split_once(':') else { continue };
+        if name.trim() != TUN_DEVICE {
+            continue;
+        }
+        let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        if f.len() >= 10 {
+            return (f[1], f[9]);
+        }
+    }
+    (0, 0)
+}
+
+/// Mean µs per call of seal and of open for `len` bytes of plaintext.
+fn crypto_us(len: usize) -> (f64, f64) {
+    let key = Key([7; 32]);
+    let mut nonce = [0u8; 24];
+    let mut buf = vec![0u8; crypto::TAG_LEN + len];
+    let n = 20_000u64;
+    let start = std::time::Instant::now();
+    for i in 0..n {
+        nonce[..8].copy_from_slice(&i.to_be_bytes());
+        crypto::seal(&key, &nonce, &mut buf);
+    }
+    let seal = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    crypto::seal(&key, &nonce, &mut buf);
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        // Open checks the tag before decrypting: keep the sealed text by sealing it back after.
+        crypto::open(&key, &nonce, &mut buf).expect("open");
+        crypto::seal(&key, &nonce, &mut buf);
+    }
+    let open = start.elapsed().as_secs_f64() * 1e6 / n as f64 - seal;
+    (seal, open)
+}
+
+/// UDP from the client to the server through the tunnel, `size`-byte IP packets, as fast as
+/// iperf3 sends them, for `secs`.
+fn udp_rate(lab: &mut Lab, size: usize, secs: f64) -> UdpRow {
+    let (from, to) = (Side::Client, Side::Server);
+    let dst = to.tun_ip();
+    let port = "5202";
+    let mut server = lab.spawn(to, "iperf3-udp-server", &["iperf3", "-s", "-1", "-B", dst, "-p", port]);
+    lab::poll_until(Duration::from_secs(5), || lab.tcp_listening(to, 5202)).expect("iperf3 server");
+    let pids = [lab.daemon_pid(from), lab.daemon_pid(to)];
+    let cpu0 = pids.map(lab::cpu_seconds);
+    let (_, handed0) = tun_packets(pids[0]);
+    let (delivered0, _) = tun_packets(pids[1]);
+    let payload = (size - 28).to_string(); // IPv4 + UDP headers
+    let secs_s = secs.to_string();
+    let started = std::time::Instant::now();
+    let out = lab.run(
+        from,
+        "iperf3-udp-client",
+        &["iperf3", "-u", "-b", "0", "-l", &payload, "-t", &secs_s, "-c", dst, "-p", port],
+        Duration::from_secs_f64(secs + 30.0),
+    );
+    let elapsed = started.elapsed().as_secs_f64().min(secs + 1.0);
+    let cpu1 = pids.map(lab::cpu_seconds);
+    let (_, handed1) = tun_packets(pids[0]);
+    let (delivered1, _) = tun_packets(pids[1]);
+    server.wait_timeout(Duration::from_secs(5));
+    let _ = out;
+    let handed = (handed1 - handed0) as f64;
+    let delivered = (delivered1 - delivered0) as f64;
+    let (seal_us, open_us) = crypto_us(size);
+    UdpRow {
+        size,
+        offered_pps: handed / elapsed,
+        delivered_pps: delivered / elapsed,
+        us_sender: (cpu1[0] - cpu0[0]) * 1e6 / handed.max(1.0),
+        us_receiver: (cpu1[1] - cpu0[1]) * 1e6 / delivered.max(1.0),
+        seal_us,
+        open_us,
+    }
+}
+
 fn main() {
     // `cargo test --benches` runs this without `--bench`: do nothing then.
     if !std::env::args().any(|a| a == "--bench") {
@@ -108,6 +208,7 @@ fn main() {
     );
 
     let mut rows = Vec::new();
+    let mut udp_rows = Vec::new();
     let opts = TunnelOpts::default();
 
     // One unshaped link.
@@ -128,6 +229,9 @@ fn main() {
         println!("1 unshaped link: tunnel up in {:.2} s", up.as_secs_f64());
         for from in [Side::Client, Side::Server] {
             rows.push(tunnel_flow(&mut lab, from, secs, "1 link, unshaped", None));
+        }
+        for size in [64, 1400] {
+            udp_rows.push(udp_rate(&mut lab, size, secs.min(5.0)));
         }
     }
 
@@ -162,6 +266,32 @@ fn main() {
             r.note
         );
     }
+    println!(
+        "\nUDP through 1 unshaped link, client → server (iperf3 -u -b 0), packets/s and CPU µs per packet"
+    );
+    println!(
+        "{:>6} {:>12} {:>12}  {:>10} {:>8} {:>8}  {:>10} {:>8} {:>8}",
+        "bytes", "into tunnel", "delivered", "sender µs", "seal", "beyond", "receiver", "open", "beyond"
+    );
+    for u in &udp_rows {
+        println!(
+            "{:>6} {:>12.0} {:>12.0}  {:>10.2} {:>8.2} {:>8.2}  {:>10.2} {:>8.2} {:>8.2}",
+            u.size,
+            u.offered_pps,
+            u.delivered_pps,
+            u.us_sender,
+            u.seal_us,
+            u.us_sender - u.seal_us,
+            u.us_receiver,
+            u.open_us,
+            u.us_receiver - u.open_us
+        );
+    }
+    println!(
+        "(into tunnel: packets the client's TUN handed its daemon; delivered: packets the server's daemon"
+    );
+    println!(" wrote to its TUN; µs: the daemon's user + system CPU per such packet, kernel work in its");
+    println!(" syscalls included: on veth, sending runs the peer's receive path too)");
     println!(
         "\n(CPU s/GB: user + system CPU seconds of the daemon and its children per 10^9 bytes received;"
     );
