@@ -20,7 +20,7 @@ use crate::sys::poll::{Interest, Poller};
 use crate::sys::proctitle::ProcTitle;
 use crate::sys::signals::{Signal, Signals};
 use crate::sys::tun::{Tun, TunKind};
-use crate::sys::udp::{Batch, UdpLink};
+use crate::sys::udp::{Batch, GRO_SLOT_SIZE, UdpLink};
 use crate::sys::{clock, process, random};
 use crate::{log_debug, log_error, log_info, log_warn};
 use std::io;
@@ -226,6 +226,12 @@ fn write_held(tun: &Tun, gro: &mut Coalescer) -> io::Result<()> {
     }
 }
 
+/// Receive slots: one datagram each, or 64 KiB when the links' sockets may coalesce datagrams
+/// (`UDP_GRO`, turned on with the TUN offloads).
+fn rx_slot_size(tun: &Tun, datagram: usize) -> usize {
+    if tun.has_vnet_hdr() { GRO_SLOT_SIZE.max(datagram) } else { datagram }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -270,6 +276,7 @@ impl Daemon {
         control.register(&mut poller);
         let link_base = poller.len();
         let buf_len = DATA_OVERHEAD + config.engine_mtu() + 64;
+        let rx_slot = rx_slot_size(&tun, buf_len.max(2048));
         let title = if identity.natural_title { None } else { ProcTitle::init().ok() };
         let big = if tun.has_vnet_hdr() { vec![0; DATA_OVERHEAD + 65_536] } else { Vec::new() };
         let mut d = Daemon {
@@ -289,7 +296,7 @@ impl Daemon {
             privileges: Privileges::Own(hooks),
             buf: vec![0; buf_len.max(2048)],
             big,
-            rx: Batch::new(SYSCALL_BATCH, buf_len.max(2048)),
+            rx: Batch::new(SYSCALL_BATCH, rx_slot),
             out: vec![0; buf_len.max(MAX_CONTROL_LEN)],
             gro: Coalescer::new(),
             drops: ShellDrops::default(),
@@ -326,9 +333,13 @@ impl Daemon {
         let result = self.privileges.open_link(&self.config, i);
         let io = &mut self.links[i];
         match result {
-            Ok((socket, remote)) => {
+            Ok((mut socket, remote)) => {
                 if let Err(e) = socket.set_buffer_sizes(SOCKET_BUFFER, SOCKET_BUFFER) {
                     log_warn!("link {}: cannot size socket buffers: {e}", io.name);
+                }
+                if self.tun.has_vnet_hdr() {
+                    let (gso, gro) = socket.enable_offloads();
+                    log_debug!("net", "link {}: UDP send offload {gso}, receive offload {gro}", io.name);
                 }
                 io.local = socket.local_addr().ok();
                 let local = io.local.map(|a| a.to_string()).unwrap_or_default();
@@ -496,15 +507,23 @@ impl Daemon {
             };
             for k in 0..n {
                 let Daemon { rx, engine, tun, gro, links, drops, .. } = self;
-                let Some((datagram, from)) = rx.get_mut(k) else { break };
-                match engine.handle_datagram(now, i, from, datagram) {
-                    Received::Deliver(range) => {
-                        if let Err(e) = deliver(tun, gro, datagram, range.start, range.end) {
-                            self.tun_write_failed(now, e);
+                let segment = rx.segment_size(k);
+                let Some((slot, from)) = rx.get_mut(k) else { break };
+                // One datagram, or several of `segment` bytes joined by the kernel (UDP_GRO).
+                let size = segment.unwrap_or(slot.len()).max(1);
+                for datagram in slot.chunks_mut(size) {
+                    match engine.handle_datagram(now, i, from, datagram) {
+                        Received::Deliver(range) => {
+                            if let Err(e) = deliver(tun, gro, datagram, range.start, range.end) {
+                                drops.tun_write += 1;
+                                if let Some(held) = self.tun_errors.allow(now) {
+                                    log_warn!("{}: write: {e} ({held} more not shown)", tun.name());
+                                }
+                            }
                         }
+                        Received::Reply(len) => send(&mut links[i], drops, now, &datagram[..len], from),
+                        Received::Consumed | Received::Dropped(_) => {}
                     }
-                    Received::Reply(len) => send(&mut links[i], drops, now, &datagram[..len], from),
-                    Received::Consumed | Received::Dropped(_) => {}
                 }
                 self.flush(now);
             }
@@ -857,8 +876,9 @@ impl Daemon {
         let len = DATA_OVERHEAD + self.config.engine_mtu() + 64;
         self.buf.resize(len.max(2048), 0);
         self.out.resize(len.max(MAX_CONTROL_LEN), 0);
-        if self.rx.slot_size() != slot {
-            self.rx = Batch::new(SYSCALL_BATCH, slot);
+        let rx_slot = rx_slot_size(&self.tun, slot);
+        if self.rx.slot_size() != rx_slot {
+            self.rx = Batch::new(SYSCALL_BATCH, rx_slot);
         }
         let removed = r.continued_from.len().saturating_sub(kept + moved + added);
         self.install_links(now, links);
@@ -936,6 +956,7 @@ fn send_batch(link: &mut LinkIo, drops: &mut ShellDrops, now: Instant) {
         return;
     };
     while link.tx.pending() > 0 {
+        let pending = link.tx.pending();
         match socket.send_batch(&mut link.tx) {
             Ok(_) => link.failing_since = None,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -944,8 +965,9 @@ fn send_batch(link: &mut LinkIo, drops: &mut ShellDrops, now: Instant) {
                 break;
             }
             Err(e) => {
-                // The refused datagram left the batch; the others are tried again.
-                drops.send += 1;
+                // The refused datagram (or offloaded run of them) left the batch; the others
+                // are tried again.
+                drops.send += (pending - link.tx.pending()) as u64;
                 // Errors that say the socket is tied to an interface or address that is gone.
                 let stale = matches!(
                     e.raw_os_error(),
