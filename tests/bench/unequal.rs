@@ -226,8 +226,9 @@ struct Run {
     /// Idle RTT of each link (direct, p50) and of the tunnel, ms.
     idle_links: Vec<f64>,
     idle_tunnel: f64,
-    /// Per link during the flow, client → server: Mbit/s of frames the emulator carried,
-    /// frames it dropped at its queue's tail, frames lost to random loss.
+    /// Per link, client → server: Mbit/s of frames the emulator carried from STEADY_FROM on
+    /// (the link's utilisation, frames counted whole); over the whole flow, frames it dropped
+    /// at its queue's tail and frames lost to random loss.
     link_mbit: Vec<f64>,
     link_tail_drops: Vec<u64>,
     link_lost: Vec<u64>,
@@ -343,8 +344,20 @@ fn run_once(bin: &std::path::Path, sc: &Scenario, v: &Variant, show_config: bool
         dsack: tcp("TCPDSACKRecv"),
         ..Run::default()
     };
+    // What each link carried in the steady part (the emulator's counters every status interval
+    // from STEADY_FROM to the end of the flow), to compare with the throughput figure.
+    let steady: Vec<&(f64, Vec<emulated::linkemu::PipeStats>)> =
+        r.emu_series.iter().filter(|(t, _)| *t >= STEADY_FROM - 0.05 && *t <= sc.secs).collect();
     for i in 0..sc.links.len() {
-        run.link_mbit.push(r.emu_delta(i, "up", "tx_bytes") as f64 * 8.0 / r.wall_secs / 1e6);
+        let tx = |v: &[emulated::linkemu::PipeStats]| {
+            v.iter().find(|p| p.link == i && p.dir == "up").map_or(0, |p| p.get("tx_bytes"))
+        };
+        run.link_mbit.push(match (steady.first(), steady.last()) {
+            (Some(a), Some(b)) if b.0 - a.0 >= 1.0 => {
+                tx(&b.1).saturating_sub(tx(&a.1)) as f64 * 8.0 / (b.0 - a.0) / 1e6
+            }
+            _ => r.emu_delta(i, "up", "tx_bytes") as f64 * 8.0 / r.wall_secs / 1e6,
+        });
         run.link_tail_drops.push(r.emu_delta(i, "up", "tail_drop"));
         run.link_lost.push(r.emu_delta(i, "up", "lost"));
     }
@@ -574,13 +587,13 @@ struct Cell {
 
 /// The slowest link that carried at least 2% of the flow: its idle RTT (ms).
 fn slowest_used_idle(r: &Run) -> f64 {
+    used_links(r).iter().map(|&i| r.idle_links[i]).fold(f64::NAN, f64::max)
+}
+
+/// The links that carried at least 2% of the flow's frames (steady part).
+fn used_links(r: &Run) -> Vec<usize> {
     let total: f64 = r.link_mbit.iter().sum();
-    r.link_mbit
-        .iter()
-        .zip(&r.idle_links)
-        .filter(|(m, _)| **m >= 0.02 * total)
-        .map(|(_, rtt)| *rtt)
-        .fold(f64::NAN, f64::max)
+    (0..r.link_mbit.len()).filter(|&i| r.link_mbit[i] >= 0.02 * total).collect()
 }
 
 fn release_binary() -> Option<PathBuf> {
@@ -855,7 +868,7 @@ fn print_targets(all: &[Scenario], cells: &[Cell]) {
         let bound = med(r, slowest_used_idle) + 30.0;
         let (p99, max) = (med(r, |x| x.ping_p99), med(r, |x| x.ping_max));
         println!(
-            "  {} {}, {}: bound {:.1} ms (idle RTT of links {}); under load p50 {:.1}, p99 {:.1}, max {:.1} ms: \
+            "  {} {}, {}: bound {:.1} ms (idle RTT of links {}; used ≥ 2% in run 1: {}); under load p50 {:.1}, p99 {:.1}, max {:.1} ms: \
              p99 {}, max {}",
             sc.key,
             sc.title,
@@ -865,6 +878,7 @@ fn print_targets(all: &[Scenario], cells: &[Cell]) {
                 .map(|i| format!("{:.1}", med(r, |x| x.idle_links[i])))
                 .collect::<Vec<_>>()
                 .join("/"),
+            used_links(&r[0]).iter().map(|i| format!("link{i}")).collect::<Vec<_>>().join(", "),
             med(r, |x| x.ping_p50),
             p99,
             max,
