@@ -2,7 +2,7 @@
 //! `scheduler = wrr`, in network namespaces with the links going through `linkemu` (delay,
 //! rate with a bounded queue, loss, run-time changes; `tests/netns/emulated.rs`).
 //!
-//! `cargo bench --bench unequal` (as root; ~20 min with 3 runs). For each scenario and
+//! `cargo bench --bench unequal` (as root; ~12 min with 3 runs: 16 cells of 15–20 s each). For each scenario and
 //! scheduler it runs one iperf3 flow (cubic, set per socket) client → server through the
 //! tunnel with a ping through the tunnel every 50 ms, and prints a line per run, then a table
 //! of medians with their spread, then each target of the issue against the figures.
