@@ -2,10 +2,11 @@
 //! `scheduler = wrr`, in network namespaces with the links going through `linkemu` (delay,
 //! rate with a bounded queue, loss, run-time changes; `tests/netns/emulated.rs`).
 //!
-//! `cargo bench --bench unequal` (as root; ~12 min with 3 runs: 16 cells of 15–20 s each). For each scenario and
-//! scheduler it runs one iperf3 flow (cubic, set per socket) client → server through the
-//! tunnel with a ping through the tunnel every 50 ms, and prints a line per run, then a table
-//! of medians with their spread, then each target of the issue against the figures.
+//! `cargo bench --bench unequal` (as root; ~12 min with 3 runs: 16 cells of 15–20 s each).
+//! For each scenario and scheduler it runs one iperf3 flow (cubic, set per socket) client →
+//! server through the tunnel with a ping through the tunnel every 50 ms, and prints a line per
+//! run, then a table of medians with their spread, then each target of the issue against the
+//! figures.
 //!
 //! Scenarios (issue 4, "Evidence"):
 //! 1. 40/25/15 Mbit/s, one-way 5/20/40 ms: ≥ 90% of the physical limit (arrival);
