@@ -358,6 +358,51 @@ fn transfer_100mb_both_ways() {
     }
 }
 
+/// UDP datagrams of runs of equal sizes (which the tunnel joins on the way to the TUN device
+/// where the kernel allows it) arrive whole and unaltered, each way.
+#[test]
+fn udp_datagrams_arrive_whole() {
+    let Some(_turn) = daemon_scenario("udp_datagrams_arrive_whole") else { return };
+    let mut lab = Lab::new(&[LinkSpec::unshaped()]);
+    lab.start_both(&TunnelOpts::default());
+    lab.wait_tunnel(Duration::from_secs(20));
+    let script = lab.write_file("udpcheck.py", include_str!("netns/udpcheck.py"), 0o700);
+    let script = script.to_str().unwrap();
+    const COUNT: u64 = 20_000;
+    for (k, from) in [Side::Client, Side::Server].into_iter().enumerate() {
+        let dst = from.other().tun_ip();
+        let port = (7100 + k).to_string();
+        let mut receiver =
+            lab.spawn(from.other(), "udpcheck-recv", &["python3", script, "recv", dst, &port, "60"]);
+        lab::poll_until(Duration::from_secs(10), || receiver.stdout().starts_with("listening"))
+            .expect("udpcheck receiver listening");
+        let sent = lab.run(
+            from,
+            "udpcheck-send",
+            &["python3", script, "send", dst, &port, &COUNT.to_string()],
+            Duration::from_secs(60),
+        );
+        assert!(sent.status.success(), "sender: {}", sent.stderr);
+        receiver.wait_timeout(Duration::from_secs(30)).expect("receiver ends");
+        let out = receiver.stdout();
+        let line = out.lines().last().unwrap_or_default();
+        let doc = json::Json::parse(line).unwrap_or_else(|e| panic!("receiver summary {line:?}: {e}"));
+        let n = |key: &str| doc.get(key).and_then(json::Json::as_f64).unwrap_or(-1.0);
+        println!("{} → {}: {line}", from.name(), from.other().name());
+        if n("whole") < 0.95 * COUNT as f64 {
+            for side in [from, from.other()] {
+                println!("  {} status:\n{}", side.name(), lab.status(side, false).trim_end());
+            }
+        }
+        assert_eq!(n("corrupt"), 0.0, "altered datagrams");
+        assert_eq!(n("duplicate"), 0.0, "duplicated datagrams");
+        // Bursts into an unshaped link lose next to nothing; a loaded machine may drop a few.
+        assert!(n("whole") >= 0.95 * COUNT as f64, "only {} of {COUNT} arrived", n("whole"));
+    }
+    lab.assert_running(Side::Client);
+    lab.assert_running(Side::Server);
+}
+
 /// One unshaped link carries a TCP flow at full speed whichever way the previous flows went:
 /// server → client (8 s), client → server, server → client (4 s each). (A link that has carried only the
 /// acknowledgements of the other direction must still let a flow of its own grow.)

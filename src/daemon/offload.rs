@@ -1,11 +1,12 @@
-//! TUN offloads: taking TCP super-packets from the kernel and cutting them into segments, as
-//! the kernel would have; completing checksums it left for "hardware".
+//! TUN offloads: taking TCP (and UDP) super-packets from the kernel and cutting them into
+//! segments, as the kernel would have; completing checksums it left for "hardware".
 //!
 //! With `IFF_VNET_HDR` and `TUNSETOFFLOAD(TSO4 | TSO6 | CSUM)` the kernel hands the TUN device
 //! TCP packets of up to 64 KiB with a `virtio_net_hdr` in front saying how to cut them
 //! (`gso_size` bytes of payload per segment), and lets checksums be filled in later. One read
 //! then moves ~45 full-size packets, and the sending host's TCP stack works in 64 KiB units
-//! instead of 1.4 KiB ones. The segments we make are complete (every checksum filled in), so
+//! instead of 1.4 KiB ones. With `USO4 | USO6` too (Linux 6.2) the same goes for UDP sent with
+//! `UDP_SEGMENT` (QUIC stacks do), and we may write UDP super-packets ([`super::gro`]). The segments we make are complete (every checksum filled in), so
 //! the peer's kernel needs no offload to accept them. The same idea as wireguard-go's
 //! `tun/offload_linux.go`; the arithmetic is RFC 1071's and TCP's (RFC 9293).
 //!
@@ -21,6 +22,10 @@ const F_DATA_VALID: u8 = 2;
 const GSO_NONE: u8 = 0;
 pub const GSO_TCPV4: u8 = 1;
 pub const GSO_TCPV6: u8 = 4;
+pub const GSO_UDP_L4: u8 = 5;
+
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
 const GSO_ECN: u8 = 0x80;
 
 /// The header as the kernel wrote it (fields in the machine's byte order: the legacy virtio
@@ -109,17 +114,39 @@ pub fn complete_checksum(h: &VnetHdr, packet: &mut [u8]) -> Result<(), OffloadEr
     if field + 2 > packet.len() {
         return Err(OffloadError::Unsupported);
     }
-    let c = !fold(sum(0, &packet[start..]));
+    // As the kernel's skb_checksum_help: a sum of 0 goes out as 0xffff (the same value in
+    // one's complement), since 0 means "no checksum" to UDP.
+    let c = match !fold(sum(0, &packet[start..])) {
+        0 => 0xffff,
+        c => c,
+    };
     packet[field..field + 2].copy_from_slice(&c.to_be_bytes());
     Ok(())
 }
 
-/// Where the headers are, for one TCP packet.
+/// Where the headers are, for one TCP or UDP packet.
 #[derive(Debug)]
 pub(super) struct Layout {
     pub v6: bool,
+    pub udp: bool,
     pub ip_len: usize,
-    pub tcp_len: usize,
+    /// The TCP or UDP header's length.
+    pub l4_len: usize,
+}
+
+impl Layout {
+    pub fn headers(&self) -> usize {
+        self.ip_len + self.l4_len
+    }
+
+    /// Where the transport checksum is, from the transport header's start.
+    pub fn checksum_offset(&self) -> usize {
+        if self.udp { 6 } else { 16 }
+    }
+
+    fn protocol(&self) -> u8 {
+        if self.udp { PROTO_UDP } else { PROTO_TCP }
+    }
 }
 
 pub(super) fn layout(p: &[u8]) -> Result<Layout, OffloadError> {
@@ -130,34 +157,42 @@ pub(super) fn layout(p: &[u8]) -> Result<Layout, OffloadError> {
         6 => (true, 40, *p.get(6).ok_or(bad)?),
         _ => return Err(bad),
     };
-    if proto != 6 || ip_len < 20 || p.len() < ip_len + 20 {
+    if ip_len < 20 || p.len() < ip_len + 8 {
         return Err(bad);
     }
-    let tcp_len = usize::from(p[ip_len + 12] >> 4) * 4;
-    if tcp_len < 20 || p.len() < ip_len + tcp_len {
+    let (udp, l4_len) = match proto {
+        PROTO_UDP => (true, 8),
+        PROTO_TCP if p.len() >= ip_len + 20 => (false, usize::from(p[ip_len + 12] >> 4) * 4),
+        _ => return Err(bad),
+    };
+    if (!udp && l4_len < 20) || p.len() < ip_len + l4_len {
         return Err(bad);
     }
-    Ok(Layout { v6, ip_len, tcp_len })
+    Ok(Layout { v6, udp, ip_len, l4_len })
 }
 
-/// The TCP checksum of `seg` (headers and payload), over the pseudo-header of RFC 9293 §3.1
-/// (and RFC 8200 §8.1 for IPv6).
-fn tcp_checksum(seg: &[u8], l: &Layout) -> u16 {
-    let tcp = &seg[l.ip_len..];
-    let mut acc = pseudo_header_sum(seg, l.v6, tcp.len());
-    // The checksum field (offset 16) counts as zero.
-    acc = sum(acc, &tcp[..16]);
-    acc = sum(acc, &tcp[18..]);
-    !fold(acc)
+/// The TCP or UDP checksum of `seg` (headers and payload), over the pseudo-header of RFC 9293
+/// §3.1 and RFC 768 (RFC 8200 §8.1 for IPv6). UDP's 0 ("no checksum") is sent as 0xffff.
+fn l4_checksum(seg: &[u8], l: &Layout) -> u16 {
+    let l4 = &seg[l.ip_len..];
+    let field = l.checksum_offset();
+    let mut acc = pseudo_header_sum(seg, l.v6, l.protocol(), l4.len());
+    // The checksum field counts as zero.
+    acc = sum(acc, &l4[..field]);
+    acc = sum(acc, &l4[field + 2..]);
+    match !fold(acc) {
+        0 if l.udp => 0xffff,
+        c => c,
+    }
 }
 
-/// The unfolded sum of the TCP pseudo-header of `packet` (addresses, protocol, `tcp_len`).
-pub(super) fn pseudo_header_sum(packet: &[u8], v6: bool, tcp_len: usize) -> u32 {
+/// The unfolded sum of the pseudo-header of `packet` (addresses, `protocol`, `l4_len`).
+pub(super) fn pseudo_header_sum(packet: &[u8], v6: bool, protocol: u8, l4_len: usize) -> u32 {
     let addresses = if v6 { &packet[8..40] } else { &packet[12..20] };
-    sum(0, addresses) + 6 + tcp_len as u32
+    sum(0, addresses) + u32::from(protocol) + l4_len as u32
 }
 
-/// Cuts a TCP super-packet into segments of `gso_size` payload bytes, one at a time
+/// Cuts a TCP or UDP super-packet into segments of `gso_size` payload bytes, one at a time
 /// ([`Segmenter::next`] builds each in the caller's buffer).
 #[derive(Debug)]
 pub struct Segmenter<'a> {
@@ -175,16 +210,25 @@ impl<'a> Segmenter<'a> {
     pub fn new(h: &VnetHdr, packet: &'a [u8]) -> Result<Segmenter<'a>, OffloadError> {
         let kind = h.gso_type & !GSO_ECN;
         let l = layout(packet)?;
-        let matches = (kind == GSO_TCPV4 && !l.v6) || (kind == GSO_TCPV6 && l.v6);
+        let matches = match kind {
+            GSO_TCPV4 => !l.udp && !l.v6,
+            GSO_TCPV6 => !l.udp && l.v6,
+            GSO_UDP_L4 => l.udp,
+            _ => false,
+        };
         let mss = usize::from(h.gso_size);
         if !matches || mss == 0 {
             return Err(OffloadError::Unsupported);
         }
-        let payload = packet.len() - l.ip_len - l.tcp_len;
+        let payload = packet.len() - l.headers();
         Ok(Segmenter {
-            seq0: u32::from_be_bytes(packet[l.ip_len + 4..l.ip_len + 8].try_into().expect("4")),
+            seq0: if l.udp {
+                0
+            } else {
+                u32::from_be_bytes(packet[l.ip_len + 4..l.ip_len + 8].try_into().expect("4"))
+            },
             id0: u16::from_be_bytes([packet[4], packet[5]]),
-            flags0: packet[l.ip_len + 13],
+            flags0: if l.udp { 0 } else { packet[l.ip_len + 13] },
             count: payload.div_ceil(mss).max(1),
             packet,
             layout: l,
@@ -205,7 +249,7 @@ impl<'a> Segmenter<'a> {
         }
         let (l, i) = (&self.layout, self.index);
         self.index += 1;
-        let hdrs = l.ip_len + l.tcp_len;
+        let hdrs = l.headers();
         let payload = &self.packet[hdrs..];
         let from = (i * self.mss).min(payload.len());
         let chunk = &payload[from..(from + self.mss).min(payload.len())];
@@ -226,19 +270,24 @@ impl<'a> Segmenter<'a> {
             seg[10..12].copy_from_slice(&c.to_be_bytes());
         }
         let t = l.ip_len;
-        let seq = self.seq0.wrapping_add((i * self.mss) as u32);
-        seg[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
-        // FIN and PSH belong to the last segment only, CWR to the first only.
-        let mut f = self.flags0;
-        if i + 1 < self.count {
-            f &= !(0x01 | 0x08);
+        if l.udp {
+            seg[t + 4..t + 6].copy_from_slice(&((len - t) as u16).to_be_bytes());
+        } else {
+            let seq = self.seq0.wrapping_add((i * self.mss) as u32);
+            seg[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
+            // FIN and PSH belong to the last segment only, CWR to the first only.
+            let mut f = self.flags0;
+            if i + 1 < self.count {
+                f &= !(0x01 | 0x08);
+            }
+            if i > 0 {
+                f &= !0x80;
+            }
+            seg[t + 13] = f;
         }
-        if i > 0 {
-            f &= !0x80;
-        }
-        seg[t + 13] = f;
-        let c = tcp_checksum(seg, l);
-        seg[t + 16..t + 18].copy_from_slice(&c.to_be_bytes());
+        let c = l4_checksum(seg, l);
+        let field = t + l.checksum_offset();
+        seg[field..field + 2].copy_from_slice(&c.to_be_bytes());
         Some(Ok(len))
     }
 }
@@ -267,7 +316,7 @@ pub(super) mod tests {
         let c = !fold(sum(0, &p[..20]));
         p[10..12].copy_from_slice(&c.to_be_bytes());
         let l = layout(&p).unwrap();
-        let c = tcp_checksum(&p, &l);
+        let c = l4_checksum(&p, &l);
         p[36..38].copy_from_slice(&c.to_be_bytes());
         p
     }
@@ -288,16 +337,39 @@ pub(super) mod tests {
         p[53] = flags;
         p.extend_from_slice(payload);
         let l = layout(&p).unwrap();
-        let c = tcp_checksum(&p, &l);
+        let c = l4_checksum(&p, &l);
         p[56..58].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    /// An IPv4 UDP datagram with `payload` and IP ID `id`, checksums correct.
+    pub fn udp4(payload: &[u8], id: u16) -> Vec<u8> {
+        let mut p = vec![0u8; 28];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&((28 + payload.len()) as u16).to_be_bytes());
+        p[4..6].copy_from_slice(&id.to_be_bytes());
+        p[8] = 64;
+        p[9] = 17;
+        p[12..16].copy_from_slice(&[10, 42, 0, 2]);
+        p[16..20].copy_from_slice(&[10, 42, 0, 1]);
+        p[20..22].copy_from_slice(&4433u16.to_be_bytes());
+        p[22..24].copy_from_slice(&443u16.to_be_bytes());
+        p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        p.extend_from_slice(payload);
+        let c = !fold(sum(0, &p[..20]));
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        let l = layout(&p).unwrap();
+        let c = l4_checksum(&p, &l);
+        p[26..28].copy_from_slice(&c.to_be_bytes());
         p
     }
 
     pub fn valid(p: &[u8]) -> bool {
         let l = layout(p).unwrap();
         let ip_ok = l.v6 || fold(sum(0, &p[..l.ip_len])) == 0xffff;
-        let stored = u16::from_be_bytes([p[l.ip_len + 16], p[l.ip_len + 17]]);
-        ip_ok && tcp_checksum(p, &l) == stored
+        let f = l.ip_len + l.checksum_offset();
+        let stored = u16::from_be_bytes([p[f], p[f + 1]]);
+        ip_ok && l4_checksum(p, &l) == stored
     }
 
     #[test]
@@ -333,6 +405,29 @@ pub(super) mod tests {
         }
         assert_eq!(joined, payload);
         assert_eq!(segs[2].len(), 40 + 700);
+    }
+
+    #[test]
+    fn a_udp_super_packet_becomes_the_datagrams_it_stands_for() {
+        let payload: Vec<u8> = (0..2500u32).map(|i| (i * 7) as u8).collect();
+        let big = udp4(&payload, 0x10);
+        let h = VnetHdr { gso_type: GSO_UDP_L4, gso_size: 1200, flags: F_NEEDS_CSUM, ..VnetHdr::default() };
+        let mut out = vec![0u8; 2000];
+        let mut cut = Segmenter::new(&h, &big).unwrap();
+        assert_eq!(cut.count(), 3);
+        let mut joined = Vec::new();
+        let mut i = 0;
+        while let Some(n) = cut.next(&mut out) {
+            let d = &out[..n.unwrap()];
+            assert!(valid(d), "datagram {i} checksums");
+            assert_eq!(usize::from(u16::from_be_bytes([d[24], d[25]])), d.len() - 20, "UDP length");
+            assert_eq!(u16::from_be_bytes([d[4], d[5]]), 0x10 + i, "IP ID");
+            joined.extend_from_slice(&d[28..]);
+            i += 1;
+        }
+        assert_eq!(joined, payload);
+        let tcp_kind = VnetHdr { gso_type: GSO_TCPV4, ..h };
+        assert!(Segmenter::new(&tcp_kind, &big).is_err(), "kind must match the packet");
     }
 
     #[test]

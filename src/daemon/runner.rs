@@ -277,6 +277,7 @@ impl Daemon {
         let link_base = poller.len();
         let buf_len = DATA_OVERHEAD + config.engine_mtu() + 64;
         let rx_slot = rx_slot_size(&tun, buf_len.max(2048));
+        let gro = Coalescer::new(tun.has_udp_offload());
         let title = if identity.natural_title { None } else { ProcTitle::init().ok() };
         let big = if tun.has_vnet_hdr() { vec![0; DATA_OVERHEAD + 65_536] } else { Vec::new() };
         let mut d = Daemon {
@@ -298,7 +299,7 @@ impl Daemon {
             big,
             rx: Batch::new(SYSCALL_BATCH, rx_slot),
             out: vec![0; buf_len.max(MAX_CONTROL_LEN)],
-            gro: Coalescer::new(),
+            gro,
             drops: ShellDrops::default(),
             tun_errors: Throttle::new(THROTTLE),
             config,

@@ -35,6 +35,8 @@ pub struct Tun {
     kind: TunKind,
     /// Every read and write starts with a `virtio_net_hdr` (offloads on).
     vnet: bool,
+    /// The kernel takes (and may give) UDP super-packets too (Linux 6.2).
+    uso: bool,
 }
 
 impl Tun {
@@ -48,20 +50,34 @@ impl Tun {
     }
 
     /// Opens a TUN device with offloads: `IFF_VNET_HDR`, then `TUNSETOFFLOAD` with checksum
-    /// and TCP segmentation offload for IPv4 and IPv6. Reads then start with a 10-byte
-    /// `virtio_net_hdr` and may hold TCP super-packets of up to 64 KiB; writes must start with
-    /// such a header too. Fails where the kernel (or an emulator) lacks them.
+    /// and TCP segmentation offload for IPv4 and IPv6, and UDP segmentation offload where the
+    /// kernel has it (Linux 6.2; [`Tun::has_udp_offload`]). Reads then start with a 10-byte
+    /// `virtio_net_hdr` and may hold TCP (UDP) super-packets of up to 64 KiB; writes must start
+    /// with such a header too. Fails where the kernel (or an emulator) lacks them.
     pub fn open_offload(name: &str) -> io::Result<Tun> {
-        let tun = Self::open_with(name, TunKind::Tun, true)?;
+        let mut tun = Self::open_with(name, TunKind::Tun, true)?;
         let size: libc::c_int = 10;
         // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, alive for the call.
         cvt(unsafe {
             libc::ioctl(tun.file.as_raw_fd(), libc::TUNSETVNETHDRSZ, &size as *const libc::c_int)
         })?;
         let offloads = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
-        // SAFETY: TUNSETOFFLOAD takes the flags as the integer argument itself.
-        cvt(unsafe { libc::ioctl(tun.file.as_raw_fd(), libc::TUNSETOFFLOAD, offloads as libc::c_ulong) })?;
+        let with_udp = offloads | libc::TUN_F_USO4 | libc::TUN_F_USO6;
+        let set = |flags: libc::c_uint| {
+            // SAFETY: TUNSETOFFLOAD takes the flags as the integer argument itself.
+            cvt(unsafe { libc::ioctl(tun.file.as_raw_fd(), libc::TUNSETOFFLOAD, flags as libc::c_ulong) })
+        };
+        // Older kernels refuse flags they do not know (EINVAL): then TCP only.
+        tun.uso = set(with_udp).is_ok();
+        if !tun.uso {
+            set(offloads)?;
+        }
         Ok(tun)
+    }
+
+    /// Whether the kernel takes UDP super-packets (`VIRTIO_NET_HDR_GSO_UDP_L4`) on this device.
+    pub fn has_udp_offload(&self) -> bool {
+        self.uso
     }
 
     /// Whether reads and writes carry a `virtio_net_hdr`.
@@ -82,7 +98,7 @@ impl Tun {
         // SAFETY: TUNSETIFF reads and writes one `struct ifreq`; `req` is initialised and lives
         // across the call. TUNSETIFF is already of type `libc::Ioctl`.
         cvt(unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut libc::ifreq) })?;
-        Ok(Tun { file, name: name_of(&req), kind, vnet })
+        Ok(Tun { file, name: name_of(&req), kind, vnet, uso: false })
     }
 
     /// The name the kernel gave the device (with any `%d` filled in).

@@ -94,9 +94,10 @@ fn tunnel_flow(lab: &mut Lab, from: Side, secs: f64, scenario: &str, limit_mbit:
 struct UdpRow {
     size: usize,
     offered_pps: f64,
+    received_pps: f64,
     delivered_pps: f64,
     /// CPU µs per packet: the sending daemon per packet read from its TUN, the receiving one per
-    /// packet written to its TUN.
+    /// datagram it received.
     us_sender: f64,
     us_receiver: f64,
     /// µs of crypto per packet on this machine: seal (sender), open (receiver).
@@ -104,8 +105,16 @@ struct UdpRow {
     open_us: f64,
 }
 
-/// Packets through a side's TUN device as the kernel counts them: (rx, tx). rx: written by the
-/// daemon (delivered); tx: handed to the daemon.
+/// Datagrams a side's daemon received on all its links (`recvpackets` of `mlvpn status`).
+fn received_datagrams(lab: &Lab, side: Side) -> f64 {
+    let text = lab.status(side, true);
+    let doc = json::Json::parse(&text).unwrap_or_else(|e| panic!("mlvpn status --json: {e}: {text}"));
+    let links = doc.get("tunnels").and_then(json::Json::as_array).unwrap_or(&[]);
+    links.iter().filter_map(|l| l.get("recvpackets").and_then(json::Json::as_f64)).sum()
+}
+
+/// Packets through a side's TUN device as the kernel counts them (a super-packet is one):
+/// (rx, tx). tx: handed to the daemon.
 fn tun_packets(pid: u32) -> (u64, u64) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
     for line in text.lines().skip(2) {
@@ -165,31 +174,36 @@ fn udp_rate(lab: &mut Lab, size: usize, secs: f64) -> UdpRow {
     let pids = [lab.daemon_pid(from), lab.daemon_pid(to)];
     let cpu0 = pids.map(lab::cpu_seconds);
     let (_, handed0) = tun_packets(pids[0]);
-    let (delivered0, _) = tun_packets(pids[1]);
+    let received0 = received_datagrams(lab, to);
     let payload = (size - 28).to_string(); // IPv4 + UDP headers
     let secs_s = secs.to_string();
     let started = std::time::Instant::now();
     let out = lab.run(
         from,
         "iperf3-udp-client",
-        &["iperf3", "-u", "-b", "0", "-l", &payload, "-t", &secs_s, "-c", dst, "-p", port],
+        &["iperf3", "-u", "-b", "0", "-l", &payload, "-t", &secs_s, "-c", dst, "-p", port, "-J"],
         Duration::from_secs_f64(secs + 30.0),
     );
     let elapsed = started.elapsed().as_secs_f64().min(secs + 1.0);
     let cpu1 = pids.map(lab::cpu_seconds);
     let (_, handed1) = tun_packets(pids[0]);
-    let (delivered1, _) = tun_packets(pids[1]);
+    let received1 = received_datagrams(lab, to);
     server.wait_timeout(Duration::from_secs(5));
-    let _ = out;
+    // What the receiving application got: iperf3's count of datagrams sent less those lost.
+    let doc =
+        json::Json::parse(&out.stdout).unwrap_or_else(|e| panic!("iperf3 -u JSON: {e}: {}", out.stdout));
+    let count = |k: &str| doc.at(&["end", "sum", k]).and_then(json::Json::as_f64).unwrap_or(0.0);
+    let delivered = count("packets") - count("lost_packets");
     let handed = (handed1 - handed0) as f64;
-    let delivered = (delivered1 - delivered0) as f64;
+    let received = received1 - received0;
     let (seal_us, open_us) = crypto_us(size);
     UdpRow {
         size,
         offered_pps: handed / elapsed,
+        received_pps: received / elapsed,
         delivered_pps: delivered / elapsed,
         us_sender: (cpu1[0] - cpu0[0]) * 1e6 / handed.max(1.0),
-        us_receiver: (cpu1[1] - cpu0[1]) * 1e6 / delivered.max(1.0),
+        us_receiver: (cpu1[1] - cpu0[1]) * 1e6 / received.max(1.0),
         seal_us,
         open_us,
     }
@@ -280,14 +294,24 @@ fn main() {
         "\nUDP through 1 unshaped link, client → server (iperf3 -u -b 0), packets/s and CPU µs per packet"
     );
     println!(
-        "{:>6} {:>12} {:>12}  {:>10} {:>8} {:>8}  {:>10} {:>8} {:>8}",
-        "bytes", "into tunnel", "delivered", "sender µs", "seal", "beyond", "receiver", "open", "beyond"
+        "{:>6} {:>12} {:>12} {:>12}  {:>10} {:>8} {:>8}  {:>10} {:>8} {:>8}",
+        "bytes",
+        "into tunnel",
+        "received",
+        "delivered",
+        "sender µs",
+        "seal",
+        "beyond",
+        "receiver",
+        "open",
+        "beyond"
     );
     for u in &udp_rows {
         println!(
-            "{:>6} {:>12.0} {:>12.0}  {:>10.2} {:>8.2} {:>8.2}  {:>10.2} {:>8.2} {:>8.2}",
+            "{:>6} {:>12.0} {:>12.0} {:>12.0}  {:>10.2} {:>8.2} {:>8.2}  {:>10.2} {:>8.2} {:>8.2}",
             u.size,
             u.offered_pps,
+            u.received_pps,
             u.delivered_pps,
             u.us_sender,
             u.seal_us,
@@ -298,10 +322,11 @@ fn main() {
         );
     }
     println!(
-        "(into tunnel: packets the client's TUN handed its daemon; delivered: packets the server's daemon"
+        "(packets per second: into tunnel: handed by the client's TUN to its daemon; received: datagrams"
     );
-    println!(" wrote to its TUN; µs: the daemon's user + system CPU per such packet, kernel work in its");
-    println!(" syscalls included: on veth, sending runs the peer's receive path too)");
+    println!(" the server's daemon received; delivered: datagrams iperf3's receiver got. µs: the daemon's");
+    println!(" user + system CPU per packet into the tunnel (sender) or received (receiver), kernel work in");
+    println!(" its syscalls included: on veth, sending runs the peer's receive path too)");
     println!(
         "\n(CPU s/GB: user + system CPU seconds of the daemon and its children per 10^9 bytes received;"
     );
