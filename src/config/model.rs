@@ -208,8 +208,9 @@ pub struct Config {
     pub scheduler: proto::tunnel::SchedulerKind,
     /// `retransmit_buffer_size`: data packets kept to resend what a link loses; 0 = off.
     pub retransmit_buffer_size: u16,
-    /// `tun_offload`: take TCP super-packets from the TUN device and cut them ourselves
-    /// (default 1; 0 for one packet per read, as the original did).
+    /// `tun_offload`: TCP (and UDP) super-packets between the TUN device and us, both ways,
+    /// and segmentation offload on the links' sockets (default 1; 0 for one packet per
+    /// system call, as the original did).
     pub tun_offload: bool,
     pub hook_env: HookEnv,
     pub control_unix_path: Option<String>,
