@@ -174,6 +174,9 @@ fn get_addr(p: &[u8]) -> Result<Option<SocketAddr>, BadMessage> {
     }
 }
 
+/// The longest failure reason the parent sends (an error message; longer ones are cut).
+const MAX_REASON: usize = 512;
+
 impl ToChild {
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
@@ -184,8 +187,9 @@ impl ToChild {
             }
             ToChild::LinkFailed { index, reason } => {
                 let mut p = index.to_be_bytes().to_vec();
-                let r = reason.as_bytes();
-                p.extend_from_slice(&r[..r.len().min(512)]);
+                // At most MAX_REASON bytes, cut at a character boundary.
+                let end = (0..=reason.len().min(MAX_REASON)).rev().find(|&i| reason.is_char_boundary(i));
+                p.extend_from_slice(&reason.as_bytes()[..end.unwrap_or(0)]);
                 frame(11, &p, out);
             }
             ToChild::ConfigChunk(bytes) => frame(12, bytes, out),
@@ -200,9 +204,9 @@ impl ToChild {
                 index: u16::from_be_bytes([p[0], p[1]]),
                 remote: get_addr(&p[2..])?,
             }),
-            11 if p.len() >= 2 => Ok(ToChild::LinkFailed {
+            11 if p.len() >= 2 && p.len() - 2 <= MAX_REASON => Ok(ToChild::LinkFailed {
                 index: u16::from_be_bytes([p[0], p[1]]),
-                reason: String::from_utf8_lossy(&p[2..]).into_owned(),
+                reason: String::from_utf8(p[2..].to_vec()).map_err(|_| BadMessage("reason text"))?,
             }),
             12 => Ok(ToChild::ConfigChunk(p.to_vec())),
             13 if p.is_empty() => Ok(ToChild::ConfigEnd),
@@ -428,5 +432,13 @@ mod tests {
         }
         assert!(ToChild::decode(&[10, 0, 3, 0, 1, 5]).is_err(), "bad address family");
         assert!(ToChild::decode(&[13, 0, 1, 0]).is_err());
+        // A long reason is cut to 512 bytes at a character boundary, and still decodes.
+        let long = ToChild::LinkFailed { index: 1, reason: "é".repeat(400) };
+        long.encode(&mut out);
+        assert_eq!(ToChild::decode(&out), Ok(ToChild::LinkFailed { index: 1, reason: "é".repeat(256) }));
+        let mut bad = out.clone();
+        let last = bad.len() - 1;
+        bad[last] = 0xff;
+        assert!(ToChild::decode(&bad).is_err(), "not UTF-8");
     }
 }
