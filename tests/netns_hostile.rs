@@ -215,8 +215,9 @@ fn assert_links_untouched(before: &[Snapshot; 2], after: &[Snapshot; 2], what: &
 /// Real datagrams captured on the server's veth during a transfer, then, still during it:
 /// replayed from the client's namespace (another port) and from the attacker's address, and
 /// copied with one bit flipped (every bit of the first 16 bytes of some, random bits of the
-/// others): every one is refused and counted (`replayed` grows by the number replayed; the
-/// forgeries by theirs), no link changes state or moves (`peer now at` never logged), nothing
+/// others): every one is refused and counted (`replayed` grows by exactly the number replayed;
+/// the refusal counters by at least the number of forgeries — as `replayed` when the flip left
+/// the sequence number intact, the window being checked before the MAC), no link changes state or moves (`peer now at` never logged), nothing
 /// reaches the server's TUN that the client did not send, and nothing is sent to the attacker.
 /// Then a peer with the wrong password, from the attacker's address: refused once in the log,
 /// counted, and still nothing sent back.
@@ -469,8 +470,9 @@ fn flood_attempt(rig: &Rig, attacker: &Attacker, attempt: u32) -> Result<(), Str
 
 /// Random datagrams, 1 to 1400 bytes, at 40,000 per second at every server port from the
 /// attacker's address, during a TCP transfer over 3 × 30 Mbit/s: the transfer keeps at least
-/// 80 % of its clean rate, the server counts and refuses the garbage, its network process
-/// keeps its fds and RSS, no link changes state, and nothing at all is sent to the flood's
+/// 80 % of its clean rate, every datagram the server's network process read is either tunnel
+/// traffic or refused and counted by reason (its counters add up to the kernel's), it keeps
+/// its fds and RSS, no link changes state, and nothing at all is sent to the flood's
 /// source (an nftables counter on the server's output).
 #[test]
 fn flood_during_transfer() {
@@ -513,8 +515,8 @@ fn resumed_at(run: &traffic::IperfRun, t: f64, pace_mbit: f64) -> Option<f64> {
     run.receiver.iter().find(|i| i.start >= t && i.bps >= 0.5 * pace_mbit * 1e6).map(|i| i.start)
 }
 
-/// Restarts the server (`how`: SIGTERM, or SIGKILL of both its processes) and starts it again
-/// at once; returns how long the stop took, when it started again (flow time) and after how
+/// Restarts the server (SIGTERM, or with `crash` SIGKILL of both its processes) and starts it
+/// again at once; returns how long the stop took, when it started again (flow time) and after how
 /// long each link was up again on the client.
 fn restart_server(
     rig: &mut Rig,

@@ -10,7 +10,8 @@
 //! written once, see there), every 10 s the open fds and VmRSS of the four processes (each
 //! daemon's privileged parent and network child) are read from /proc. The table ends with each
 //! column's max − min, and a verdict: flat when no fd count moved and no RSS spread exceeds
-//! 256 KiB.
+//! 256 KiB. The links' events logged during the soak (state changes, handshakes failing) are
+//! printed too.
 //!
 //! The daemon is the one cargo built for the benchmark (`MLVPN_BIN=/path/to/mlvpn` for
 //! another). That build has the test-only `nonce-audit` feature, which records nothing unless a
@@ -58,6 +59,7 @@ fn main() {
     rig.start_both(&TunnelOpts::default(), Mode::Separated);
     rig.wait_tunnel(Duration::from_secs(20));
     ops::warm_up(&rig);
+    let marks = ops::log_marks(&rig);
     let procs: Vec<(String, u32)> = [Side::Client, Side::Server]
         .into_iter()
         .flat_map(|side| {
@@ -146,6 +148,19 @@ fn main() {
         })
         .collect();
     println!("at the end: {}", status.join("; "));
+    for side in [Side::Client, Side::Server] {
+        let events: Vec<String> = rig.log(side)[ops::mark(marks, side)..]
+            .lines()
+            .filter(|l| {
+                l.contains("link ") || l.contains("tunnel") || l.contains("restarted") || l.contains("error")
+            })
+            .map(String::from)
+            .collect();
+        println!("{} log during the soak ({} lines of link events):", side.name(), events.len());
+        for e in events.iter().take(40) {
+            println!("  {e}");
+        }
+    }
 
     println!("\nspread over {} samples (max − min):", samples.len());
     let mut flat = true;
