@@ -55,14 +55,15 @@ fn tun_bytes(rig: &Rig, side: Side) -> (u64, u64) {
 // 4. Privilege separation
 // =============================================================================================
 
-/// Where mlvpn locks the network child in: the user's home if it is a directory (as MLVPN
-/// did), else /var/empty, else /run/mlvpn/empty.
-fn expected_jail(home: &str) -> PathBuf {
-    [home, "/var/empty"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|d| d != Path::new("/") && d.is_dir())
-        .unwrap_or_else(|| PathBuf::from("/run/mlvpn/empty"))
+/// Where mlvpn locks the network child in: the system's empty directory if there is one, else
+/// one it makes under /var/run (never the user's home: nobody's is /var on OpenWrt).
+fn expected_jail() -> PathBuf {
+    let system = Path::new("/var/empty");
+    if system.is_dir() {
+        return system.into();
+    }
+    // /var/run is /run on Debian: the kernel shows the resolved path.
+    std::fs::canonicalize("/var/run/mlvpn/empty").unwrap_or_else(|_| "/var/run/mlvpn/empty".into())
 }
 
 /// (uid, gid, home) of a user, from /etc/passwd.
@@ -96,7 +97,7 @@ fn privilege_separation() {
 
     for (side, user) in users {
         let user = if side == Side::Client { client_user } else { user };
-        let (uid, gid, home) = passwd(user).unwrap_or_else(|| panic!("no user {user}"));
+        let (uid, gid, _home) = passwd(user).unwrap_or_else(|| panic!("no user {user}"));
         let parent = rig.pid(side);
         let child = rig.net_pid(side);
         let (ps, cs) = (ops::proc_status(parent), ops::proc_status(child));
@@ -136,11 +137,11 @@ fn privilege_separation() {
         assert!(ids("Uid", uid), "child Uid {} (want {uid} everywhere)", cs["Uid"]);
         assert!(ids("Gid", gid), "child Gid {} (want {gid} everywhere)", cs["Gid"]);
         assert_eq!(cs["Groups"].trim(), gid.to_string(), "supplementary groups");
-        for k in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+        for k in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
             assert_eq!(cs[k], "0000000000000000", "child {k}");
         }
         assert_eq!(cs["NoNewPrivs"], "1");
-        let jail = expected_jail(&home);
+        let jail = expected_jail();
         assert_eq!(root, jail, "child root");
         assert_eq!(cwd, jail, "child cwd");
         let files: Vec<&String> =
@@ -453,8 +454,14 @@ fn flood_attempt(rig: &Rig, attacker: &Attacker, attempt: u32) -> Result<(), Str
     );
     assert_eq!(attacker.sent_to_attacker().0, 0, "the server answered the flood");
     assert!(refused <= report.sent, "the server counted {refused} refusals for {} sent", report.sent);
-    // Every datagram the daemon read is either the tunnel's or refused with a reason.
-    assert_eq!(udp("InDatagrams"), legit + refused, "datagrams read by the daemon, not accounted for");
+    // Every datagram the daemon read is either the tunnel's or refused with a reason. The
+    // kernel counts a run of the tunnel's datagrams joined by UDP receive offload (at most 64)
+    // once; the flood's, of random sizes, come one by one.
+    let read = udp("InDatagrams");
+    assert!(
+        (refused + legit.div_ceil(64)..=refused + legit).contains(&read),
+        "{read} datagrams read by the daemon, {refused} refused and {legit} of the tunnel: not accounted for"
+    );
     // What the machine can spoil.
     if refused < report.sent * 9 / 10 {
         return Err(format!("only {refused} of {} flood datagrams reached the daemon", report.sent));

@@ -821,6 +821,9 @@ impl Daemon {
         if new.password != self.config.password {
             self.psk = kdf::psk_from_password(new.password.expose().as_bytes());
         }
+        // Which links the hook was last told are up: a removed link gets `rtun_down` only if
+        // it has not had it already (when the peer removed it first, it went down then).
+        let connected: Vec<bool> = self.engine.links().iter().map(|l| l.state.is_connected()).collect();
         let r = match self.engine.reconfigure(now, new.engine_config(), &self.psk) {
             Ok(r) => r,
             Err(e) => {
@@ -860,9 +863,14 @@ impl Daemon {
                 }
             })
             .collect();
-        for io in old.into_iter().flatten() {
+        let mut removed = 0;
+        for (i, io) in old.into_iter().enumerate() {
+            let Some(io) = io else { continue };
+            removed += 1;
             log_info!("link {}: removed", io.name);
-            self.privileges.hook(now, HookEvent::RtunDown(io.name.clone()));
+            if connected.get(i).copied().unwrap_or(false) {
+                self.privileges.hook(now, HookEvent::RtunDown(io.name.clone()));
+            }
         }
         if new.mtu != self.config.mtu && matches!(self.privileges, Privileges::Own(_)) {
             // (The privileged parent sets it itself.)
@@ -881,13 +889,11 @@ impl Daemon {
         if self.rx.slot_size() != rx_slot {
             self.rx = Batch::new(SYSCALL_BATCH, rx_slot);
         }
-        let removed = r.continued_from.len().saturating_sub(kept + moved + added);
         self.install_links(now, links);
         self.last_reload = unix_now();
         log_info!(
-            "reloaded {}: {kept} links unchanged, {moved} with new addresses, {added} added, {} removed",
+            "reloaded {}: {kept} links unchanged, {moved} with new addresses, {added} added, {removed} removed",
             self.config_path.display(),
-            removed.max(r.goodbyes.len())
         );
         self.flush(now);
         self.update_title();

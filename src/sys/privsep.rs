@@ -218,6 +218,21 @@ pub fn drop_privileges(user: &User, root: Option<&Path>) -> io::Result<()> {
         cvt(unsafe { libc::chroot(c.as_ptr()) })?;
         cvt(unsafe { libc::chdir(c"/".as_ptr()) })?;
     }
+    // Empty the capability bounding set while we may: nothing this process runs later can
+    // gain a capability back, even through a file's capabilities (no_new_privs below says the
+    // same). Cap numbers run from 0 to the kernel's last; past it the kernel says EINVAL.
+    // Without CAP_SETPCAP (a service manager that already bounded our capabilities, as our
+    // systemd unit does) it says EPERM: the manager's bound stays.
+    for cap in 0..64 {
+        // SAFETY: PR_CAPBSET_DROP takes a capability number; no pointers.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+            let e = io::Error::last_os_error();
+            if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EPERM)) {
+                break;
+            }
+            return Err(e);
+        }
+    }
     let groups = [user.gid];
     // SAFETY: `groups` holds one gid, as the length says; the id calls take plain integers.
     unsafe {

@@ -702,14 +702,25 @@ impl Lab {
 
     /// Interface byte counters of a side: name → (rx_bytes, tx_bytes).
     pub fn net_dev(&self, side: Side) -> BTreeMap<String, (u64, u64)> {
+        self.net_dev_columns(side, 0, 8)
+    }
+
+    /// Interface packet counters of a side: name → (rx_packets, tx_packets). A super-packet
+    /// (GSO, GRO) counts once.
+    pub fn net_dev_packets(&self, side: Side) -> BTreeMap<String, (u64, u64)> {
+        self.net_dev_columns(side, 1, 9)
+    }
+
+    /// Two columns of /proc/net/dev in a side's namespace, per interface.
+    fn net_dev_columns(&self, side: Side, rx: usize, tx: usize) -> BTreeMap<String, (u64, u64)> {
         let anchor = &self.anchors[if side == Side::Client { 0 } else { 1 }];
         let text = fs::read_to_string(format!("/proc/{}/net/dev", anchor.pid())).unwrap_or_default();
         let mut out = BTreeMap::new();
         for line in text.lines().skip(2) {
             let Some((name, rest)) = line.split_once(':') else { continue };
             let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-            if f.len() >= 9 {
-                out.insert(name.trim().to_string(), (f[0], f[8]));
+            if f.len() > rx.max(tx) {
+                out.insert(name.trim().to_string(), (f[rx], f[tx]));
             }
         }
         out
