@@ -12,7 +12,7 @@
 //! | [`process`] | spawn a hook script with a clean environment and signal state; check its permissions |
 //! | [`clock`] | the one place the daemon reads a clock (`CLOCK_MONOTONIC`) |
 //! | [`random`] | bytes from `getrandom(2)` |
-//! | [`syslog`] | `openlog`/`syslog`/`closelog` with a fixed format string |
+//! | [`syslog`] | lines to the syslog daemon's socket `/dev/log`, as `syslog(3)` sends them |
 //! | [`netns`] | move a thread into a fresh network namespace (tests of the real kernel) |
 //! | [`privsep`] | the parent–child channel (with fd passing), `fork`, `SO_BINDTODEVICE`, dropping privileges |
 //! | [`proctitle`] | the process title `ps` shows |
@@ -47,8 +47,7 @@
 //!   and in a child before `exec`, `sigprocmask` and `signal` again through `Command::pre_exec`,
 //!   which is itself unsafe because the closure runs between `fork` and `exec`).
 //! * **`clock_gettime`**, **`getrandom`**, **`geteuid`**: plain calls with an out-pointer or none.
-//! * **`openlog`/`syslog`/`closelog`**: C variadics and a pointer that libc keeps (see
-//!   [`syslog`]).
+//! * **`localtime_r`**: the local time of a syslog line, into a zeroed `tm` ([`syslog`]).
 //! * **`unshare(CLONE_NEWNET)`**: changes the calling thread's network namespace ([`netns`]).
 //! * **Privilege separation** ([`privsep`]): `socketpair`, `sendmsg`/`recvmsg` with an
 //!   `SCM_RIGHTS` control message (pointer arithmetic over the control buffer with the `CMSG_*`
