@@ -234,7 +234,7 @@ fn separate(daemon: Daemon, user: &sys::privsep::User, o: &Options) -> i32 {
                 Ok(h) => h,
                 Err(e) => {
                     log_error!("{e}");
-                    let _ = sys::privsep::kill(child, libc::SIGTERM);
+                    let _ = sys::process::kill(child, libc::SIGTERM);
                     return 1;
                 }
             };
