@@ -85,6 +85,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Starts the next member of an object (or element of an array, with `None`).
+    #[inline(never)]
     fn member(&mut self, key: Option<&str>) {
         self.separate();
         if let Some(k) = key {
@@ -111,11 +112,13 @@ impl<'a> Writer<'a> {
         self.close(']');
     }
 
+    #[inline(never)]
     pub fn string(&mut self, key: &str, v: &str) {
         self.member(Some(key));
         write_string(self.out, v);
     }
 
+    #[inline(never)]
     pub fn u64(&mut self, key: &str, v: u64) {
         self.member(Some(key));
         let _ = write!(self.out, "{v}");
@@ -129,6 +132,7 @@ impl<'a> Writer<'a> {
     }
 
     /// A number with at most `decimals` places, trailing zeros left out.
+    #[inline(never)]
     pub fn ratio(&mut self, key: &str, v: Ratio, decimals: u32) {
         self.member(Some(key));
         v.write_short(self.out, decimals);

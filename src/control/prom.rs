@@ -42,6 +42,7 @@ impl<'a> Writer<'a> {
 
     /// Starts a family. `name` is without `_total`; `help` must be a single line without
     /// backslashes (they are our own constant strings).
+    #[inline(never)]
     pub fn family(&mut self, name: &'static str, kind: Kind, help: &str) {
         debug_assert!(!help.contains(['\\', '\n']));
         self.name = name;
@@ -55,12 +56,14 @@ impl<'a> Writer<'a> {
     }
 
     /// One sample of the current family with `labels` (name, value) and an integer value.
+    #[inline(never)]
     pub fn int(&mut self, labels: &[(&str, &str)], v: u64) {
         self.labels(labels);
         let _ = writeln!(self.out, "{v}");
     }
 
     /// One sample with a value that may have decimals (at most 6: microseconds in seconds).
+    #[inline(never)]
     pub fn ratio(&mut self, labels: &[(&str, &str)], v: Ratio) {
         self.labels(labels);
         v.write_short(self.out, 6);

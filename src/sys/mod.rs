@@ -16,6 +16,7 @@
 //! | [`netns`] | move a thread into a fresh network namespace (tests of the real kernel) |
 //! | [`privsep`] | the parent–child channel (with fd passing), `fork`, `SO_BINDTODEVICE`, dropping privileges |
 //! | [`proctitle`] | the process title `ps` shows |
+//! | [`start`] | the C `main`: standard fds, SIGPIPE, arguments, in place of Rust's start-up |
 //!
 //! # Every unsafe operation, and why it is needed
 //!
@@ -59,6 +60,8 @@
 //!   `setresuid`, `prctl(PR_SET_NO_NEW_PRIVS)`.
 //! * **The process title** ([`proctitle`]): writing into the argument area the kernel reports,
 //!   and `prctl(PR_SET_NAME)`.
+//! * **Start-up** ([`start`]): the C `main`'s `argv` read as C strings; `fcntl(F_GETFD)` and
+//!   `open` for closed standard fds, `signal(SIGPIPE, SIG_IGN)`.
 //! * Tests additionally use `fork`, `waitpid`, `_exit`, `raise` and `kill` to exercise signals
 //!   in a process of their own.
 
@@ -70,6 +73,7 @@ pub mod process;
 pub mod proctitle;
 pub mod random;
 pub mod signals;
+pub mod start;
 pub mod syslog;
 pub mod tun;
 pub mod udp;
