@@ -85,6 +85,8 @@ impl<'a> Writer<'a> {
     }
 
     /// Starts the next member of an object (or element of an array, with `None`).
+    // The methods below that write one value are called from some 60 places: one copy of
+    // each rather than one per call keeps 1 KB off a router's binary.
     #[inline(never)]
     fn member(&mut self, key: Option<&str>) {
         self.separate();

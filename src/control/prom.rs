@@ -42,6 +42,7 @@ impl<'a> Writer<'a> {
 
     /// Starts a family. `name` is without `_total`; `help` must be a single line without
     /// backslashes (they are our own constant strings).
+    // Called from some 60 places: not inlined, to keep a router's binary small.
     #[inline(never)]
     pub fn family(&mut self, name: &'static str, kind: Kind, help: &str) {
         debug_assert!(!help.contains(['\\', '\n']));
