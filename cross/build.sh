@@ -99,10 +99,10 @@ for t in $targets; do
     mips*)
         # Position-dependent code: MIPS PIC code loads every call and global through the
         # GOT and keeps $gp alive around each call, 10% of the binary (46 KB). It bought
-        # nothing: rustc links static MIPS binaries as non-PIE executables at a fixed address
-        # anyway (readelf -h: EXEC), as OpenWrt builds its MIPS targets. So the binary's own
-        # code has no ASLR, as before; stack, heap and mmap stay randomised. The other
-        # targets keep their default (PIE where the target has static-pie).
+        # nothing: these static binaries are linked as non-PIE executables at a fixed address
+        # anyway, on every target (readelf -h: EXEC). So the binary's own code has no ASLR,
+        # as before; stack, heap and mmap stay randomised. Only MIPS pays this much for PIC
+        # (ARM and x86 address by PC), so only MIPS changes.
         flags="$flags -C relocation-model=static"
         ;;
     esac
