@@ -1,26 +1,38 @@
 //! `mlvpn`: the command line. See [`mlvpn::cli`] for the options.
+//!
+//! No Rust `fn main`: [`mlvpn::sys::start`] says why and what `main` does instead.
+#![cfg_attr(not(test), no_main)]
 
 use mlvpn::cli::{self, Command, Options, USAGE};
 use mlvpn::daemon::{Daemon, Identity, log};
 use mlvpn::{config, log_error, log_info, log_warn, sys};
-use std::process::ExitCode;
+use std::ffi::OsString;
 
-fn main() -> ExitCode {
-    let command = match cli::parse(std::env::args_os().skip(1).collect()) {
+mlvpn::c_main!(run_command);
+
+/// Exit statuses.
+const SUCCESS: u8 = 0;
+const FAILURE: u8 = 1;
+/// A command line we cannot make sense of.
+const USAGE_ERROR: u8 = 2;
+
+#[cfg_attr(test, allow(dead_code))]
+fn run_command(args: Vec<OsString>) -> u8 {
+    let command = match cli::parse(args.into_iter().skip(1).collect()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mlvpn: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
+            return USAGE_ERROR;
         }
     };
     match command {
         Command::Help => {
             print!("{USAGE}");
-            ExitCode::SUCCESS
+            SUCCESS
         }
         Command::Version => {
             println!("mlvpn {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+            SUCCESS
         }
         Command::Genkey => genkey(),
         Command::CheckConfig(o) => check_config(&o),
@@ -30,19 +42,19 @@ fn main() -> ExitCode {
 }
 
 /// 32 bytes from the kernel's CSPRNG, as 64 hex digits: a password nobody will guess.
-fn genkey() -> ExitCode {
+fn genkey() -> u8 {
     let mut key = [0u8; 32];
     if let Err(e) = sys::random::fill(&mut key) {
         eprintln!("mlvpn: cannot read random bytes: {e}");
-        return ExitCode::FAILURE;
+        return FAILURE;
     }
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
     println!("{hex}");
-    ExitCode::SUCCESS
+    SUCCESS
 }
 
 /// Asks the running daemon over its control socket: a table, or the JSON document.
-fn status(o: &Options, json: bool, socket: Option<std::path::PathBuf>) -> ExitCode {
+fn status(o: &Options, json: bool, socket: Option<std::path::PathBuf>) -> u8 {
     let path = match socket {
         Some(p) => p,
         None => match config::load(&o.config) {
@@ -50,12 +62,12 @@ fn status(o: &Options, json: bool, socket: Option<std::path::PathBuf>) -> ExitCo
                 Some(p) => p.into(),
                 None => {
                     eprintln!("mlvpn: {} has no control_unix_path; give --socket PATH", o.config.display());
-                    return ExitCode::FAILURE;
+                    return FAILURE;
                 }
             },
             Err(e) => {
                 eprint!("{e}");
-                return ExitCode::FAILURE;
+                return FAILURE;
             }
         },
     };
@@ -64,22 +76,22 @@ fn status(o: &Options, json: bool, socket: Option<std::path::PathBuf>) -> ExitCo
         Ok(doc) => {
             if let Some(message) = mlvpn::control::error_message(&doc) {
                 eprintln!("mlvpn: {message}");
-                return ExitCode::FAILURE;
+                return FAILURE;
             }
             print!("{doc}");
             if !doc.ends_with('\n') {
                 println!();
             }
-            ExitCode::SUCCESS
+            SUCCESS
         }
         Err(e) => {
             eprintln!("mlvpn: cannot reach the daemon on {}: {e}", path.display());
-            ExitCode::FAILURE
+            FAILURE
         }
     }
 }
 
-fn check_config(o: &Options) -> ExitCode {
+fn check_config(o: &Options) -> u8 {
     match config::load(&o.config) {
         Ok(c) => {
             for w in &c.warnings {
@@ -90,19 +102,19 @@ fn check_config(o: &Options) -> ExitCode {
             }
             let mode = if c.mode == mlvpn::proto::Mode::Client { "client" } else { "server" };
             println!("{}: OK ({mode}, {} links)", o.config.display(), c.links.len());
-            ExitCode::SUCCESS
+            SUCCESS
         }
         Err(e) => {
             eprint!("{e}");
             if !e.to_string().ends_with('\n') {
                 eprintln!();
             }
-            ExitCode::FAILURE
+            FAILURE
         }
     }
 }
 
-fn run(o: &Options) -> ExitCode {
+fn run(o: &Options) -> u8 {
     log::init(&o.name, o.debug, o.verbosity, &o.debug_areas);
     let config = match config::load(&o.config) {
         Ok(c) => c,
@@ -115,7 +127,7 @@ fn run(o: &Options) -> ExitCode {
             if !o.debug {
                 log_error!("{}", e.to_string().trim_end());
             }
-            return ExitCode::FAILURE;
+            return FAILURE;
         }
     };
     for w in &config.warnings {
@@ -129,18 +141,18 @@ fn run(o: &Options) -> ExitCode {
             match sys::privsep::lookup_user(name) {
                 Ok(u) if u.uid == 0 => {
                     log_error!("--user {name} is root: nothing would be separated; use --yes-run-as-root");
-                    return ExitCode::FAILURE;
+                    return FAILURE;
                 }
                 Ok(u) => Some(u),
                 Err(e) => {
                     log_error!("--user {name}: {e}");
-                    return ExitCode::FAILURE;
+                    return FAILURE;
                 }
             }
         }
         (false, Some(name)) if !root => {
             log_error!("--user {name}: only root can switch users");
-            return ExitCode::FAILURE;
+            return FAILURE;
         }
         _ => None,
     };
@@ -153,13 +165,13 @@ fn run(o: &Options) -> ExitCode {
             if !o.debug {
                 eprintln!("mlvpn: {e}");
             }
-            return ExitCode::FAILURE;
+            return FAILURE;
         }
     };
     let Some(user) = user else {
-        return ExitCode::from(daemon.run() as u8);
+        return daemon.run() as u8;
     };
-    ExitCode::from(separate(daemon, &user, o) as u8)
+    separate(daemon, &user, o) as u8
 }
 
 /// The account the network process runs as when `--user` is not given.
@@ -234,7 +246,7 @@ fn separate(daemon: Daemon, user: &sys::privsep::User, o: &Options) -> i32 {
                 Ok(h) => h,
                 Err(e) => {
                     log_error!("{e}");
-                    let _ = sys::privsep::kill(child, libc::SIGTERM);
+                    let _ = sys::process::kill(child, libc::SIGTERM);
                     return 1;
                 }
             };

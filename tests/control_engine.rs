@@ -123,13 +123,15 @@ fn status_from_real_engines() {
         ("", 0, "192.0.2.1", 5080)
     );
     assert_eq!((lte.bindaddr.as_str(), lte.bindport), ("198.51.100.2", 40000));
-    assert_eq!((sat.destaddr.as_str(), sat.destport, sat.last_packet, sat.srtt_ms), ("", 0, 0, None));
+    assert_eq!((sat.destaddr.as_str(), sat.destport, sat.last_packet, sat.srtt), ("", 0, 0, None));
     // 5 ms each way.
-    let srtt = dsl.srtt_ms.unwrap();
-    assert!((9.0..=11.0).contains(&srtt), "{srtt}");
+    let srtt = dsl.srtt.unwrap();
+    assert!((Duration::from_millis(9)..=Duration::from_millis(11)).contains(&srtt), "{srtt:?}");
     assert!(
-        (dsl.share + lte.share - 1.0).abs() < 1e-9 && dsl.share > lte.share,
-        "{} {}",
+        dsl.share.den == lte.share.den
+            && dsl.share.num + lte.share.num == dsl.share.den
+            && dsl.share.num > lte.share.num,
+        "{:?} {:?}",
         dsl.share,
         lte.share
     );

@@ -8,7 +8,8 @@
 mod control_common;
 
 use control_common::{JSON_DIGEST, PROM_DIGEST, python, sample};
-use mlvpn::control::{LinkStatus, Status};
+use mlvpn::control::{LinkStatus, Ratio, Status};
+use mlvpn::proto::Duration;
 use std::path::Path;
 
 fn golden(name: &str, actual: &str) {
@@ -65,7 +66,7 @@ fn metrics_parse_with_prometheus_client() {
     assert_eq!(digest.lines().count(), samples);
 }
 
-/// Hostile values: every control character in names, NaN and infinities where floats go.
+/// Hostile values: every control character in names, the largest figures.
 fn hostile() -> Status {
     let all_controls: String = (0u8..0x20).map(char::from).chain(['\u{7f}', '\u{2028}', '"', '\\']).collect();
     Status {
@@ -75,9 +76,12 @@ fn hostile() -> Status {
         links: vec![LinkStatus {
             name: all_controls.clone(),
             bindaddr: all_controls,
-            srtt_ms: Some(f64::NAN),
-            rttvar_ms: Some(f64::INFINITY),
-            share: f64::NEG_INFINITY,
+            srtt: Some(Duration::MAX),
+            rttvar: Some(Duration::MAX),
+            share: Ratio::new(u64::MAX, 1),
+            capacity: Some(u64::MAX),
+            bandwidth: u64::MAX,
+            sent_bytes: u64::MAX,
             ..Default::default()
         }],
         drops: vec![("x", u64::MAX)],
@@ -95,8 +99,8 @@ import json, sys
 d = json.loads(sys.stdin.read())
 t = d["tunnels"][0]
 assert d["name"] == "".join(map(chr, range(32))) + "\x7f\u2028\"\\", repr(d["name"])
-assert t["srtt_ms"] is None and t["rttvar"] is None and t["share"] is None, t
-assert t["srtt"] == 0
+assert t["srtt_ms"] == t["rttvar"] == 18446744073709551.615, t
+assert t["srtt"] == 18446744073709551 and t["share"] == 2**64 - 1, t
 assert d["drops"]["x"] == 2**64 - 1
 print("ok")
 "#;
@@ -104,13 +108,13 @@ print("ok")
         assert_eq!(out, "ok\n");
     }
     let check = r#"
-import sys, math
+import sys
 from prometheus_client.parser import text_string_to_metric_families
 fams = {f.name: f for f in text_string_to_metric_families(sys.stdin.read())}
 name = fams["mlvpn_info"].samples[0].labels["name"]
 assert name == "".join(map(chr, range(32))) + "\x7f\u2028\"\\", repr(name)
-assert math.isnan(fams["mlvpn_link_srtt_seconds"].samples[0].value)
-assert fams["mlvpn_link_rttvar_seconds"].samples[0].value == math.inf
+assert fams["mlvpn_link_srtt_seconds"].samples[0].value == 18446744073709.551615
+assert fams["mlvpn_link_share_ratio"].samples[0].value == 2**64 - 1
 print("ok")
 "#;
     if let Some(out) = python(check, &metrics, "prometheus_client") {

@@ -21,9 +21,11 @@
 //! * [`server`]: listeners, clients, bounds;
 //! * [`request`]: the request parser (sans-IO, never panics);
 //! * [`client`]: `mlvpn status`'s side;
-//! * `json`, `prom`: the two small writers.
+//! * `json`, `prom`: the two small writers;
+//! * [`decimal`]: figures with decimals, in integers.
 
 pub mod client;
+pub mod decimal;
 mod json;
 mod prom;
 pub mod request;
@@ -32,6 +34,7 @@ pub mod snapshot;
 pub mod status;
 
 pub use client::{query, query_http};
+pub use decimal::Ratio;
 pub use json::error_message;
 pub use server::{CLIENT_TIMEOUT, ControlServer, MAX_CLIENTS};
 pub use snapshot::{ShellInfo, snapshot};

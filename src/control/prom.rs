@@ -1,6 +1,7 @@
 //! Prometheus text exposition format 0.0.4: `# HELP` and `# TYPE` once per family, then its
 //! samples, label values escaped.
 
+use super::decimal::Ratio;
 use std::fmt::Write as _;
 
 /// The content type of the format.
@@ -25,17 +26,6 @@ pub fn write_label_value(out: &mut String, v: &str) {
     }
 }
 
-/// Appends a sample value. Prometheus takes Go float syntax, including `NaN`, `+Inf`, `-Inf`.
-pub fn write_value(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v.is_infinite() {
-        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-    } else {
-        super::json::write_decimal(out, v, 6);
-    }
-}
-
 /// Writes families into a caller's `String`.
 #[derive(Debug)]
 pub struct Writer<'a> {
@@ -52,6 +42,8 @@ impl<'a> Writer<'a> {
 
     /// Starts a family. `name` is without `_total`; `help` must be a single line without
     /// backslashes (they are our own constant strings).
+    // Called from some 60 places: not inlined, to keep a router's binary small.
+    #[inline(never)]
     pub fn family(&mut self, name: &'static str, kind: Kind, help: &str) {
         debug_assert!(!help.contains(['\\', '\n']));
         self.name = name;
@@ -65,15 +57,17 @@ impl<'a> Writer<'a> {
     }
 
     /// One sample of the current family with `labels` (name, value) and an integer value.
+    #[inline(never)]
     pub fn int(&mut self, labels: &[(&str, &str)], v: u64) {
         self.labels(labels);
         let _ = writeln!(self.out, "{v}");
     }
 
-    /// One sample with a float value.
-    pub fn float(&mut self, labels: &[(&str, &str)], v: f64) {
+    /// One sample with a value that may have decimals (at most 6: microseconds in seconds).
+    #[inline(never)]
+    pub fn ratio(&mut self, labels: &[(&str, &str)], v: Ratio) {
         self.labels(labels);
-        write_value(self.out, v);
+        v.write_short(self.out, 6);
         self.out.push('\n');
     }
 
@@ -111,17 +105,15 @@ mod tests {
     }
 
     #[test]
-    fn values_use_go_float_syntax() {
-        let v = |x: f64| {
+    fn values_have_at_most_six_decimals() {
+        let v = |x: Ratio| {
             let mut o = String::new();
-            write_value(&mut o, x);
+            let mut w = Writer::new(&mut o);
+            w.ratio(&[], x);
             o
         };
-        assert_eq!(v(0.0123456789), "0.012346");
-        assert_eq!(v(2.0), "2");
-        assert_eq!(v(f64::NAN), "NaN");
-        assert_eq!(v(f64::INFINITY), "+Inf");
-        assert_eq!(v(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(v(Ratio::new(123_456_789, 10_000_000_000)), " 0.012346\n");
+        assert_eq!(v(Ratio::int(2)), " 2\n");
     }
 
     #[test]
@@ -131,7 +123,7 @@ mod tests {
         w.family("mlvpn_x", Kind::Counter, "Xs.");
         w.int(&[("tunnel", "a\"b"), ("dir", "in")], 3);
         w.family("mlvpn_y_seconds", Kind::Gauge, "Y.");
-        w.float(&[], 0.5);
+        w.ratio(&[], Ratio::new(1, 2));
         assert_eq!(
             o,
             "# HELP mlvpn_x_total Xs.\n# TYPE mlvpn_x_total counter\n\

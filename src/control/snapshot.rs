@@ -1,6 +1,7 @@
 //! A [`Status`] from the engine and what the shell knows: the one place that maps engine
-//! figures to the control socket's units (unix times, milliseconds, percents, shares).
+//! figures to the control socket's units (unix times, percents, shares).
 
+use super::decimal::Ratio;
 use super::status::{LinkStatus, ReorderStatus, Status, drops_of, link_state_names};
 use crate::proto::{Instant, Mode, Tunnel};
 use std::net::SocketAddr;
@@ -45,7 +46,6 @@ pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
         .map(|(i, l)| {
             let (status, state) = link_state_names(l.state);
             let local = shell.local.get(i).copied().flatten();
-            let ms = |d: crate::proto::Duration| d.as_micros() as f64 / 1e3;
             LinkStatus {
                 name: l.config.name.clone(),
                 bindaddr: local
@@ -63,11 +63,11 @@ pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
                 recv_bytes: l.stats.rx_bytes,
                 bandwidth: l.config.bandwidth_upload.unwrap_or(0),
                 capacity: l.capacity.measured().then(|| l.capacity.estimate()),
-                srtt_ms: l.rtt.srtt().map(ms),
-                rttvar_ms: l.rtt.has_samples().then(|| ms(l.rtt.rttvar())),
+                srtt: l.rtt.srtt(),
+                rttvar: l.rtt.has_samples().then(|| l.rtt.rttvar()),
                 loss_out: l.loss_out(),
                 loss_in: l.loss_in(),
-                share: if data_sent == 0 { 0.0 } else { l.stats.tx_data_packets as f64 / data_sent as f64 },
+                share: Ratio::new(l.stats.tx_data_packets, data_sent),
                 disconnects: l.stats.disconnects,
                 handshakes: l.stats.handshakes,
                 handshake_failures: l.stats.handshake_failures,

@@ -6,6 +6,7 @@
 //! (0 while unknown), as the original printed them. Our additions are typed properly, with
 //! `null` for what is not known yet (`srtt_ms`, `rttvar`, `loss_out`, `loss_in`, `capacity`).
 
+use super::decimal::Ratio;
 use super::json::Writer as JsonWriter;
 use super::prom::{Kind, Writer as PromWriter};
 use crate::proto::reorder::ReorderStats;
@@ -63,13 +64,13 @@ pub struct LinkStatus {
     pub bandwidth: u64,
     /// Estimated capacity, bytes/s, when known.
     pub capacity: Option<u64>,
-    pub srtt_ms: Option<f64>,
-    pub rttvar_ms: Option<f64>,
+    pub srtt: Option<Duration>,
+    pub rttvar: Option<Duration>,
     /// Percent lost on the way out (measured by the peer) and in.
     pub loss_out: Option<u8>,
     pub loss_in: Option<u8>,
     /// Fraction of the data packets sent that went on this link, 0..1.
-    pub share: f64,
+    pub share: Ratio,
     pub disconnects: u64,
     pub handshakes: u64,
     pub handshake_failures: u64,
@@ -91,10 +92,11 @@ pub struct ReorderStatus {
     /// Sequence numbers given up on.
     pub skipped: u64,
     pub full: u64,
-    pub wait_max_ms: f64,
-    pub wait_mean_ms: f64,
+    pub wait_max: Duration,
+    /// Rounded to the microsecond.
+    pub wait_mean: Duration,
     /// The current hole timeout.
-    pub timeout_ms: f64,
+    pub timeout: Duration,
 }
 
 /// `(status, state)`: MLVPN's status string and ours, for a link state.
@@ -119,6 +121,7 @@ impl ReorderStatus {
     /// From the engine's counters, the buffer's size in slots and its current timeout.
     pub fn from_stats(size: usize, s: &ReorderStats, timeout: Duration) -> Self {
         let held = s.reordered.max(1);
+        let mean = s.wait_total_us / held + u64::from(s.wait_total_us % held >= held.div_ceil(2));
         ReorderStatus {
             size,
             in_order: s.in_order,
@@ -127,9 +130,9 @@ impl ReorderStatus {
             duplicate: s.duplicate,
             skipped: s.skipped,
             full: s.full,
-            wait_max_ms: s.wait_max_us as f64 / 1e3,
-            wait_mean_ms: if s.reordered == 0 { 0.0 } else { s.wait_total_us as f64 / held as f64 / 1e3 },
-            timeout_ms: timeout.as_micros() as f64 / 1e3,
+            wait_max: Duration::from_micros(s.wait_max_us),
+            wait_mean: Duration::from_micros(if s.reordered == 0 { 0 } else { mean }),
+            timeout,
         }
     }
 }
@@ -170,19 +173,19 @@ impl Status {
             w.u64("sentbytes", l.sent_bytes);
             w.u64("recvbytes", l.recv_bytes);
             w.u64("bandwidth", l.bandwidth);
-            w.u64("srtt", l.srtt_ms.filter(|v| v.is_finite() && *v > 0.0).map_or(0, |v| v.round() as u64));
+            w.u64("srtt", l.srtt.map_or(0, |d| d.as_micros().saturating_add(500) / 1_000));
             w.u64("loss", l.loss_out.map_or(0, u64::from));
             w.u64("disconnects", l.disconnects);
             w.u64("last_packet", l.last_packet);
             w.u64("timeout", l.timeout);
             // Ours.
             w.string("state", l.state);
-            w.opt_f64("srtt_ms", l.srtt_ms, 3);
-            w.opt_f64("rttvar", l.rttvar_ms, 3);
+            w.opt_ratio("srtt_ms", l.srtt.map(millis), 3);
+            w.opt_ratio("rttvar", l.rttvar.map(millis), 3);
             w.opt_u64("loss_out", l.loss_out.map(u64::from));
             w.opt_u64("loss_in", l.loss_in.map(u64::from));
             w.opt_u64("capacity", l.capacity);
-            w.f64("share", l.share, 4);
+            w.ratio("share", l.share, 4);
             w.u64("handshakes", l.handshakes);
             w.u64("handshake_failures", l.handshake_failures);
             w.close_object();
@@ -204,9 +207,9 @@ impl Status {
                 w.u64("duplicate", r.duplicate);
                 w.u64("skipped", r.skipped);
                 w.u64("full", r.full);
-                w.f64("wait_max_ms", r.wait_max_ms, 3);
-                w.f64("wait_mean_ms", r.wait_mean_ms, 3);
-                w.f64("timeout_ms", r.timeout_ms, 3);
+                w.ratio("wait_max_ms", millis(r.wait_max), 3);
+                w.ratio("wait_mean_ms", millis(r.wait_mean), 3);
+                w.ratio("timeout_ms", millis(r.timeout), 3);
                 w.close_object();
             }
         }
@@ -246,9 +249,9 @@ impl Status {
         w.int(&[], self.links.len() as u64);
 
         type Int = fn(&LinkStatus) -> u64;
-        type Float = fn(&LinkStatus) -> Option<f64>;
+        type Value = fn(&LinkStatus) -> Option<Ratio>;
         w.family("mlvpn_link_up", Gauge, "1 if the link carries data, else 0.");
-        self.per_link(&mut w, |l| Some(f64::from(u8::from(l.state == "up"))));
+        self.per_link(&mut w, |l| Some(Ratio::int(u64::from(l.state == "up"))));
         w.family("mlvpn_link_state", Gauge, "1 for the link's current state, 0 for the others.");
         for l in &self.links {
             for s in ["down", "authenticating", "up", "lossy", "slow"] {
@@ -272,27 +275,25 @@ impl Status {
                 w.int(&[("tunnel", &l.name)], f(l));
             }
         }
-        let gauges: [(&'static str, &str, Float); 7] = [
+        let gauges: [(&'static str, &str, Value); 7] = [
             ("mlvpn_link_bandwidth_bytes_per_second", "Configured upload bandwidth (0: none).", |l| {
-                Some(l.bandwidth as f64)
+                Some(Ratio::int(l.bandwidth))
             }),
             ("mlvpn_link_capacity_bytes_per_second", "Estimated capacity, when known.", |l| {
-                l.capacity.map(|c| c as f64)
+                l.capacity.map(Ratio::int)
             }),
-            ("mlvpn_link_srtt_seconds", "Smoothed round-trip time, when known.", |l| {
-                l.srtt_ms.map(|v| v / 1e3)
-            }),
+            ("mlvpn_link_srtt_seconds", "Smoothed round-trip time, when known.", |l| l.srtt.map(seconds)),
             ("mlvpn_link_rttvar_seconds", "Round-trip time variation, when known.", |l| {
-                l.rttvar_ms.map(|v| v / 1e3)
+                l.rttvar.map(seconds)
             }),
             ("mlvpn_link_share_ratio", "Fraction of the data packets sent on this link.", |l| Some(l.share)),
             (
                 "mlvpn_link_last_packet_timestamp_seconds",
                 "Unix time of the last packet received (0: never).",
-                |l| Some(l.last_packet as f64),
+                |l| Some(Ratio::int(l.last_packet)),
             ),
             ("mlvpn_link_timeout_seconds", "Seconds without an answer before the link is down.", |l| {
-                Some(l.timeout as f64)
+                Some(Ratio::int(l.timeout))
             }),
         ];
         for (name, help, f) in gauges {
@@ -303,7 +304,7 @@ impl Status {
         for l in &self.links {
             for (dir, v) in [("out", l.loss_out), ("in", l.loss_in)] {
                 if let Some(v) = v {
-                    w.float(&[("tunnel", &l.name), ("direction", dir)], f64::from(v) / 100.0);
+                    w.ratio(&[("tunnel", &l.name), ("direction", dir)], Ratio::new(u64::from(v), 100));
                 }
             }
         }
@@ -328,22 +329,22 @@ impl Status {
                 w.family(name, Counter, help);
                 w.int(&[], v);
             }
-            let gauges: [(&'static str, &str, f64); 3] = [
-                ("mlvpn_reorder_wait_max_seconds", "Longest time a packet was held.", r.wait_max_ms),
-                ("mlvpn_reorder_wait_mean_seconds", "Mean time a held packet waited.", r.wait_mean_ms),
-                ("mlvpn_reorder_timeout_seconds", "Current hole timeout.", r.timeout_ms),
+            let gauges: [(&'static str, &str, Duration); 3] = [
+                ("mlvpn_reorder_wait_max_seconds", "Longest time a packet was held.", r.wait_max),
+                ("mlvpn_reorder_wait_mean_seconds", "Mean time a held packet waited.", r.wait_mean),
+                ("mlvpn_reorder_timeout_seconds", "Current hole timeout.", r.timeout),
             ];
             for (name, help, v) in gauges {
                 w.family(name, Gauge, help);
-                w.float(&[], v / 1e3);
+                w.ratio(&[], seconds(v));
             }
         }
     }
 
-    fn per_link(&self, w: &mut PromWriter<'_>, f: impl Fn(&LinkStatus) -> Option<f64>) {
+    fn per_link(&self, w: &mut PromWriter<'_>, f: impl Fn(&LinkStatus) -> Option<Ratio>) {
         for l in &self.links {
             if let Some(v) = f(l) {
-                w.float(&[("tunnel", &l.name)], v);
+                w.ratio(&[("tunnel", &l.name)], v);
             }
         }
     }
@@ -380,10 +381,10 @@ impl Status {
             rows.push([
                 printable(&l.name),
                 l.state.to_string(),
-                l.srtt_ms.filter(|v| v.is_finite()).map_or("-".to_string(), |v| format!("{v:.1} ms")),
+                l.srtt.map_or("-".to_string(), |d| format!("{} ms", millis(d).fixed(1))),
                 format!("{}/{}", loss(l.loss_out), loss(l.loss_in)),
                 rate,
-                if l.share.is_finite() { format!("{:.1}%", l.share * 100.0) } else { "-".to_string() },
+                percent(l.share),
                 format!("{} / {}", bytes(l.sent_bytes), bytes(l.recv_bytes)),
                 last,
             ]);
@@ -419,7 +420,7 @@ impl Status {
             let _ = writeln!(
                 out,
                 "reorder ({} slots): {} in order, {} reordered, {} late, {} duplicate, {} skipped, {} full; \
-                 wait max {:.1} ms, mean {:.1} ms, timeout {:.1} ms",
+                 wait max {} ms, mean {} ms, timeout {} ms",
                 r.size,
                 r.in_order,
                 r.reordered,
@@ -427,9 +428,9 @@ impl Status {
                 r.duplicate,
                 r.skipped,
                 r.full,
-                r.wait_max_ms,
-                r.wait_mean_ms,
-                r.timeout_ms
+                millis(r.wait_max).fixed(1),
+                millis(r.wait_mean).fixed(1),
+                millis(r.timeout).fixed(1),
             );
         }
     }
@@ -440,33 +441,51 @@ fn printable(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
+/// A duration in milliseconds.
+fn millis(d: Duration) -> Ratio {
+    Ratio::new(d.as_micros(), 1_000)
+}
+
+/// A duration in seconds.
+fn seconds(d: Duration) -> Ratio {
+    Ratio::new(d.as_micros(), 1_000_000)
+}
+
+/// A fraction as a percentage with one decimal: `62.5%`.
+fn percent(r: Ratio) -> String {
+    let (int, thousandths) = r.round(3);
+    format!("{}.{}%", int.saturating_mul(100).saturating_add(thousandths / 10), thousandths % 10)
+}
+
 /// Bytes in SI units: `512 B`, `1.2 kB`, `3.4 MB`.
 fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["kB", "MB", "GB", "TB", "PB", "EB"];
     if n < 1000 {
         return format!("{n} B");
     }
-    let mut v = n as f64 / 1000.0;
-    let mut unit = 0;
-    while v >= 999.95 && unit + 1 < UNITS.len() {
-        v /= 1000.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
+    with_unit(n, 1000, &["kB", "MB", "GB", "TB", "PB", "EB"])
 }
 
 /// A rate given in bytes/s, in bits: `800 bit/s`, `64.0 kbit/s`, `8.0 Mbit/s`.
 fn rate(bytes_per_sec: u64) -> String {
-    let bits = bytes_per_sec as f64 * 8.0;
-    if bits < 1e3 {
-        format!("{bits:.0} bit/s")
-    } else if bits < 999.95e3 {
-        format!("{:.1} kbit/s", bits / 1e3)
-    } else if bits < 999.95e6 {
-        format!("{:.1} Mbit/s", bits / 1e6)
-    } else {
-        format!("{:.1} Gbit/s", bits / 1e9)
+    if bytes_per_sec < 125 {
+        return format!("{} bit/s", bytes_per_sec * 8);
     }
+    // A kbit is 125 bytes.
+    with_unit(bytes_per_sec, 125, &["kbit/s", "Mbit/s", "Gbit/s"])
+}
+
+/// `n / first_unit` with one decimal, in the first of `units` (each 1000 times the one before)
+/// where it stays below 1000.0, else in the last.
+fn with_unit(n: u64, first_unit: u64, units: &[&str]) -> String {
+    let mut unit = first_unit;
+    for (i, name) in units.iter().enumerate() {
+        let v = Ratio::new(n, unit);
+        if v.round(1).0 < 1000 || i + 1 == units.len() {
+            return format!("{} {name}", v.fixed(1));
+        }
+        unit = unit.saturating_mul(1000);
+    }
+    String::new()
 }
 
 /// Seconds as `42s`, `5m07s`, `2h03m`, `3d04h`.
@@ -495,6 +514,13 @@ mod tests {
         assert_eq!(rate(8_000), "64.0 kbit/s");
         assert_eq!(rate(1_000_000), "8.0 Mbit/s");
         assert_eq!(rate(125_000_000), "1.0 Gbit/s");
+        assert_eq!(rate(124_993_750), "1.0 Gbit/s");
+        assert_eq!(rate(u64::MAX), "147573952589.7 Gbit/s");
+        assert_eq!(percent(Ratio::new(5, 8)), "62.5%");
+        assert_eq!(percent(Ratio::new(1, 16)), "6.2%");
+        assert_eq!(percent(Ratio::new(2, 3)), "66.7%");
+        assert_eq!(percent(Ratio::new(1, 1)), "100.0%");
+        assert_eq!(percent(Ratio::default()), "0.0%");
         assert_eq!(age(0), "0s");
         assert_eq!(age(307), "5m07s");
         assert_eq!(age(7380), "2h03m");
@@ -512,10 +538,13 @@ mod tests {
     #[test]
     fn reorder_mean_wait_without_samples_is_zero() {
         let r = ReorderStatus::from_stats(64, &ReorderStats::default(), Duration::from_millis(40));
-        assert_eq!((r.wait_mean_ms, r.timeout_ms, r.size), (0.0, 40.0, 64));
+        assert_eq!((r.wait_mean, r.timeout, r.size), (Duration::ZERO, Duration::from_millis(40), 64));
         let s =
             ReorderStats { reordered: 4, wait_total_us: 10_000, wait_max_us: 5_000, ..Default::default() };
         let r = ReorderStatus::from_stats(8, &s, Duration::from_millis(40));
-        assert_eq!((r.wait_mean_ms, r.wait_max_ms), (2.5, 5.0));
+        assert_eq!((r.wait_mean, r.wait_max), (Duration::from_micros(2_500), Duration::from_millis(5)));
+        let s = ReorderStats { reordered: 4, wait_total_us: 10, ..Default::default() };
+        let r = ReorderStatus::from_stats(8, &s, Duration::from_millis(40));
+        assert_eq!(r.wait_mean, Duration::from_micros(3), "2.5 rounds up");
     }
 }

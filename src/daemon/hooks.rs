@@ -13,7 +13,6 @@ use crate::sys::process;
 use crate::{log_debug, log_error, log_warn};
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::process::Child;
 
 /// How long one script may run.
 pub const HOOK_TIME_LIMIT: Duration = Duration::from_secs(30);
@@ -42,9 +41,16 @@ impl HookEvent {
 
 #[derive(Debug)]
 struct Running {
-    child: Child,
+    pid: libc::pid_t,
     event: HookEvent,
     started: Instant,
+}
+
+impl Running {
+    fn kill(&self) {
+        let _ = process::kill(self.pid, libc::SIGKILL);
+        let _ = process::wait(self.pid);
+    }
 }
 
 #[derive(Debug)]
@@ -88,13 +94,13 @@ impl Hooks {
     pub fn poll(&mut self, now: Instant) {
         loop {
             if let Some(r) = &mut self.running {
-                match r.child.try_wait() {
+                match process::try_wait(r.pid) {
                     Ok(Some(status)) => {
                         let (ev, link) = r.event.args();
-                        if status.success() {
+                        if status == 0 {
                             log_debug!("hook", "hook {ev} {} finished", link.unwrap_or(""));
                         } else {
-                            log_warn!("hook {ev} {} failed: {status}", link.unwrap_or(""));
+                            log_warn!("hook {ev} {} failed: exit status {status}", link.unwrap_or(""));
                         }
                         self.running = None;
                     }
@@ -105,8 +111,7 @@ impl Hooks {
                             link.unwrap_or(""),
                             HOOK_TIME_LIMIT.as_millis() / 1000
                         );
-                        let _ = r.child.kill();
-                        let _ = r.child.wait();
+                        r.kill();
                         self.running = None;
                     }
                     Ok(None) => return,
@@ -129,7 +134,7 @@ impl Hooks {
         let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         log_debug!("hook", "running {} {}", script.display(), args.join(" "));
         match process::spawn_hook(script, &args, &env) {
-            Ok(child) => self.running = Some(Running { child, event, started: now }),
+            Ok(pid) => self.running = Some(Running { pid, event, started: now }),
             Err(e) => log_error!("hook {}: cannot run {}: {e}", ev, script.display()),
         }
     }
@@ -147,9 +152,8 @@ impl Hooks {
 
 impl Drop for Hooks {
     fn drop(&mut self) {
-        if let Some(r) = &mut self.running {
-            let _ = r.child.kill();
-            let _ = r.child.wait();
+        if let Some(r) = &self.running {
+            r.kill();
         }
     }
 }

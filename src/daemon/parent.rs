@@ -7,7 +7,8 @@ use super::runner::make_hooks;
 use crate::config::{self, Config};
 use crate::proto::{Duration, Instant};
 use crate::sys::poll::{Interest, Poller};
-use crate::sys::privsep::{self, Channel};
+use crate::sys::privsep::Channel;
+use crate::sys::process;
 use crate::sys::signals::{Signal, Signals};
 use crate::sys::{clock, tun};
 use crate::{log_error, log_info, log_warn};
@@ -39,7 +40,7 @@ impl Parent {
             Ok(s) => s,
             Err(e) => {
                 log_error!("privileged parent: signals: {e}");
-                let _ = privsep::kill(self.child, libc::SIGTERM);
+                let _ = process::kill(self.child, libc::SIGTERM);
                 return 1;
             }
         };
@@ -61,7 +62,7 @@ impl Parent {
                 while let Ok(Some(sig)) = signals.read() {
                     match sig {
                         Signal::Terminate => {
-                            let _ = privsep::kill(self.child, libc::SIGTERM);
+                            let _ = process::kill(self.child, libc::SIGTERM);
                         }
                         Signal::Reload => self.reload(),
                         Signal::Child => {}
@@ -78,7 +79,7 @@ impl Parent {
                         Ok((n, _)) => {
                             if let Err(e) = self.serve(now, &buf[..n]) {
                                 log_error!("privileged parent: {e}; stopping the child");
-                                let _ = privsep::kill(self.child, libc::SIGKILL);
+                                let _ = process::kill(self.child, libc::SIGKILL);
                                 poller.disable(1);
                                 break;
                             }
@@ -93,7 +94,7 @@ impl Parent {
                 }
             }
             self.hooks.poll(now);
-            status = privsep::try_wait(self.child).ok().flatten();
+            status = process::try_wait(self.child).ok().flatten();
         }
         // The child is gone (or the loop broke): let the last hooks (tuntap_down...) finish.
         let until = clock::now() + FINAL_HOOK_WAIT;
@@ -105,7 +106,7 @@ impl Parent {
         if let Some(path) = &self.config.control_unix_path {
             let _ = std::fs::remove_file(path);
         }
-        let status = status.or_else(|| privsep::try_wait(self.child).ok().flatten()).unwrap_or(1);
+        let status = status.or_else(|| process::try_wait(self.child).ok().flatten()).unwrap_or(1);
         if status != 0 {
             log_warn!("the network process exited with status {status}");
         }

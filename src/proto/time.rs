@@ -126,10 +126,12 @@ impl fmt::Debug for Instant {
 
 impl fmt::Debug for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Integers only: a router's binary has no room for float formatting.
         if self.0 >= 1_000_000 {
-            write!(f, "{:.3}s", self.as_secs_f64())
+            let ms = self.0 / 1_000 + u64::from(self.0 % 1_000 >= 500);
+            write!(f, "{}.{:03}s", ms / 1_000, ms % 1_000)
         } else if self.0 >= 1_000 {
-            write!(f, "{:.3}ms", self.0 as f64 / 1e3)
+            write!(f, "{}.{:03}ms", self.0 / 1_000, self.0 % 1_000)
         } else {
             write!(f, "{}us", self.0)
         }
@@ -156,6 +158,20 @@ mod tests {
             Duration::from_millis(7).clamp_to(Duration::from_millis(10), Duration::from_millis(20)),
             Duration::from_millis(10)
         );
+    }
+
+    #[test]
+    fn debug_shows_three_decimals() {
+        let d = |us: u64| format!("{:?}", Duration::from_micros(us));
+        assert_eq!(d(999), "999us");
+        assert_eq!(d(1_000), "1.000ms");
+        assert_eq!(d(12_345), "12.345ms");
+        assert_eq!(d(999_999), "999.999ms");
+        assert_eq!(d(1_000_000), "1.000s");
+        assert_eq!(d(1_234_499), "1.234s");
+        assert_eq!(d(1_234_500), "1.235s");
+        assert_eq!(d(59_999_999), "60.000s");
+        assert_eq!(d(u64::MAX), "18446744073709.552s");
     }
 
     #[test]

@@ -9,21 +9,23 @@
 //! | [`udp`] | one non-blocking UDP socket per link; batched I/O with a preallocated [`udp::Batch`] |
 //! | [`poll`] | a fixed `poll(2)` table |
 //! | [`signals`] | SIGTERM/SIGINT/SIGHUP/SIGCHLD through a `signalfd` that sits in the poll table |
-//! | [`process`] | spawn a hook script with a clean environment and signal state; check its permissions |
+//! | [`process`] | spawn a hook script with a clean environment and signal state; check its permissions; reap and signal children |
 //! | [`clock`] | the one place the daemon reads a clock (`CLOCK_MONOTONIC`) |
 //! | [`random`] | bytes from `getrandom(2)` |
-//! | [`syslog`] | `openlog`/`syslog`/`closelog` with a fixed format string |
+//! | [`syslog`] | lines to the syslog daemon's socket `/dev/log`, as `syslog(3)` sends them |
 //! | [`netns`] | move a thread into a fresh network namespace (tests of the real kernel) |
 //! | [`privsep`] | the parent–child channel (with fd passing), `fork`, `SO_BINDTODEVICE`, dropping privileges |
 //! | [`proctitle`] | the process title `ps` shows |
+//! | [`start`] | the C `main`: standard fds, SIGPIPE, arguments, in place of Rust's start-up |
 //!
 //! # Every unsafe operation, and why it is needed
 //!
 //! Each block carries a `// SAFETY:` note at the call site; this is the inventory. Most of them
 //! are calls into `libc` (all `extern "C"` functions are `unsafe` to call) for things `std` does
 //! not offer. Wherever `std` does offer it, we use `std` instead: TUN reads and writes go through
-//! `std::fs::File`, single datagrams through `std::net::UdpSocket`, spawning through
-//! `std::process::Command`, file permission checks through `std::fs::Metadata`.
+//! `std::fs::File`, single datagrams through `std::net::UdpSocket`, file permission checks
+//! through `std::fs::Metadata`. (Not spawning: `std::process::Command` brings 30 KB of code
+//! that a router's flash cannot spare, for what one `posix_spawn` call does.)
 //!
 //! * **Zeroed C structs** (`mem::zeroed` of `ifreq`, `sockaddr_storage`, `mmsghdr`, `sigset_t`,
 //!   `timespec`): libc's structs have no constructor, differ per architecture and libc (musl pads
@@ -43,20 +45,23 @@
 //!   message headers that point at the caller's buffers. Converting between `SocketAddr` and
 //!   `sockaddr_in`/`sockaddr_in6` inside a `sockaddr_storage` is a pointer cast.
 //! * **`poll`**: a pointer to our `pollfd` array and its length.
-//! * **Signal state** (`sigemptyset`, `sigaddset`, `pthread_sigmask`, `signalfd`, `signal`,
-//!   and in a child before `exec`, `sigprocmask` and `signal` again through `Command::pre_exec`,
-//!   which is itself unsafe because the closure runs between `fork` and `exec`).
+//! * **Signal state** (`sigemptyset`, `sigfillset`, `sigaddset`, `pthread_sigmask`, `signalfd`,
+//!   `signal`).
+//! * **Child processes** ([`process`]): `posix_spawn` with its attribute and file-action
+//!   objects (initialised, then destroyed), and null-terminated arrays of pointers to C strings
+//!   for the arguments and the environment; `kill`, `waitpid`.
 //! * **`clock_gettime`**, **`getrandom`**, **`geteuid`**: plain calls with an out-pointer or none.
-//! * **`openlog`/`syslog`/`closelog`**: C variadics and a pointer that libc keeps (see
-//!   [`syslog`]).
+//! * **`localtime_r`**: the local time of a syslog line, into a zeroed `tm` ([`syslog`]).
 //! * **`unshare(CLONE_NEWNET)`**: changes the calling thread's network namespace ([`netns`]).
 //! * **Privilege separation** ([`privsep`]): `socketpair`, `sendmsg`/`recvmsg` with an
 //!   `SCM_RIGHTS` control message (pointer arithmetic over the control buffer with the `CMSG_*`
-//!   macros, and taking ownership of the received fd), `fork`, `kill`, `waitpid`,
+//!   macros, and taking ownership of the received fd), `fork`,
 //!   `setsockopt(SO_BINDTODEVICE)`, `getpwnam_r`, `chroot`, `chdir`, `setgroups`, `setresgid`,
 //!   `setresuid`, `prctl(PR_SET_NO_NEW_PRIVS)`.
 //! * **The process title** ([`proctitle`]): writing into the argument area the kernel reports,
 //!   and `prctl(PR_SET_NAME)`.
+//! * **Start-up** ([`start`]): the C `main`'s `argv` read as C strings; `fcntl(F_GETFD)` and
+//!   `open` for closed standard fds, `signal(SIGPIPE, SIG_IGN)`.
 //! * Tests additionally use `fork`, `waitpid`, `_exit`, `raise` and `kill` to exercise signals
 //!   in a process of their own.
 
@@ -68,6 +73,7 @@ pub mod process;
 pub mod proctitle;
 pub mod random;
 pub mod signals;
+pub mod start;
 pub mod syslog;
 pub mod tun;
 pub mod udp;

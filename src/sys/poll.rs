@@ -95,7 +95,11 @@ impl Poller {
         let timeout_ms = match timeout {
             None => -1,
             Some(d) => {
-                let ms = d.as_micros().div_ceil(1_000);
+                // Not `as_micros`: it is a u128, whose division the 32-bit routers do not have.
+                let ms = d
+                    .as_secs()
+                    .saturating_mul(1_000)
+                    .saturating_add(u64::from(d.subsec_micros().div_ceil(1_000)));
                 libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
             }
         };

@@ -138,24 +138,6 @@ pub fn fork() -> io::Result<Option<libc::pid_t>> {
     Ok(if pid == 0 { None } else { Some(pid) })
 }
 
-/// Sends `signal` to process `pid`.
-pub fn kill(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
-    // SAFETY: plain syscall, no pointers.
-    cvt(unsafe { libc::kill(pid, signal) })?;
-    Ok(())
-}
-
-/// Reaps `pid` if it has exited: `Some(exit code)` (128 + signal for a signal), or `None`.
-pub fn try_wait(pid: libc::pid_t) -> io::Result<Option<i32>> {
-    let mut status = 0;
-    // SAFETY: `status` is a valid out-pointer.
-    let r = cvt(unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) })?;
-    if r == 0 {
-        return Ok(None);
-    }
-    Ok(Some(if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) }))
-}
-
 /// Binds socket `fd` to network device `name` (`SO_BINDTODEVICE`, needs `CAP_NET_RAW`): it then
 /// sends and receives only through that interface, whatever the routing table says — what a
 /// multi-WAN router needs so that each link leaves by its own WAN.

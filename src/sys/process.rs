@@ -1,67 +1,142 @@
-//! Hook scripts: spawning them in a clean state, and refusing ones others could have changed.
+//! Child processes: spawning hook scripts in a clean state, refusing ones others could have
+//! changed, and reaping and signalling children.
 //!
 //! The daemon runs the configured `statuscommand` as root (in the privileged parent), so the
 //! script is effectively part of the daemon: [`check_hook_permissions`] applies MLVPN's rule
 //! that it belongs to the daemon's user and nobody else may write it. [`spawn_hook`] then runs
 //! it without waiting (the data path must not stall on a script; the caller reaps it on
-//! SIGCHLD) and without leaking the daemon's environment, fds or signal state into it.
+//! SIGCHLD with [`try_wait`]) and without leaking the daemon's environment, fds or signal state
+//! into it.
 
+use std::ffi::CString;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
+use super::cvt;
 
 /// The only `PATH` a hook sees: the daemon's own may be anything.
 pub const HOOK_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Starts `program` with `args` and an environment of exactly `env` plus
-/// `PATH=`[`HOOK_PATH`] (which wins over a `PATH` in `env`). Stdin is `/dev/null`; stdout and
-/// stderr are the daemon's. Returns at once: wait for the child when SIGCHLD says so.
+/// Starts `program` (the path as given, the one [`check_hook_permissions`] examined: no `PATH`
+/// search) with `args` and an environment of exactly `env` plus `PATH=`[`HOOK_PATH`] (which
+/// wins over a `PATH` in `env`; of two equal names, the later wins). Stdin is `/dev/null`;
+/// stdout and stderr are the daemon's. Returns the child's pid at once: reap it with
+/// [`try_wait`] when SIGCHLD says so. A program that cannot be executed (missing, not
+/// executable) is an error here, not an exit status.
 ///
-/// In the child, before `exec`, the signal mask is emptied and every signal's disposition set
-/// back to the default (except the few the C library reserves for itself, from 32 up to
-/// `SIGRTMIN`, which it refuses to change and no script uses). Both survive `exec`: the daemon blocks SIGTERM, SIGHUP and SIGCHLD for
-/// its signalfd (a script with SIGTERM blocked cannot be stopped; one with SIGCHLD blocked
-/// waits oddly on its own children) and ignores SIGPIPE (a script piping into `head` would not
-/// stop). Our fds are all close-on-exec, so the script inherits none of them.
-pub fn spawn_hook(program: &Path, args: &[&str], env: &[(&str, &str)]) -> io::Result<Child> {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .env("PATH", HOOK_PATH)
-        .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit());
-    // Read in the parent: the child may call only async-signal-safe functions.
-    let last_signal = libc::SIGRTMAX();
-    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
-    // functions may be called: it calls sigemptyset, sigprocmask and signal, all of which are,
-    // on values on its own stack; it allocates nothing and takes no lock.
-    unsafe {
-        cmd.pre_exec(move || reset_signals(last_signal));
+/// The child starts with an empty signal mask and every signal's disposition at its default
+/// (except the few the C library reserves for itself, from 32 up to `SIGRTMIN`, which no script
+/// uses). Both survive `exec`: the daemon blocks SIGTERM, SIGHUP and SIGCHLD for its signalfd
+/// (a script with SIGTERM blocked cannot be stopped; one with SIGCHLD blocked waits oddly on its
+/// own children) and ignores SIGPIPE (a script piping into `head` would not stop). Our fds are
+/// all close-on-exec, so the script inherits none of them.
+///
+/// `posix_spawn(3)` does it all: the C library runs the child's side between its `fork` (a
+/// `vfork`, in fact: cheap on a router) and `exec` with only async-signal-safe calls, and reports
+/// a failed `exec` back.
+pub fn spawn_hook(program: &Path, args: &[&str], env: &[(&str, &str)]) -> io::Result<libc::pid_t> {
+    let c_string = |bytes: &[u8]| {
+        CString::new(bytes)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a hook's command"))
+    };
+    let program = c_string(program.as_os_str().as_bytes())?;
+    let mut argv = vec![program.clone()];
+    for a in args {
+        argv.push(c_string(a.as_bytes())?);
     }
-    cmd.spawn()
+    let mut envp = Vec::with_capacity(env.len() + 1);
+    for (i, (k, v)) in env.iter().enumerate() {
+        if *k != "PATH" && !env[i + 1..].iter().any(|(later, _)| later == k) {
+            envp.push(c_string(format!("{k}={v}").as_bytes())?);
+        }
+    }
+    envp.push(c_string(format!("PATH={HOOK_PATH}").as_bytes())?);
+    let null_terminated = |v: &[CString]| -> Vec<*mut libc::c_char> {
+        v.iter().map(|c| c.as_ptr().cast_mut()).chain([std::ptr::null_mut()]).collect()
+    };
+    let (argv, envp) = (null_terminated(&argv), null_terminated(&envp));
+    let mut pid = 0;
+    // SAFETY: the attribute and file-action objects are initialised before use and destroyed
+    // after; all-zero is a valid value of each to hand to their init function, and of sigset_t
+    // before sigemptyset/sigfillset. Every string is NUL-terminated, and argv and envp are
+    // null-terminated arrays of them, all alive until posix_spawn returns (the child has
+    // called exec by then).
+    let err = unsafe {
+        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        let (mut empty, mut all): (libc::sigset_t, libc::sigset_t) = (std::mem::zeroed(), std::mem::zeroed());
+        libc::sigemptyset(&mut empty);
+        libc::sigfillset(&mut all);
+        let mut err = libc::posix_spawnattr_init(&mut attr);
+        if err == 0 {
+            libc::posix_spawnattr_setsigmask(&mut attr, &empty);
+            libc::posix_spawnattr_setsigdefault(&mut attr, &all);
+            let flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+            libc::posix_spawnattr_setflags(&mut attr, flags as libc::c_short);
+            err = libc::posix_spawn_file_actions_init(&mut actions);
+            if err == 0 {
+                err = libc::posix_spawn_file_actions_addopen(
+                    &mut actions,
+                    0,
+                    c"/dev/null".as_ptr(),
+                    libc::O_RDONLY,
+                    0,
+                );
+                if err == 0 {
+                    err = libc::posix_spawn(
+                        &mut pid,
+                        program.as_ptr(),
+                        &actions,
+                        &attr,
+                        argv.as_ptr(),
+                        envp.as_ptr(),
+                    );
+                }
+                libc::posix_spawn_file_actions_destroy(&mut actions);
+            }
+            libc::posix_spawnattr_destroy(&mut attr);
+        }
+        err
+    };
+    if err != 0 {
+        return Err(io::Error::from_raw_os_error(err));
+    }
+    Ok(pid)
 }
 
-/// Empties the signal mask and restores every signal's default disposition. Runs in the child
-/// between `fork` and `exec`, so it must stay async-signal-safe; see [`spawn_hook`].
-fn reset_signals(last_signal: libc::c_int) -> io::Result<()> {
-    // SAFETY: all-zero is a valid sigset_t, then properly emptied; sigprocmask reads it and
-    // does not write the old mask (null). signal() with SIG_DFL installs no handler; it fails
-    // (harmlessly, ignored) for SIGKILL, SIGSTOP and the C library's reserved signals.
-    unsafe {
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        for sig in 1..=last_signal {
-            libc::signal(sig, libc::SIG_DFL);
+/// Sends `signal` to process `pid`.
+pub fn kill(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain syscall, no pointers.
+    cvt(unsafe { libc::kill(pid, signal) })?;
+    Ok(())
+}
+
+/// Reaps child `pid` if it has exited: `Some(exit code)` (128 + the signal that ended it, as a
+/// shell's `$?`), or `None` while it runs.
+pub fn try_wait(pid: libc::pid_t) -> io::Result<Option<i32>> {
+    waitpid(pid, libc::WNOHANG)
+}
+
+/// Waits for child `pid` to exit and reaps it: its exit code as [`try_wait`] gives it.
+pub fn wait(pid: libc::pid_t) -> io::Result<i32> {
+    loop {
+        match waitpid(pid, 0) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r.map(|status| status.unwrap_or(0)),
         }
     }
-    Ok(())
+}
+
+fn waitpid(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<i32>> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer.
+    let r = cvt(unsafe { libc::waitpid(pid, &mut status, flags) })?;
+    if r == 0 {
+        return Ok(None);
+    }
+    Ok(Some(if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) }))
 }
 
 /// The effective user id of this process (the "daemon's user" for hook ownership).
@@ -146,14 +221,13 @@ mod tests {
         let out = dir.0.join("out");
         let script = "printf '%s|%s|%s|%s\\n' \"$1\" \"$FOO\" \"$PATH\" \"${HOME-unset}\" > \"$OUT\"; \
                       exit 3";
-        let mut child = spawn_hook(
+        let child = spawn_hook(
             Path::new("/bin/sh"),
             &["-c", script, "sh", "tuntap_up"],
-            &[("FOO", "bar baz"), ("OUT", out.to_str().unwrap()), ("PATH", "/evil")],
+            &[("FOO", "foo"), ("OUT", out.to_str().unwrap()), ("PATH", "/evil"), ("FOO", "bar baz")],
         )
         .unwrap();
-        let status = child.wait().unwrap();
-        assert_eq!(status.code(), Some(3));
+        assert_eq!(wait(child).unwrap(), 3);
         assert_eq!(fs::read_to_string(&out).unwrap(), format!("tuntap_up|bar baz|{HOOK_PATH}|unset\n"));
     }
 
@@ -173,13 +247,13 @@ mod tests {
         }
         let dir = Scratch::new("hook-signals");
         let out = dir.0.join("out");
-        let mut child = spawn_hook(
+        let child = spawn_hook(
             Path::new("/bin/sh"),
             &["-c", "exec grep -E '^Sig(Blk|Ign):' /proc/self/status > \"$OUT\""],
             &[("OUT", out.to_str().unwrap())],
         )
         .unwrap();
-        assert!(child.wait().unwrap().success());
+        assert_eq!(wait(child).unwrap(), 0);
         // The C library refuses to touch the signals it reserves (32 up to SIGRTMIN), and a
         // glibc posix_spawn further up (cargo starting this test) leaves them ignored.
         let reserved: u64 = (32..libc::SIGRTMIN()).map(|sig| 1u64 << (sig - 1)).sum();
@@ -192,36 +266,16 @@ mod tests {
         assert_eq!(text.lines().count(), 2, "{text}");
     }
 
-    /// `reset_signals` itself, without std's own reset in `Command` (which is not documented
-    /// behaviour), in a single-threaded child whose process-wide dispositions we may change.
     #[test]
-    fn reset_signals_clears_mask_and_ignored_dispositions() {
-        fn child() -> i32 {
-            // SAFETY: single-threaded child; sigset_t on the stack; no handlers installed.
-            unsafe {
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, libc::SIGHUP);
-                libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-                libc::signal(libc::SIGUSR1, libc::SIG_IGN);
-                if reset_signals(libc::SIGRTMAX()).is_err() {
-                    return 10;
-                }
-                let mut now: libc::sigset_t = std::mem::zeroed();
-                libc::sigprocmask(libc::SIG_BLOCK, std::ptr::null(), &mut now);
-                if libc::sigismember(&now, libc::SIGHUP) != 0 {
-                    return 11;
-                }
-                if libc::signal(libc::SIGUSR1, libc::SIG_DFL) != libc::SIG_DFL {
-                    return 12;
-                }
-                if libc::signal(libc::SIGPIPE, libc::SIG_DFL) != libc::SIG_DFL {
-                    return 13;
-                }
-            }
-            0
-        }
-        assert_eq!(crate::sys::testutil::in_forked_child(child), 0, "failed step");
+    fn exit_codes_and_signals() {
+        let sh = |script: &str| spawn_hook(Path::new("/bin/sh"), &["-c", script], &[]).unwrap();
+        let child = sh("sleep 10");
+        assert_eq!(try_wait(child).unwrap(), None);
+        kill(child, libc::SIGKILL).unwrap();
+        assert_eq!(wait(child).unwrap(), 128 + libc::SIGKILL);
+        let child = sh("exit 7");
+        assert_eq!(wait(child).unwrap(), 7);
+        assert!(try_wait(child).is_err(), "reaped already");
     }
 
     #[test]

@@ -1,22 +1,34 @@
 //! Logging to syslog (the default without `--debug`), facility `daemon`.
 //!
-//! Two C pitfalls are handled here:
-//! * `syslog(3)` takes a printf format. User-controlled text (a peer address, an interface
-//!   name, a config value) used as the format could read or write memory through `%s`/`%n`, so
-//!   the format is always the constant `"%.*s"` and the message an argument. `%.*s` takes the
-//!   length with the pointer, so a Rust `&str` goes in as it is, without a NUL-terminated copy
-//!   (an interior NUL, which our messages never hold, would end the message early).
-//! * `openlog(3)` does not copy the ident string: glibc and musl keep the pointer and read it at
-//!   every `syslog` call. The ident must therefore outlive every later call, so we keep it in
-//!   a `static` until [`close`] (or the next [`open`]) replaces it, under a lock that `log`
-//!   also takes so the pointer is never read while it is being replaced.
+//! We speak to the syslog daemon ourselves rather than through `syslog(3)`: one line per
+//! datagram on the UNIX socket `/dev/log`, exactly the line musl's `syslog(3)` sends,
+//!
+//! ```text
+//! <PRI>Mmm dd hh:mm:ss ident[pid]: message
+//! ```
+//!
+//! (RFC 3164; `PRI` is facility × 8 + level, the time is local). The C function would do the
+//! same through `printf` and `strftime`, which with their helpers make up more than a tenth of
+//! a router's binary; the local time still comes from `localtime_r(3)`, so the time zone is the
+//! C library's, as before. The timestamp matters even though most daemons replace it with
+//! their own: OpenWrt's `logd` removes the first 16 bytes of any line whose 16th is a space, so
+//! a line without one could lose its ident.
+//!
+//! As musl does, the socket is opened by [`open`] (`LOG_NDELAY`: before the unprivileged child
+//! chroots away from `/dev/log`), a line longer than 1024 bytes is cut, each line ends with a
+//! newline, the pid is the sender's at the time of sending (the privileged parent and the
+//! network child share the socket), and a send that finds the connection lost (the syslog
+//! daemon restarted) connects again and retries once. A message can hold any text: nothing in
+//! it is interpreted.
 
-use std::ffi::CString;
-use std::io;
+use std::io::{self, Write as _};
+use std::os::unix::net::UnixDatagram;
 use std::sync::{Mutex, MutexGuard};
 
-/// The ident passed to `openlog`, kept alive for as long as libc may read it.
-static IDENT: Mutex<Option<CString>> = Mutex::new(None);
+/// The socket of the local syslog daemon.
+const LOG_PATH: &str = "/dev/log";
+/// The longest line sent, newline included (musl's limit).
+const LINE_MAX: usize = 1024;
 
 /// Message priority (`LOG_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,51 +52,145 @@ impl Priority {
     }
 }
 
-fn ident() -> MutexGuard<'static, Option<CString>> {
-    // A panic while holding the lock cannot leave the Option inconsistent.
-    IDENT.lock().unwrap_or_else(|e| e.into_inner())
+#[derive(Debug)]
+struct Connection {
+    ident: String,
+    /// `None` if the socket could not be created; retried at the next message.
+    socket: Option<UnixDatagram>,
+}
+
+/// Set by [`open`], cleared by [`close`]; behind a lock because tests log from many threads.
+static SYSLOG: Mutex<Option<Connection>> = Mutex::new(None);
+
+fn syslog() -> MutexGuard<'static, Option<Connection>> {
+    // A panic while holding the lock cannot leave the connection inconsistent.
+    SYSLOG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A socket connected to `/dev/log`, or unconnected if nobody listens there yet: the first
+/// send then connects again, as musl does.
+fn connect() -> Option<UnixDatagram> {
+    let socket = UnixDatagram::unbound().ok()?;
+    let _ = socket.connect(LOG_PATH);
+    Some(socket)
 }
 
 /// Opens the connection to syslog with `ident` (usually `"mlvpn"`), facility `LOG_DAEMON`,
-/// the pid in every line, and the socket opened at once (`LOG_NDELAY`) so that logging keeps
-/// working after the unprivileged child chroots away from `/dev/log`.
-pub fn open(ident_text: &str) -> io::Result<()> {
-    let new = CString::new(ident_text)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "syslog ident holds a NUL"))?;
-    let mut guard = ident();
-    // SAFETY: `new`'s buffer is stored in IDENT right after, and stays there (at the same
-    // address: moving a CString does not move its heap buffer) until `close` or the next `open`
-    // has told libc to stop using it, all under the lock.
-    unsafe { libc::openlog(new.as_ptr(), libc::LOG_PID | libc::LOG_NDELAY, libc::LOG_DAEMON) };
-    *guard = Some(new);
+/// the pid in every line, and the socket opened at once so that logging keeps working after
+/// the unprivileged child chroots away from `/dev/log`. A second call changes the ident and
+/// keeps the socket.
+pub fn open(ident: &str) -> io::Result<()> {
+    if ident.contains('\0') {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "syslog ident holds a NUL"));
+    }
+    let mut guard = syslog();
+    let socket = guard.take().and_then(|c| c.socket).or_else(connect);
+    *guard = Some(Connection { ident: ident.to_string(), socket });
     Ok(())
 }
 
-/// Logs `message` at `priority`. Without a prior [`open`], libc uses its defaults (the program
-/// name as ident, facility `LOG_USER`).
+/// Logs `message` at `priority`. Without a prior [`open`], the message is dropped (the daemon
+/// writes to stderr until it has opened syslog).
 pub fn log(priority: Priority, message: &str) {
-    let len = libc::c_int::try_from(message.len()).unwrap_or(libc::c_int::MAX);
-    let _guard = ident();
-    // SAFETY: the format is a constant that consumes exactly the two arguments given: an int
-    // length and a pointer to at least that many readable bytes (`%.*s` reads no further, and
-    // stops early at a NUL). The ident pointer libc may read is kept alive by the held lock.
-    unsafe { libc::syslog(priority.level(), c"%.*s".as_ptr(), len, message.as_ptr()) };
+    let mut guard = syslog();
+    let Some(conn) = guard.as_mut() else { return };
+    let line = format_line(priority, &local_time(), &conn.ident, std::process::id(), message);
+    if conn.socket.is_none() {
+        conn.socket = connect();
+    }
+    let Some(socket) = &conn.socket else { return };
+    if let Err(e) = socket.send(&line) {
+        let lost = matches!(
+            e.raw_os_error(),
+            Some(libc::ECONNREFUSED | libc::ECONNRESET | libc::ENOTCONN | libc::EPIPE)
+        );
+        if lost && socket.connect(LOG_PATH).is_ok() {
+            let _ = socket.send(&line);
+        }
+    }
 }
 
-/// Closes the connection; the ident is released after libc has let go of it.
+/// Closes the connection.
 pub fn close() {
-    let mut guard = ident();
-    // SAFETY: no arguments; afterwards libc no longer refers to the ident.
-    unsafe { libc::closelog() };
-    *guard = None;
+    *syslog() = None;
+}
+
+/// Local time as syslog shows it, `Mmm dd hh:mm:ss` (`%b %e %T`): 15 bytes.
+fn local_time() -> [u8; 15] {
+    const MONTHS: &[u8; 36] = b"JanFebMarAprMayJunJulAugSepOctNovDec";
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    // SAFETY: all-zero is a valid `tm` (integers and a null zone pointer); localtime_r reads
+    // the one time_t and writes only the `tm` given, and is thread-safe (unlike localtime).
+    let tm = unsafe {
+        let t = secs as _;
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            tm = std::mem::zeroed();
+        }
+        tm
+    };
+    let field = |v: libc::c_int| v.clamp(0, 99) as u8;
+    let mut out = *b"Jan  1 00:00:00";
+    let month = field(tm.tm_mon).min(11) as usize * 3;
+    out[..3].copy_from_slice(&MONTHS[month..month + 3]);
+    for (at, v) in
+        [(4, field(tm.tm_mday)), (7, field(tm.tm_hour)), (10, field(tm.tm_min)), (13, field(tm.tm_sec))]
+    {
+        if at != 4 || v >= 10 {
+            out[at] = b'0' + v / 10;
+        }
+        out[at + 1] = b'0' + v % 10;
+    }
+    out
+}
+
+/// `<PRI>time ident[pid]: message\n`, cut to [`LINE_MAX`] bytes.
+fn format_line(priority: Priority, time: &[u8; 15], ident: &str, pid: u32, message: &str) -> Vec<u8> {
+    let mut line = Vec::with_capacity(LINE_MAX);
+    let _ = write!(line, "<{}>", libc::LOG_DAEMON | priority.level());
+    line.extend_from_slice(time);
+    let _ = write!(line, " {ident}[{pid}]: {message}");
+    line.truncate(LINE_MAX - 1);
+    if line.last() != Some(&b'\n') {
+        line.push(b'\n');
+    }
+    line
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn line_is_what_musl_sends() {
+        let line = format_line(Priority::Warning, b"Nov  6 03:52:07", "mlvpn", 4242, "link wan: down");
+        assert_eq!(line, b"<28>Nov  6 03:52:07 mlvpn[4242]: link wan: down\n");
+        let line = format_line(Priority::Debug, b"Dec 31 23:59:59", "mlvpn", 7, "%s %n\n");
+        assert_eq!(line, b"<31>Dec 31 23:59:59 mlvpn[7]: %s %n\n");
+        let line = format_line(Priority::Err, b"Jan  1 00:00:00", "x", 1, &"long ".repeat(2000));
+        assert_eq!(line.len(), LINE_MAX);
+        assert!(line.starts_with(b"<27>Jan  1 00:00:00 x[1]: long long"));
+        assert!(line.ends_with(b"lo\n"));
+    }
+
+    #[test]
+    fn local_time_has_the_shape_of_strftime_b_e_t() {
+        let t = local_time();
+        let text = std::str::from_utf8(&t).unwrap();
+        assert!("JanFebMarAprMayJunJulAugSepOctNovDec".contains(&text[..3]), "{text}");
+        for (i, c) in text.bytes().enumerate() {
+            match i {
+                3 | 6 => assert_eq!(c, b' ', "{text}"),
+                9 | 12 => assert_eq!(c, b':', "{text}"),
+                4 => assert!(c == b' ' || c.is_ascii_digit(), "{text}"),
+                0..=2 => {}
+                _ => assert!(c.is_ascii_digit(), "{text}"),
+            }
+        }
+    }
+
     // Without a syslog daemon the messages go nowhere; this checks that the calls are sound
-    // (no crash with format characters in the message, a reopened ident, or a long message).
+    // (a reopened ident, a long message, logging after close).
     #[test]
     fn open_log_close() {
         open("mlvpn-test").unwrap();

@@ -1,7 +1,8 @@
 //! Shared by the control tests: a sample snapshot and checks with real parsers.
 #![allow(dead_code)]
 
-use mlvpn::control::{LinkStatus, ReorderStatus, Status};
+use mlvpn::control::{LinkStatus, Ratio, ReorderStatus, Status};
+use mlvpn::proto::Duration;
 
 /// Three links in three states, a name that needs escaping everywhere, unknowns, drops and a
 /// reorder buffer.
@@ -31,11 +32,11 @@ pub fn sample() -> Status {
                 recv_bytes: 987_654,
                 bandwidth: 1_000_000,
                 capacity: Some(1_250_000),
-                srtt_ms: Some(12.3456),
-                rttvar_ms: Some(2.5),
+                srtt: Some(Duration::from_micros(12_346)),
+                rttvar: Some(Duration::from_micros(2_500)),
                 loss_out: Some(0),
                 loss_in: Some(1),
-                share: 0.625,
+                share: Ratio::new(5, 8),
                 disconnects: 1,
                 handshakes: 2,
                 handshake_failures: 0,
@@ -56,11 +57,11 @@ pub fn sample() -> Status {
                 recv_bytes: 650_000,
                 bandwidth: 250_000,
                 capacity: None,
-                srtt_ms: Some(80.0),
-                rttvar_ms: Some(10.0),
+                srtt: Some(Duration::from_millis(80)),
+                rttvar: Some(Duration::from_millis(10)),
                 loss_out: Some(12),
                 loss_in: Some(3),
-                share: 0.375,
+                share: Ratio::new(3, 8),
                 disconnects: 0,
                 handshakes: 1,
                 handshake_failures: 2,
@@ -88,9 +89,9 @@ pub fn sample() -> Status {
             duplicate: 0,
             skipped: 2,
             full: 0,
-            wait_max_ms: 12.25,
-            wait_mean_ms: 1.5,
-            timeout_ms: 40.0,
+            wait_max: Duration::from_micros(12_250),
+            wait_mean: Duration::from_micros(1_500),
+            timeout: Duration::from_millis(40),
         }),
         handshake_failures: 2,
     }
