@@ -28,8 +28,9 @@ const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
 const GSO_ECN: u8 = 0x80;
 
-/// The header as the kernel wrote it (fields in the machine's byte order: the legacy virtio
-/// convention TUN uses unless told otherwise).
+/// The header as the kernel wrote it. Its fields are little-endian: we ask for that
+/// (`TUNSETVNETLE`, virtio 1.0's convention) rather than take the kernel's own byte order, so
+/// that a big-endian build reads them right under an emulator on a little-endian kernel too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VnetHdr {
     pub flags: u8,
@@ -43,7 +44,7 @@ pub struct VnetHdr {
 impl VnetHdr {
     pub fn parse(b: &[u8]) -> Option<VnetHdr> {
         let b: &[u8; VNET_HDR_LEN] = b.get(..VNET_HDR_LEN)?.try_into().ok()?;
-        let u16_at = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
         Some(VnetHdr {
             flags: b[0],
             gso_type: b[1],
@@ -54,13 +55,13 @@ impl VnetHdr {
         })
     }
 
-    /// Writes the header (machine byte order, as [`VnetHdr::parse`] reads it).
+    /// Writes the header (little-endian, as [`VnetHdr::parse`] reads it).
     pub fn write(&self, b: &mut [u8]) {
         b[0] = self.flags;
         b[1] = self.gso_type;
         for (i, v) in [self.hdr_len, self.gso_size, self.csum_start, self.csum_offset].into_iter().enumerate()
         {
-            b[2 + 2 * i..4 + 2 * i].copy_from_slice(&v.to_ne_bytes());
+            b[2 + 2 * i..4 + 2 * i].copy_from_slice(&v.to_le_bytes());
         }
     }
 

@@ -73,6 +73,13 @@ mod tests {
     #[test]
     fn the_argument_area_is_found() {
         let (start, end) = arg_area().unwrap();
+        if (start, end) == (0, 0) && !cfg!(target_arch = "x86_64") {
+            // qemu-user writes zeros there (the cross tests); a kernel never does. The daemon
+            // then goes without a title (`init` refuses an empty area).
+            eprintln!("SKIPPED: no argument area in /proc/self/stat (an emulator?)");
+            assert!(ProcTitle::init().is_err());
+            return;
+        }
         assert!(end > start);
         // It holds our own command line.
         let cmdline = std::fs::read("/proc/self/cmdline").unwrap();

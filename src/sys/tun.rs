@@ -61,6 +61,11 @@ impl Tun {
         cvt(unsafe {
             libc::ioctl(tun.file.as_raw_fd(), libc::TUNSETVNETHDRSZ, &size as *const libc::c_int)
         })?;
+        // The header's fields little-endian whatever the kernel's byte order (virtio 1.0), so
+        // that a big-endian build under qemu-user on a little-endian kernel reads them right.
+        let le: libc::c_int = 1;
+        // SAFETY: TUNSETVNETLE reads one int through the pointer, alive for the call.
+        cvt(unsafe { libc::ioctl(tun.file.as_raw_fd(), libc::TUNSETVNETLE, &le as *const libc::c_int) })?;
         let offloads = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
         let with_udp = offloads | libc::TUN_F_USO4 | libc::TUN_F_USO6;
         let set = |flags: libc::c_uint| {
