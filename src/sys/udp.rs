@@ -392,9 +392,14 @@ mod tests {
         let (mut a, mut b) = pair(any_v4());
         let (gso, _) = a.enable_offloads();
         let (_, gro) = b.enable_offloads();
+        if cfg!(target_endian = "big") {
+            // The cross tests run big-endian builds under qemu-user, which passes the control
+            // messages carrying the segment size through without swapping their bytes.
+            eprintln!("SKIPPED: UDP offloads on a big-endian build (qemu-user cannot carry them)");
+            return;
+        }
         let offloaded = gso && gro;
         if !offloaded && !cfg!(target_arch = "x86_64") {
-            // qemu-user (the cross tests) does not pass these socket options on.
             eprintln!("SKIPPED: UDP offloads unavailable here (emulated?): gso {gso}, gro {gro}");
             return;
         }
