@@ -19,18 +19,16 @@ pub struct ProcTitle {
 
 /// `arg_start` and `arg_end` from `/proc/self/stat` (fields 48 and 49, Linux 3.5 and later).
 fn arg_area() -> io::Result<(usize, usize)> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let stat = std::fs::read("/proc/self/stat")?;
     // The command name (field 2) is in parentheses and may contain anything: count from
-    // the last ')'.
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let field = |n: usize| -> io::Result<usize> {
-        fields
-            .get(n - 3)
-            .and_then(|f| f.parse().ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no argument area in /proc/self/stat"))
-    };
-    Ok((field(48)?, field(49)?))
+    // the last ')', which ends field 2.
+    let after = stat.iter().rposition(|&b| b == b')').map_or(&[][..], |i| &stat[i + 1..]);
+    let mut fields = after.split(|&b| b == b' ').filter(|f| !f.is_empty()).skip(48 - 3);
+    let mut number = || -> Option<usize> { std::str::from_utf8(fields.next()?).ok()?.trim().parse().ok() };
+    match (number(), number()) {
+        (Some(start), Some(end)) => Ok((start, end)),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "no argument area in /proc/self/stat")),
+    }
 }
 
 impl ProcTitle {
