@@ -32,6 +32,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const BATCH: usize = 64;
 /// Datagrams moved per `recvmmsg`/`sendmmsg` call.
 const SYSCALL_BATCH: usize = 32;
+
+/// Receive slots per `recvmmsg` when each may hold a run of datagrams (see [`rx_batch`]).
+const GRO_BATCH: usize = 4;
 /// How long to wait before retrying a link whose address could not be resolved or bound.
 const LINK_RETRY: Duration = Duration::from_secs(5);
 /// A link whose every send fails this long is opened afresh: its WAN went away and came back
@@ -226,10 +229,16 @@ fn write_held(tun: &Tun, gro: &mut Coalescer) -> io::Result<()> {
     }
 }
 
-/// Receive slots: one datagram each, or 64 KiB when the links' sockets may coalesce datagrams
-/// (`UDP_GRO`, turned on with the TUN offloads).
-fn rx_slot_size(tun: &Tun, datagram: usize) -> usize {
-    if tun.has_vnet_hdr() { GRO_SLOT_SIZE.max(datagram) } else { datagram }
+/// The receive batch: slots of one datagram each, or, when the links' sockets may join
+/// datagrams (`UDP_GRO`, on with the TUN offloads), fewer slots of 64 KiB, each of which may
+/// hold ~45 full-size datagrams. Few, because under load every page of them is touched: 4
+/// slots are 256 KiB of the daemon's memory, 32 would be 2 MiB.
+fn rx_batch(tun: &Tun, datagram: usize) -> Batch {
+    if tun.has_vnet_hdr() {
+        Batch::new(GRO_BATCH, GRO_SLOT_SIZE.max(datagram))
+    } else {
+        Batch::new(SYSCALL_BATCH, datagram)
+    }
 }
 
 fn unix_now() -> u64 {
@@ -276,8 +285,8 @@ impl Daemon {
         control.register(&mut poller);
         let link_base = poller.len();
         let buf_len = DATA_OVERHEAD + config.engine_mtu() + 64;
-        let rx_slot = rx_slot_size(&tun, buf_len.max(2048));
         let gro = Coalescer::new(tun.has_udp_offload());
+        let rx = rx_batch(&tun, buf_len.max(2048));
         let title = if identity.natural_title { None } else { ProcTitle::init().ok() };
         let big = if tun.has_vnet_hdr() { vec![0; DATA_OVERHEAD + 65_536] } else { Vec::new() };
         let mut d = Daemon {
@@ -297,7 +306,7 @@ impl Daemon {
             privileges: Privileges::Own(hooks),
             buf: vec![0; buf_len.max(2048)],
             big,
-            rx: Batch::new(SYSCALL_BATCH, rx_slot),
+            rx,
             out: vec![0; buf_len.max(MAX_CONTROL_LEN)],
             gro,
             drops: ShellDrops::default(),
@@ -513,6 +522,7 @@ impl Daemon {
                 // One datagram, or several of `segment` bytes joined by the kernel (UDP_GRO).
                 let size = segment.unwrap_or(slot.len()).max(1);
                 for datagram in slot.chunks_mut(size) {
+                    handled += 1;
                     match engine.handle_datagram(now, i, from, datagram) {
                         Received::Deliver(range) => {
                             if let Err(e) = deliver(tun, gro, datagram, range.start, range.end) {
@@ -528,8 +538,7 @@ impl Daemon {
                 }
                 self.flush(now);
             }
-            handled += n;
-            if n < SYSCALL_BATCH {
+            if n < self.rx.capacity() {
                 break;
             }
         }
@@ -885,9 +894,9 @@ impl Daemon {
         let len = DATA_OVERHEAD + self.config.engine_mtu() + 64;
         self.buf.resize(len.max(2048), 0);
         self.out.resize(len.max(MAX_CONTROL_LEN), 0);
-        let rx_slot = rx_slot_size(&self.tun, slot);
-        if self.rx.slot_size() != rx_slot {
-            self.rx = Batch::new(SYSCALL_BATCH, rx_slot);
+        let rx = rx_batch(&self.tun, slot);
+        if self.rx.slot_size() != rx.slot_size() {
+            self.rx = rx;
         }
         self.install_links(now, links);
         self.last_reload = unix_now();
