@@ -10,6 +10,10 @@ use std::ffi::OsString;
 
 mlvpn::c_main!(run_command);
 
+/// Large buffers take memory once used, not at start (see [`sys::alloc`]).
+#[global_allocator]
+static ALLOCATOR: sys::alloc::Allocator = sys::alloc::Allocator;
+
 /// Exit statuses.
 const SUCCESS: u8 = 0;
 const FAILURE: u8 = 1;

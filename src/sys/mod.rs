@@ -17,6 +17,7 @@
 //! | [`privsep`] | the parent–child channel (with fd passing), `fork`, `SO_BINDTODEVICE`, dropping privileges |
 //! | [`proctitle`] | the process title `ps` shows |
 //! | [`start`] | the C `main`: standard fds, SIGPIPE, arguments, in place of Rust's start-up |
+//! | [`alloc`] | the global allocator: large blocks mapped, so they take memory only once used |
 //!
 //! # Every unsafe operation, and why it is needed
 //!
@@ -57,14 +58,19 @@
 //!   `SCM_RIGHTS` control message (pointer arithmetic over the control buffer with the `CMSG_*`
 //!   macros, and taking ownership of the received fd), `fork`,
 //!   `setsockopt(SO_BINDTODEVICE)`, `getpwnam_r`, `chroot`, `chdir`, `setgroups`, `setresgid`,
-//!   `setresuid`, `prctl(PR_SET_NO_NEW_PRIVS)`.
+//!   `setresuid`, `prctl(PR_SET_NO_NEW_PRIVS)`, `prctl(PR_CAPBSET_DROP)`.
 //! * **The process title** ([`proctitle`]): writing into the argument area the kernel reports,
 //!   and `prctl(PR_SET_NAME)`.
 //! * **Start-up** ([`start`]): the C `main`'s `argv` read as C strings; `fcntl(F_GETFD)` and
 //!   `open` for closed standard fds, `signal(SIGPIPE, SIG_IGN)`.
+//! * **The allocator** ([`alloc`]): implementing `GlobalAlloc` is unsafe by definition; large
+//!   blocks come from `mmap` and go back with `munmap`, small ones from the C library.
+//! * **UDP offload control messages** ([`udp`]): `UDP_SEGMENT` written and `UDP_GRO` read with
+//!   the `CMSG_*` macros over each message's control buffer.
 //! * Tests additionally use `fork`, `waitpid`, `_exit`, `raise` and `kill` to exercise signals
 //!   in a process of their own.
 
+pub mod alloc;
 pub mod clock;
 pub mod netns;
 pub mod poll;
