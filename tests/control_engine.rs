@@ -94,7 +94,7 @@ fn status_from_real_engines() {
     assert_eq!(p.client.connected_links(), 2);
     for k in 0..100u64 {
         p.a[64..72].copy_from_slice(&k.to_be_bytes());
-        let tx = p.client.handle_tun(p.now, &mut p.a, 1000).unwrap();
+        let tx = p.client.handle_tun(p.now, &mut p.a, 1000).unwrap().expect("sent at once");
         p.carry(true, tx.link, tx.len);
         p.settle();
     }

@@ -1,5 +1,6 @@
 //! Proves that the engine allocates nothing per packet: a counting global allocator watches
-//! two engines exchange data, keepalives and reordered packets after warm-up.
+//! two engines exchange data, keepalives and reordered packets after warm-up, then packets that
+//! wait in the send queue of an overloaded tunnel.
 //!
 //! This file holds one test, so nothing else runs in this process while it counts.
 
@@ -110,16 +111,15 @@ impl Pair {
     fn send(&mut self, from_client: bool, seq: u64) -> (usize, usize) {
         let engine = if from_client { &mut self.client } else { &mut self.server };
         self.a[DATA_OVERHEAD..DATA_OVERHEAD + 8].copy_from_slice(&seq.to_be_bytes());
-        let tx = engine.handle_tun(self.now, &mut self.a, 1200).expect("a link is up");
+        let tx = engine.handle_tun(self.now, &mut self.a, 1200).expect("a link is up").expect("sent at once");
         (tx.link, tx.len)
     }
 }
 
-#[test]
-fn no_allocation_per_packet() {
-    // Links of 1 Gbit/s: the packets below must not be refused as congestion.
+/// Two engines with `LINKS` links of `bandwidth` bytes/s each, connected and warmed up.
+fn pair(bandwidth: u64) -> Pair {
     let links: Vec<LinkConfig> = (0..LINKS)
-        .map(|i| LinkConfig { bandwidth_upload: Some(125_000_000), ..LinkConfig::new(&format!("l{i}")) })
+        .map(|i| LinkConfig { bandwidth_upload: Some(bandwidth), ..LinkConfig::new(&format!("l{i}")) })
         .collect();
     let psk = kdf::psk_from_password(b"pw");
     let config = |mode| Config {
@@ -148,7 +148,13 @@ fn no_allocation_per_packet() {
     }
     assert_eq!(p.client.connected_links(), LINKS);
     assert_eq!(p.server.connected_links(), LINKS);
+    p
+}
 
+#[test]
+fn no_allocation_per_packet() {
+    // Links of 1 Gbit/s: the packets below must not be refused as congestion.
+    let mut p = pair(125_000_000);
     let mut stash = vec![0u8; 2048];
     COUNTING.store(true, Relaxed);
     for k in 0..20_000u64 {
@@ -174,4 +180,31 @@ fn no_allocation_per_packet() {
     let reordered = p.server.reorder_stats().unwrap().reordered;
     assert!(reordered >= 4_000, "the reorder buffer's copy path ran: {reordered}");
     assert_eq!(allocations, 0, "the engine allocated on the packet path");
+
+    // Links of 1 Mbit/s, offered 38: packets wait in the send queue, go out of poll_transmit
+    // as the links drain, and the rest are refused.
+    let mut p = pair(125_000);
+    COUNTING.store(true, Relaxed);
+    let (mut queued, mut sent) = (0, 0);
+    for k in 0..4_000u64 {
+        p.now += Duration::from_micros(250);
+        p.a[DATA_OVERHEAD..DATA_OVERHEAD + 8].copy_from_slice(&k.to_be_bytes());
+        match p.client.handle_tun(p.now, &mut p.a, 1200) {
+            Ok(Some(tx)) => {
+                sent += 1;
+                p.carry(true, tx.link, tx.len);
+            }
+            Ok(None) => queued += 1,
+            Err(_) => {}
+        }
+        p.settle();
+    }
+    COUNTING.store(false, Relaxed);
+    let allocations = ALLOCATIONS.load(Relaxed);
+    let congested = p.client.drops().congested;
+    println!(
+        "overloaded: {sent} sent at once, {queued} queued, {congested} refused; {allocations} allocations"
+    );
+    assert!(queued > 50 && congested > 1_000, "the send queue's path ran");
+    assert_eq!(allocations, 0, "the engine allocated on the send queue's path");
 }

@@ -566,7 +566,7 @@ mod tests {
         assert_eq!(c.tuntap, TunTap::Tun);
         assert_eq!(c.mtu, 1419);
         assert_eq!(c.timeout, Duration::from_secs(60));
-        assert_eq!(c.reorder_buffer_size, 256);
+        assert_eq!(c.reorder_buffer_size, 1024);
         assert_eq!(c.loss_tolerance, 100);
         assert_eq!(c.latency_tolerance, Duration::from_millis(1000));
         assert!(!c.cleartext_data && c.status_command.is_none() && c.control_bind.is_none());

@@ -23,7 +23,8 @@ mod value;
 pub use error::{ConfigError, ConfigErrors, ErrorKind, MAX_ERRORS, Syntax};
 pub use model::{
     Config, ControlBind, DEFAULT_LATENCY_TOLERANCE, DEFAULT_LOSS_TOLERANCE, DEFAULT_REORDER_BUFFER_SIZE,
-    DEFAULT_TAP_MTU, DEFAULT_TIMEOUT, DEFAULT_TUN_MTU, HookEnv, Link, MTU_MAX, MTU_MIN, Password, TunTap,
+    DEFAULT_RETRANSMIT_BUFFER_SIZE, DEFAULT_TAP_MTU, DEFAULT_TIMEOUT, DEFAULT_TUN_MTU, HookEnv, Link,
+    MTU_MAX, MTU_MIN, Password, TunTap,
 };
 pub use value::{IFNAME_MAX, UNIX_PATH_MAX};
 

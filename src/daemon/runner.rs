@@ -935,7 +935,8 @@ impl Daemon {
     }
 }
 
-/// Seals the packet at `buf[DATA_OVERHEAD..][..len]` and queues it on the link the engine picks.
+/// Seals the packet at `buf[DATA_OVERHEAD..][..len]` and queues it on the link the engine picks
+/// (or the engine keeps it for later: it comes out of `poll_transmit` in the next flush).
 fn into_tunnel(
     engine: &mut Tunnel,
     links: &mut [LinkIo],
@@ -944,7 +945,7 @@ fn into_tunnel(
     buf: &mut [u8],
     len: usize,
 ) {
-    if let Ok(tx) = engine.handle_tun(now, buf, len) {
+    if let Ok(Some(tx)) = engine.handle_tun(now, buf, len) {
         send(&mut links[tx.link], drops, now, &buf[..tx.len], tx.dst);
     }
 }

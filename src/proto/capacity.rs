@@ -7,25 +7,45 @@
 //!   received on the link, stamped with the peer's clock. Bytes over peer time between two
 //!   reports at least [`SAMPLE_SPAN`] apart is a delivery rate, immune to jitter on the way back.
 //! * **Bottleneck bandwidth** is the largest sample of the last [`MAX_WINDOW`]. A sample taken
-//!   while we did not keep the link busy says nothing about the link's limit (only about our
-//!   demand), so it may raise the estimate but never lower it.
+//!   while the link was not the bottleneck of what we sent says nothing about its limit (only
+//!   about our demand), so it may raise the estimate but never lower it. The link is the
+//!   bottleneck when the scheduler keeps it backlogged, or when it delivers clearly less than
+//!   we offered it ([`SATURATED_RATIO`]) while our packets queue in it ([`SATURATED_QUEUE`]):
+//!   the second is what follows a link that got slower, which by the stale estimate looks idle.
+//! * **Got slower**: a whole round of delivering less than [`SLOWER_RATIO`] of what we offered
+//!   and clearly less than the estimate, with a queue standing: the estimate drops at once to
+//!   what the link delivers rather than waiting for the window to forget. (Once a link's buffer
+//!   is full its delay stops growing; what it drops is the only sign left.)
 //! * **Pacing**: the scheduler lets the link carry `gain × estimate`. In *startup* the gain is 2
-//!   so the estimate doubles each round until it stops growing; then it cycles through
-//!   [`PROBE_GAINS`]: one round at 1.25 to find capacity that appeared, one at 0.75 to drain the
-//!   queue that built, six at 1.
-//! * **Queueing delay**: the receiver also reports how much longer than the minimum our packets
-//!   took. Longer than [`STANDING_QUEUE`] means a queue stands that the pacing does not drain
-//!   (startup overshot, or the estimate is a little high): the gain drops to the draining 0.75
-//!   until it is gone. Far too long ([`QUEUE_TOO_LONG`]) means the estimate is stale (the link
-//!   got slower): it drops at once to what is being delivered, rather than waiting for the
-//!   window to forget.
+//!   so the estimate doubles each round until it stops growing or a queue builds; then it cycles
+//!   through [`PROBE_GAINS`]: one round at 1.1 to find capacity that appeared, one at 0.9 to
+//!   drain the queue that built, six at 1.
 //!
-//! * **Startup again**: packets refused while the receiver sees no queue mean the estimate is
-//!   too low — typically learnt while the link carried only light traffic — so the link goes
-//!   back to startup.
+//! **The queue we planned against the queue there is.** The scheduler keeps a model of each
+//! link's queue (what we sent, drained at the pacing rate) and fills it on purpose, up to its
+//! limit ([`super::arrival`]). So a queue alone says nothing about the estimate; what does is
+//! how the real queue moves against the model. Each keepalive we send records the model's queueing ahead of it (*planned*, smoothed
+//! as the receiver smooths its delays, [`super::owd`]), and each report of the peer gives the
+//! smoothed one-way delay of our keepalives up to the one it echoes. Between two reports the
+//! delay grew by as much as the real queue did; the planned queueing of the two echoed
+//! keepalives grew by as much as the model's did. The difference — the *drift* — is what the
+//! model got wrong:
+//!
+//! * It moves the model ([`Capacity::take_correction`]). Integrating an estimated rate, the
+//!   model would otherwise go on believing in a queue that drained faster than it thought, or
+//!   miss one that did not. A link that got slower is relieved at the next report, before its
+//!   estimate catches up; the real queue stays where the scheduler means it to be.
+//! * The model holds [`FASTER_SHORTFALL`] of queue while the real queue stays empty, for a round:
+//!   the link drains faster than we think — the estimate was learnt from light traffic, or a
+//!   search ended early while other links took the load — so the link goes back to startup.
+//!
+//! Differences, not levels, because the receiver can only measure queueing against the smallest
+//! delay it saw lately, which is no floor at all once a queue has stood that long. (An empty
+//! queue is the exception: then the smallest delay is the floor.)
 //!
 //! A configured `bandwidth_upload` is the starting estimate and a ceiling.
 
+use super::owd::wrapping_diff;
 use super::time::{Duration, Instant};
 
 /// Shortest span of a delivery-rate sample: shorter spans measure packet bunching.
@@ -40,15 +60,25 @@ pub const PROBE_GAINS: [u32; 8] = [110, 90, 100, 100, 100, 100, 100, 100];
 pub const STARTUP_GAIN: u32 = 200;
 /// Startup ends after this many rounds without 25% growth.
 const STARTUP_FLAT_ROUNDS: u32 = 3;
-/// Queueing delay beyond which the estimate is known to be too high.
-pub const QUEUE_TOO_LONG: Duration = Duration::from_millis(40);
-/// Queueing delay beyond which the link is drained (the scheduler itself queues up to
-/// [`super::arrival::QUEUE_LIMIT`]; this leaves room for that and for jitter).
-pub const STANDING_QUEUE: Duration = Duration::from_millis(25);
-/// Below this queueing delay, packets refused for congestion mean the estimate is too low.
-pub const STARTUP_AGAIN_QUEUE: Duration = Duration::from_millis(5);
-/// Gain while draining a standing queue.
-const DRAIN_GAIN: u32 = 75;
+/// Real queueing (as the receiver measures it) beyond which startup ends: the link does not
+/// carry what startup sends.
+pub const STARTUP_EXIT_QUEUE: Duration = Duration::from_millis(10);
+/// A sample counts as the link's limit when we offered at least this much more (in percent)
+/// than it delivered ...
+pub const SATURATED_RATIO: u64 = 110;
+/// ... while the receiver sees our packets queue at least this long (random loss alone is no
+/// saturation).
+pub const SATURATED_QUEUE: Duration = Duration::from_millis(10);
+/// A round of offering this much more (in percent) than the link delivers, its best delivery
+/// clearly below the estimate, means it got slower (1.1 probing cannot do it, nor 10% loss).
+pub const SLOWER_RATIO: u64 = 125;
+/// Planned queueing from which, with the real queue empty ([`EMPTY_QUEUE`]) for a round, the
+/// link is faster than its estimate (most of the scheduler's [`super::arrival::QUEUE_LIMIT`]:
+/// the link takes all we give it).
+pub const FASTER_SHORTFALL: Duration = Duration::from_millis(8);
+/// Real queueing below this is none (smoothing noise). A link at its capacity always shows a
+/// few milliseconds: the probing round sends a tenth more than it carries.
+pub const EMPTY_QUEUE: Duration = Duration::from_millis(2);
 /// Estimate before anything is known (bytes/s): 2 Mbit/s.
 pub const INITIAL_RATE: u64 = 250_000;
 /// Never below 100 kbit/s: a link this slow still carries keepalives and is probed upwards.
@@ -58,6 +88,89 @@ pub const MIN_RATE: u64 = 12_500;
 const BUCKETS: usize = 6;
 /// Reports remembered to find one a span back (reports come every 20 ms or so under load).
 const HISTORY: usize = 32;
+/// Keepalives whose planned queueing we remember until the peer's report on them comes back
+/// (they go every 20 to 50 ms under load: 0.6 s or more).
+const PLANNED_HISTORY: usize = 32;
+
+/// The scheduler's planned queueing at each keepalive we send, smoothed as
+/// [`super::owd::OwdTracker`] smooths the delays the receiver measures, so the two move alike.
+#[derive(Debug, Clone)]
+struct Planned {
+    /// µs.
+    smoothed: i64,
+    samples: u64,
+    /// (keepalive timestamp, smoothed planned queueing in µs).
+    history: [(u32, u32); PLANNED_HISTORY],
+    next: usize,
+    /// The last report compared: (echoed timestamp, the peer's smoothed delay, our smoothed
+    /// planned queueing then).
+    last: Option<(u32, u32, i64)>,
+}
+
+impl Planned {
+    fn new() -> Self {
+        Planned { smoothed: 0, samples: 0, history: [(0, u32::MAX); PLANNED_HISTORY], next: 0, last: None }
+    }
+
+    fn on_keepalive(&mut self, timestamp: u32, queue: Duration) {
+        let v = queue.as_micros().min(u64::from(u32::MAX - 1)) as i64;
+        if self.samples == 0 {
+            self.smoothed = v;
+        } else {
+            self.smoothed += (v - self.smoothed) / 8;
+        }
+        self.samples += 1;
+        self.history[self.next] = (timestamp, self.smoothed as u32);
+        self.next = (self.next + 1) % PLANNED_HISTORY;
+    }
+
+    /// Smoothed planned queueing when we sent the keepalive stamped `timestamp`, µs.
+    fn at(&self, timestamp: u32) -> Option<i64> {
+        self.history.iter().find(|&&(ts, q)| ts == timestamp && q != u32::MAX).map(|&(_, q)| i64::from(q))
+    }
+
+    /// The model was moved by `by` µs: what we remember moves with it, as if the model had
+    /// always held that much more (or less), so the next report does not count it again.
+    fn shift(&mut self, by: i64) {
+        self.smoothed = (self.smoothed + by).max(0);
+        for h in self.history.iter_mut().filter(|h| h.1 != u32::MAX) {
+            h.1 = (i64::from(h.1) + by).clamp(0, i64::from(u32::MAX - 1)) as u32;
+        }
+        if let Some(l) = &mut self.last {
+            l.2 += by;
+        }
+    }
+
+    /// The drift since the last report, µs: how much more the real queue grew than the
+    /// planned one (`owd`: the peer's smoothed delay of our keepalives up to `echo`).
+    fn drift(&mut self, echo: u32, owd: u32) -> Option<i64> {
+        let planned = self.at(echo)?;
+        let drift = match self.last {
+            // Only a newer report moves anything (a reordered one is not).
+            Some((e, o, p)) if (echo.wrapping_sub(e) as i32) > 0 => wrapping_diff(owd, o) - (planned - p),
+            Some((e, _, _)) if echo != e => return None,
+            _ => 0,
+        };
+        self.last = Some((echo, owd, planned));
+        Some(drift)
+    }
+}
+
+/// What a keepalive from the peer says about our packets on the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// The peer's clock when it sent the report ...
+    pub peer_ts: u32,
+    /// ... and the bytes (wrapping) it had received on this link by then.
+    pub rx_bytes: u32,
+    /// The smoothed one-way delay of our keepalives with the clocks' offset, and its minimum
+    /// lately ([`super::owd`]).
+    pub owd: Option<(u32, u32)>,
+    /// The timestamp of the last keepalive of ours that measurement includes.
+    pub echo: Option<u32>,
+    /// Bytes we have sent on the link so far (of any kind, as the peer counts what it receives).
+    pub tx_bytes: u64,
+}
 
 #[derive(Debug, Clone)]
 pub struct Capacity {
@@ -65,8 +178,9 @@ pub struct Capacity {
     estimate: u64,
     /// Max of accepted samples per bucket, and the bucket's start.
     buckets: [(u64, Instant); BUCKETS],
-    /// (peer timestamp, cumulative bytes received) of recent reports.
-    history: [(u32, u32); HISTORY],
+    /// (peer timestamp, cumulative bytes received, our cumulative bytes sent when the report
+    /// came) of recent reports.
+    history: [(u32, u32, u64); HISTORY],
     history_len: usize,
     history_next: usize,
     startup: bool,
@@ -79,15 +193,19 @@ pub struct Capacity {
     busy_since: Option<Instant>,
     /// Latest delivery rate sample.
     pub latest: u64,
-    /// The receiver says our packets wait in a queue the pacing does not drain.
-    draining: bool,
-    /// Since when the link has queued too long while busy, and the best it delivered since.
-    slow_since: Instant,
-    recent_busy_max: u64,
+    /// The round in which the link is watched for getting slower: since when, the bytes we had
+    /// sent then, the best delivery sample since, and whether it queued all along.
+    watch_since: Instant,
+    watch_tx: u64,
+    watch_best: u64,
+    watch_queued: bool,
+    /// Drift not yet handed to the scheduler, µs.
+    correction: i64,
+    /// Since when the model has planned a queue the link did not have.
+    faster_since: Option<Instant>,
     /// A delivery sample has been recorded: the estimate is a measurement, not a guess.
     measured: bool,
-    /// When the scheduler last refused a packet because this link's queue model was full.
-    refused_at: Option<Instant>,
+    planned: Planned,
 }
 
 impl Capacity {
@@ -97,7 +215,7 @@ impl Capacity {
             cap,
             estimate: start,
             buckets: [(0, now); BUCKETS],
-            history: [(0, 0); HISTORY],
+            history: [(0, 0, 0); HISTORY],
             history_len: 0,
             history_next: 0,
             startup: true,
@@ -108,11 +226,14 @@ impl Capacity {
             cycle_start: now,
             busy_since: None,
             latest: 0,
-            draining: false,
-            slow_since: now,
-            recent_busy_max: 0,
+            watch_since: now,
+            watch_tx: 0,
+            watch_best: 0,
+            watch_queued: true,
+            correction: 0,
+            faster_since: None,
             measured: false,
-            refused_at: None,
+            planned: Planned::new(),
         }
     }
 
@@ -133,95 +254,106 @@ impl Capacity {
         self.startup
     }
 
-    fn gain(&self) -> u32 {
-        if self.draining {
-            DRAIN_GAIN
-        } else if self.startup {
-            STARTUP_GAIN
-        } else {
-            PROBE_GAINS[self.cycle_index]
-        }
+    /// Still searching, with the estimate only a lower bound: the scheduler must not limit the
+    /// link's queue on the strength of it. (At a configured ceiling there is nothing to find.)
+    pub fn probing(&self) -> bool {
+        self.startup && self.cap.is_none_or(|c| self.estimate < c)
     }
 
-    /// The rate the scheduler may send at now, bytes/s.
+    fn gain(&self) -> u32 {
+        if self.startup { STARTUP_GAIN } else { PROBE_GAINS[self.cycle_index] }
+    }
+
+    /// The rate the scheduler may send at now, bytes/s. Never more than the probing gain
+    /// above a configured ceiling: startup's doubling would only overfill the link's queue.
     pub fn pacing_rate(&self) -> u64 {
         let r = self.estimate.saturating_mul(u64::from(self.gain())) / 100;
-        self.cap.map_or(r, |c| r.min(c.saturating_mul(u64::from(self.gain().max(100))) / 100)).max(MIN_RATE)
+        let ceiling = |c: u64| c.saturating_mul(u64::from(self.gain().clamp(100, PROBE_GAINS[0]))) / 100;
+        self.cap.map_or(r, |c| r.min(ceiling(c))).max(MIN_RATE)
     }
 
-    /// The scheduler refused a packet with this link's queue model full.
-    pub fn on_refused(&mut self, now: Instant) {
-        self.refused_at = Some(now);
+    /// We sent a keepalive stamped `timestamp` while the scheduler modelled `planned` of
+    /// queueing ahead of it on this link.
+    pub fn on_keepalive_sent(&mut self, timestamp: u32, planned: Duration) {
+        self.planned.on_keepalive(timestamp, planned);
     }
 
-    /// The scheduler tells whether it keeps the link backlogged (it had more to send than the
-    /// pacing rate allowed).
-    pub fn set_busy(&mut self, now: Instant, busy: bool) {
-        match (busy, self.busy_since) {
-            (true, None) => self.busy_since = Some(now),
-            (false, Some(_)) => self.busy_since = None,
-            _ => {}
-        }
+    /// The scheduler tells since when it has kept the link backlogged without a break (it
+    /// had more to send than the pacing rate allowed), if it has.
+    pub fn set_busy(&mut self, since: Option<Instant>) {
+        self.busy_since = since;
     }
 
     fn busy_for(&self, now: Instant, span: Duration) -> bool {
         self.busy_since.is_some_and(|t| now - t >= span)
     }
 
-    /// A receiver report: at peer time `peer_ts` it had received `rx_bytes` (wrapping) on this
-    /// link, and our packets queued `queueing` longer than the minimum. `round` is one round
-    /// trip (SRTT, at least a few milliseconds).
-    /// `jitter` (RTTVAR) widens the span of delivery samples: on a link whose packets bunch
-    /// up, a short span measures the bunching.
-    pub fn on_report(
-        &mut self,
-        now: Instant,
-        peer_ts: u32,
-        rx_bytes: u32,
-        queueing: Option<Duration>,
-        round: Duration,
-        jitter: Duration,
-    ) {
-        if let Some(q) = queueing {
-            // Hysteresis: drain from STANDING_QUEUE down to half of it.
-            self.draining = q > STANDING_QUEUE || (self.draining && q > STANDING_QUEUE.div(2));
-            // Packets refused while the link's real queue is empty: the estimate is too low
-            // (it was learnt from light traffic, such as the acknowledgements of a transfer
-            // the other way). Find the capacity again.
-            let refused = self.refused_at.is_some_and(|t| now - t <= round.max(Duration::from_millis(50)));
-            if !self.startup && refused && q < STARTUP_AGAIN_QUEUE {
-                self.startup = true;
-                self.flat_rounds = 0;
-                self.round_best = self.estimate;
-                self.round_start = now;
-                self.refused_at = None;
-            }
-        }
+    fn restart_startup(&mut self, now: Instant) {
+        self.startup = true;
+        self.flat_rounds = 0;
+        self.round_best = self.estimate;
+        self.round_start = now;
+        self.faster_since = None;
+    }
+
+    /// A receiver report. `round` is one round trip (SRTT, at least a few milliseconds);
+    /// `jitter` (RTTVAR) widens the span of delivery samples: on a link whose packets bunch up,
+    /// a short span measures the bunching.
+    pub fn on_report(&mut self, now: Instant, report: Report, round: Duration, jitter: Duration) {
         let span = jitter.saturating_mul(2).clamp_to(SAMPLE_SPAN, MAX_SPAN);
-        let sample = self.sample(peer_ts, rx_bytes, span);
-        if let Some(rate) = sample {
+        let round = round.max(span);
+        let queueing = report.owd.map(|(o, min)| Duration::from_micros(wrapping_diff(o, min).max(0) as u64));
+        let drift = match (report.echo, report.owd) {
+            (Some(e), Some((o, _))) => self.planned.drift(e, o),
+            _ => None,
+        };
+        if let Some(d) = drift.filter(|&d| d != 0) {
+            self.correction += d;
+            self.planned.shift(d);
+        }
+        // The model plans a queue the link does not have.
+        let planned = report.echo.and_then(|e| self.planned.at(e)).unwrap_or(0);
+        let shortfall =
+            queueing.is_some_and(|q| q < EMPTY_QUEUE) && planned >= FASTER_SHORTFALL.as_micros() as i64;
+        if shortfall {
+            let since = *self.faster_since.get_or_insert(now);
+            if !self.startup && self.cap.is_none_or(|c| self.estimate < c) && now - since >= round {
+                // For a round the model planned a queue that was not there, however it was
+                // moved to the real one: the link drains faster than we think.
+                self.restart_startup(now);
+            }
+        } else {
+            self.faster_since = None;
+        }
+        let queued = queueing.is_some_and(|q| q >= SATURATED_QUEUE);
+        self.watch_queued &= queued;
+        let sample = self.sample(report.peer_ts, report.rx_bytes, report.tx_bytes, span);
+        if let Some((rate, offered)) = sample {
             self.latest = rate;
-            let busy = self.busy_for(now, span);
-            if busy || rate > self.estimate {
+            let saturated = queued && offered.saturating_mul(100) >= rate.saturating_mul(SATURATED_RATIO);
+            if self.busy_for(now, span) || saturated || rate > self.estimate {
                 self.record(now, rate);
             }
-            if busy && queueing.is_some_and(|q| q > QUEUE_TOO_LONG) {
-                self.recent_busy_max = self.recent_busy_max.max(rate);
-            } else {
-                self.recent_busy_max = 0;
-                self.slow_since = now;
-            }
-            if self.recent_busy_max > 0
-                && now - self.slow_since >= round.max(span)
-                && self.recent_busy_max < self.estimate - self.estimate / 5
-            {
-                // For a whole round the link queued far too long and delivered clearly less
-                // than we think it can: it got slower. Believe what it delivers now.
-                self.buckets = [(0, now); BUCKETS];
-                self.record(now, self.recent_busy_max);
-                self.recent_busy_max = 0;
-                self.slow_since = now;
-                self.startup = false;
+            self.watch_best = self.watch_best.max(rate);
+            let elapsed = now - self.watch_since;
+            if elapsed >= round {
+                let offered =
+                    report.tx_bytes.saturating_sub(self.watch_tx) * 1_000_000 / elapsed.as_micros().max(1);
+                if self.watch_queued
+                    && self.watch_best > 0
+                    && offered.saturating_mul(100) >= self.watch_best.saturating_mul(SLOWER_RATIO)
+                    && self.watch_best < self.estimate - self.estimate / 5
+                {
+                    // For a whole round the link queued and carried clearly less than we
+                    // offered and than we think it can: it got slower. Believe what it delivers.
+                    self.buckets = [(0, now); BUCKETS];
+                    self.record(now, self.watch_best);
+                    self.startup = false;
+                }
+                self.watch_since = now;
+                self.watch_tx = report.tx_bytes;
+                self.watch_best = 0;
+                self.watch_queued = true;
             }
             // With no trusted sample in the window (an idle link), the estimate stands.
             let windowed = self.buckets.iter().map(|b| b.0).max().unwrap_or(0);
@@ -235,16 +367,25 @@ impl Capacity {
         self.advance_round(now, round, queueing);
     }
 
-    fn sample(&mut self, peer_ts: u32, rx_bytes: u32, span: Duration) -> Option<u64> {
+    /// How far the scheduler's model of the link's queue has drifted from the real queue since
+    /// it was last asked (µs: positive, the real one grew more), once: the model is to be moved
+    /// by it.
+    pub fn take_correction(&mut self) -> i64 {
+        std::mem::take(&mut self.correction)
+    }
+
+    /// A delivery rate sample over at least `span`, and the rate we offered the link between
+    /// the same two reports, bytes/s.
+    fn sample(&mut self, peer_ts: u32, rx_bytes: u32, tx_bytes: u64, span: Duration) -> Option<(u64, u64)> {
         let span_us = span.as_micros() as u32;
         // Newest first: the first report at least a span older than this one.
         let mut found = None;
         for k in 0..self.history_len {
             let idx = (self.history_next + HISTORY - 1 - k) % HISTORY;
-            let (ts, bytes) = self.history[idx];
+            let (ts, bytes, tx) = self.history[idx];
             let dt = peer_ts.wrapping_sub(ts);
             if dt >= span_us && dt < 10_000_000 {
-                found = Some((dt, rx_bytes.wrapping_sub(bytes)));
+                found = Some((dt, rx_bytes.wrapping_sub(bytes), tx_bytes.saturating_sub(tx)));
                 break;
             }
         }
@@ -255,12 +396,13 @@ impl Capacity {
         };
         // Keep reports in peer-time order; a reordered one is not history.
         if newest.is_none_or(|n| (peer_ts.wrapping_sub(n) as i32) > 0) {
-            self.history[self.history_next] = (peer_ts, rx_bytes);
+            self.history[self.history_next] = (peer_ts, rx_bytes, tx_bytes);
             self.history_next = (self.history_next + 1) % HISTORY;
             self.history_len = (self.history_len + 1).min(HISTORY);
         }
-        let (dt, bytes) = found?;
-        Some(u64::from(bytes) * 1_000_000 / u64::from(dt))
+        let (dt, bytes, sent) = found?;
+        let per_s = |b: u64| b * 1_000_000 / u64::from(dt);
+        Some((per_s(u64::from(bytes)), per_s(sent)))
     }
 
     /// Whether the estimate comes from measurements (or is still the starting guess).
@@ -291,12 +433,25 @@ impl Capacity {
     fn advance_round(&mut self, now: Instant, round: Duration, queueing: Option<Duration>) {
         let round = round.max(Duration::from_millis(20));
         if self.startup {
+            // A queue built: the link does not carry what startup sends. (What the scheduler
+            // planned says nothing here: startup's rate is a lower bound, and the link's queue
+            // is not limited by it.) Checked at every report: a probing link takes whatever
+            // the others cannot, and its buffer fills within a round.
+            let queue_built = queueing.is_some_and(|q| q > STARTUP_EXIT_QUEUE);
+            let at_cap = self.cap.is_some_and(|c| self.estimate >= c);
+            if queue_built || at_cap || self.flat_rounds >= STARTUP_FLAT_ROUNDS {
+                self.startup = false;
+                // Start with the 0.9 round: startup overfilled the queue.
+                self.cycle_index = 1;
+                self.cycle_start = now;
+                return;
+            }
             if now - self.round_start < round {
                 return;
             }
+            self.round_start = now;
             if self.busy_since.is_none() {
                 // Not using the link fully says nothing about its capacity: startup waits.
-                self.round_start = now;
                 return;
             }
             if self.estimate >= self.round_best + self.round_best / 4 {
@@ -304,17 +459,6 @@ impl Capacity {
                 self.flat_rounds = 0;
             } else {
                 self.flat_rounds += 1;
-            }
-            self.round_start = now;
-            let queue_built = queueing.is_some_and(|q| q > STANDING_QUEUE.div(2));
-            if self.flat_rounds >= STARTUP_FLAT_ROUNDS
-                || queue_built
-                || self.cap.is_some_and(|c| self.estimate >= c)
-            {
-                self.startup = false;
-                // Start with the draining phase: startup overfilled the queue.
-                self.cycle_index = 1;
-                self.cycle_start = now;
             }
         } else if now - self.cycle_start >= round {
             self.cycle_index = (self.cycle_index + 1) % PROBE_GAINS.len();
@@ -325,132 +469,207 @@ impl Capacity {
 
 #[cfg(test)]
 mod tests {
+    use super::super::owd::OwdTracker;
     use super::*;
 
-    /// A link of `rate` bytes/s we keep busy: the peer reports every 20 ms.
-    fn feed(c: &mut Capacity, from_ms: u64, to_ms: u64, rate: u64, bytes: &mut u64) {
-        let mut t = from_ms;
-        while t < to_ms {
-            t += 20;
-            *bytes += rate * 20 / 1000;
-            let now = Instant::from_micros(t * 1000);
-            c.set_busy(now, true);
-            c.on_report(
-                now,
-                (t * 1000) as u32,
-                *bytes as u32,
-                Some(Duration::from_millis(5)),
-                Duration::from_millis(40),
-                Duration::ZERO,
-            );
+    fn ms(v: u64) -> Instant {
+        Instant::from_micros(v * 1000)
+    }
+
+    /// One link in a closed loop. Every millisecond we send `send` bytes/s worth onto it; the
+    /// scheduler's model of its queue drains at our pacing rate, the real queue at the link's
+    /// `rate`. Every 20 ms a keepalive goes out (recording the model's queueing), waits behind
+    /// the real queue, and the peer measures it as the receiver does ([`OwdTracker`]) and
+    /// reports at once; corrections move the model as the arrival scheduler does.
+    struct Link {
+        c: Capacity,
+        t: u64,
+        model: f64,
+        real: f64,
+        delivered: f64,
+        owd: OwdTracker,
+        corrections: i64,
+        busy_from: Option<Instant>,
+        sent: f64,
+    }
+
+    impl Link {
+        fn new(cap: Option<u64>) -> Self {
+            Link {
+                c: Capacity::new(cap, Instant::ZERO),
+                t: 0,
+                model: 0.0,
+                real: 0.0,
+                delivered: 0.0,
+                owd: OwdTracker::default(),
+                corrections: 0,
+                busy_from: None,
+                sent: 0.0,
+            }
+        }
+
+        /// Runs for `for_ms` with the link at `rate` bytes/s and the scheduler sending at `send`
+        /// (`None`: as fast as the model lets it, keeping the model's queue at `keep` ms).
+        fn run(&mut self, for_ms: u64, rate: u64, send: Option<u64>, keep: u64) {
+            for _ in 0..for_ms {
+                self.t += 1;
+                let pacing = self.c.pacing_rate() as f64;
+                self.model = (self.model - pacing / 1000.0).max(0.0);
+                if self.model == 0.0 {
+                    self.busy_from = None;
+                }
+                let drained = self.real.min(rate as f64 / 1000.0);
+                self.real -= drained;
+                self.delivered += drained;
+                let sent = match send {
+                    Some(s) => s as f64 / 1000.0,
+                    None => (pacing * keep as f64 / 1000.0 - self.model).max(0.0),
+                };
+                self.model += sent;
+                self.sent += sent;
+                if self.model > 0.0 && self.busy_from.is_none() {
+                    self.busy_from = Some(ms(self.t));
+                }
+                // A real link's buffer: 200 ms.
+                self.real = (self.real + sent).min(rate as f64 * 0.2);
+                if self.t % 20 != 0 {
+                    continue;
+                }
+                let now = ms(self.t);
+                let ts = now.wire_timestamp();
+
+                let planned = Duration::from_micros((self.model * 1e6 / pacing) as u64);
+                self.c.on_keepalive_sent(ts, planned);
+                let wait = Duration::from_micros((self.real * 1e6 / rate as f64) as u64);
+                self.owd.on_sample(now + Duration::from_millis(10) + wait, ts);
+                self.c.set_busy(self.busy_from);
+                let report = Report {
+                    peer_ts: ts,
+                    rx_bytes: self.delivered as u64 as u32,
+                    owd: Some((self.owd.smoothed(), self.owd.smoothed_min())),
+                    echo: Some(ts),
+                    tx_bytes: self.sent as u64,
+                };
+                self.c.on_report(now, report, Duration::from_millis(40), Duration::ZERO);
+                let c = self.c.take_correction();
+                self.corrections += c;
+                self.model = (self.model + c as f64 * pacing / 1e6).max(0.0);
+            }
+        }
+
+        fn mbit(&self) -> f64 {
+            self.c.estimate() as f64 * 8e-6
         }
     }
 
     #[test]
     fn learns_a_busy_links_rate() {
-        let mut c = Capacity::new(None, Instant::ZERO);
-        let mut bytes = 0;
-        feed(&mut c, 0, 3000, 5_000_000, &mut bytes);
-        let e = c.estimate();
-        assert!((4_800_000..=5_200_000).contains(&e), "{e}");
-        assert!(!c.in_startup());
-    }
-
-    #[test]
-    fn follows_a_drop_in_capacity_within_the_window() {
-        let mut c = Capacity::new(None, Instant::ZERO);
-        let mut bytes = 0;
-        feed(&mut c, 0, 3000, 5_000_000, &mut bytes);
-        feed(&mut c, 3000, 3000 + MAX_WINDOW.as_millis() + 200, 1_250_000, &mut bytes);
-        let e = c.estimate();
-        assert!((1_150_000..=1_350_000).contains(&e), "{e}");
+        let mut l = Link::new(None);
+        l.run(3000, 5_000_000, None, 20);
+        assert!((38.0..=42.0).contains(&l.mbit()), "{}", l.mbit());
+        assert!(!l.c.in_startup());
+        assert!(l.real < 5_000_000.0 * 0.03, "the real queue stays near the planned 20 ms");
     }
 
     #[test]
     fn an_idle_link_keeps_its_estimate() {
-        let mut c = Capacity::new(None, Instant::ZERO);
-        let mut bytes = 0;
-        feed(&mut c, 0, 3000, 5_000_000, &mut bytes);
-        let before = c.estimate();
-        c.set_busy(Instant::from_micros(3_000_000), false);
+        let mut l = Link::new(None);
+        l.run(3000, 5_000_000, None, 20);
+        let before = l.c.estimate();
         // Little traffic for 5 s: samples are low but not trusted.
-        let mut t = 3000;
-        while t < 8000 {
-            t += 20;
-            bytes += 1000;
-            let now = Instant::from_micros(t * 1000);
-            c.on_report(
-                now,
-                (t * 1000) as u32,
-                bytes as u32,
-                Some(Duration::ZERO),
-                Duration::from_millis(40),
-                Duration::ZERO,
-            );
-        }
-        assert_eq!(c.estimate(), before);
+        l.run(5000, 5_000_000, Some(50_000), 0);
+        assert_eq!(l.c.estimate(), before);
     }
 
     #[test]
-    fn refusals_with_an_empty_queue_restart_the_search() {
-        let mut c = Capacity::new(None, Instant::ZERO);
-        let mut bytes = 0;
-        // Light, steady traffic: the estimate settles low and startup ends.
-        feed(&mut c, 0, 3000, 250_000, &mut bytes);
-        while c.in_startup() {
-            let now = Instant::from_micros(3_100_000);
-            c.on_report(
-                now,
-                3_100_000,
-                bytes as u32,
-                Some(Duration::from_millis(30)),
-                Duration::from_millis(40),
-                Duration::ZERO,
-            );
-        }
-        let t = Instant::from_micros(3_200_000);
-        c.on_refused(t);
-        c.on_report(
-            t,
-            3_200_000,
-            bytes as u32,
-            Some(Duration::from_millis(1)),
-            Duration::from_millis(40),
-            Duration::ZERO,
+    fn follows_a_link_that_got_slower_though_the_model_sees_no_backlog() {
+        // Demand is below the old estimate, so by the model the link is never backlogged; but
+        // the link now carries only a quarter of it, and the queue that builds is far beyond
+        // anything planned.
+        let mut l = Link::new(None);
+        l.run(3000, 5_000_000, None, 20);
+        l.run(1000, 1_250_000, Some(3_000_000), 0);
+        assert!((9.0..=11.0).contains(&l.mbit()), "{}", l.mbit());
+    }
+
+    #[test]
+    fn follows_a_drop_in_capacity_under_full_load() {
+        let mut l = Link::new(None);
+        l.run(3000, 5_000_000, None, 20);
+        l.run(1000, 1_250_000, None, 20);
+        assert!((9.0..=11.0).contains(&l.mbit()), "{}", l.mbit());
+        l.run(1000, 1_250_000, None, 20);
+        assert!(l.real < 1_250_000.0 * 0.04, "and the queue is back near the planned");
+    }
+
+    #[test]
+    fn drift_moves_the_model_once() {
+        let mut l = Link::new(None);
+        l.run(3000, 5_000_000, None, 20);
+        l.run(1000, 5_000_000, None, 35);
+        // Steady: the model no longer moves (bar the probing rounds, which move the real queue).
+        l.corrections = 0;
+        l.run(160, 5_000_000, None, 35);
+        assert!(l.corrections.abs() < 2_000, "{}", l.corrections);
+        // The peer's delay grew 12 ms more than the planned queue since the last report: the
+        // model is moved; the same report again moves nothing; a report 20 ms shorter moves it
+        // back.
+        let now = ms(l.t);
+        let ts = now.wire_timestamp();
+        let (owd, min) = (l.owd.smoothed(), l.owd.smoothed_min());
+        let report = |extra: i64| Report {
+            peer_ts: ts,
+            rx_bytes: l.delivered as u64 as u32,
+            owd: Some((owd.wrapping_add(extra as u32), min)),
+            echo: Some(ts),
+            tx_bytes: l.sent as u64,
+        };
+        let round = Duration::from_millis(40);
+        l.c.on_report(now, report(0), round, Duration::ZERO);
+        let _ = l.c.take_correction();
+        let next = ts.wrapping_add(1);
+        l.c.on_keepalive_sent(
+            next,
+            l.c.planned.at(ts).map_or(Duration::ZERO, |p| Duration::from_micros(p as u64)),
         );
-        assert!(c.in_startup(), "the search starts again");
-        assert!(c.pacing_rate() >= 2 * c.estimate() - 1);
+        let report2 = |extra: i64| Report { echo: Some(next), ..report(extra) };
+        l.c.on_report(now, report2(12_000), round, Duration::ZERO);
+        assert_eq!(l.c.take_correction(), 12_000);
+        l.c.on_report(now, report2(12_000), round, Duration::ZERO);
+        assert_eq!(l.c.take_correction(), 0);
+    }
+
+    #[test]
+    fn a_link_faster_than_its_estimate_is_searched_again() {
+        let mut l = Link::new(None);
+        // Light, steady traffic: the estimate settles low and startup ends.
+        l.run(5000, 5_000_000, Some(250_000), 0);
+        l.run(20, 5_000_000, Some(250_000), 0);
+        let low = l.mbit();
+        assert!(low < 3.0 && !l.c.in_startup(), "{low}");
+        // Now a flow wants all it can give: the model's queue stands while the real one empties.
+        l.run(3000, 5_000_000, None, 20);
+        assert!((36.0..=44.0).contains(&l.mbit()), "{}", l.mbit());
     }
 
     #[test]
     fn configured_bandwidth_starts_and_caps() {
-        let mut c = Capacity::new(Some(1_000_000), Instant::ZERO);
-        assert_eq!(c.estimate(), 1_000_000);
-        let mut bytes = 0;
-        feed(&mut c, 0, 2000, 3_000_000, &mut bytes);
-        assert_eq!(c.estimate(), 1_000_000);
-        assert!(c.pacing_rate() <= 1_250_000);
+        let mut l = Link::new(Some(1_000_000));
+        assert_eq!(l.c.estimate(), 1_000_000);
+        assert!(!l.c.probing(), "nothing to search beyond the ceiling");
+        l.run(2000, 3_000_000, None, 20);
+        assert_eq!(l.c.estimate(), 1_000_000);
+        assert!(l.c.pacing_rate() <= 1_100_000);
     }
 
     #[test]
-    fn a_long_queue_cuts_the_estimate_at_once() {
-        let mut c = Capacity::new(None, Instant::ZERO);
-        let mut bytes = 0;
-        feed(&mut c, 0, 3000, 5_000_000, &mut bytes);
-        let mut t = 3000;
-        for _ in 0..10 {
-            t += 20;
-            bytes += 1_000_000 * 20 / 1000;
-            let now = Instant::from_micros(t * 1000);
-            c.on_report(
-                now,
-                (t * 1000) as u32,
-                bytes as u32,
-                Some(Duration::from_millis(100)),
-                Duration::from_millis(40),
-                Duration::ZERO,
-            );
+    fn planned_queueing_is_matched_to_the_keepalive_the_peer_measured() {
+        let mut p = Planned::new();
+        for k in 0..10u64 {
+            p.on_keepalive(k as u32, Duration::from_millis(10 * k));
         }
-        assert!(c.estimate() < 2_500_000, "{}", c.estimate());
+        assert!(p.at(9).unwrap() > p.at(5).unwrap());
+        assert_eq!(p.at(0), Some(0));
+        assert_eq!(p.at(99), None);
     }
 }

@@ -21,10 +21,10 @@
 //! (with acknowledged keepalives) and return to `Up` by themselves; a lossy link only once a
 //! fresh window shows less than half the tolerance, so it does not flap.
 
-use super::capacity::Capacity;
+use super::capacity::{Capacity, Report};
 use super::handshake::{ConfirmLog, Pending};
 use super::loss::LossWindow;
-use super::owd::{OwdTracker, wrapping_diff};
+use super::owd::OwdTracker;
 use super::rtt::RttEstimator;
 use super::session::Session;
 use super::time::{Duration, Instant};
@@ -46,6 +46,13 @@ pub const KEEPALIVE_LOSSY: Duration = Duration::from_millis(25);
 pub const LOSSY_EXIT_PACKETS: u32 = 32;
 /// Longest a receiver waits before acknowledging data.
 pub const FEEDBACK_DELAY: Duration = Duration::from_millis(20);
+/// A link that carried data and then nothing for this long sends a keepalive behind it (with
+/// loss recovery on). The peer finds a lost packet only when a later one arrives on the same
+/// link; on a link that carries a packet now and then, the next one may come a keepalive period
+/// later, long after the reorder buffer gave up on the hole. Like TCP's tail loss probe
+/// (RFC 8985, §7), but sent after a few milliseconds, not a round trip: it costs one 74-byte
+/// packet per burst, and none on a link in steady use (packets a millisecond apart or less).
+pub const TAIL_PROBE: Duration = Duration::from_millis(5);
 /// Floor of the probe timeout.
 pub const PROBE_MIN: Duration = Duration::from_millis(50);
 /// Floor of the dead timeout: low enough to detect a dead link within 0.5 s, high enough that
@@ -346,26 +353,31 @@ impl Link {
         timers.set_earliest(LinkTimer::Feedback, now + FEEDBACK_DELAY);
     }
 
-    /// An authenticated keepalive. `backlogged` says whether the scheduler keeps this link
-    /// busy (so a delivery rate measured now is the link's limit, not our demand).
+    /// An authenticated keepalive. `backlogged` says since when the scheduler has kept this link
+    /// busy (so a delivery rate measured since is the link's limit, not our demand).
     pub fn on_keepalive(
         &mut self,
         now: Instant,
         ka: &Keepalive,
-        backlogged: bool,
+        backlogged: Option<Instant>,
         timers: &mut LinkTimers<'_>,
     ) -> Option<Transition> {
         self.peer_timestamp = Some((ka.timestamp, now));
         self.owd.on_sample(now, ka.timestamp);
-        let queueing = if ka.flags & flags::HAS_OWD != 0 {
-            self.peer_owd = Some((ka.owd, ka.owd_min));
-            Some(Duration::from_micros(wrapping_diff(ka.owd, ka.owd_min).max(0) as u64))
-        } else {
-            None
-        };
-        self.capacity.set_busy(now, backlogged);
+        let owd = (ka.flags & flags::HAS_OWD != 0).then_some((ka.owd, ka.owd_min));
+        if owd.is_some() {
+            self.peer_owd = owd;
+        }
+        self.capacity.set_busy(backlogged);
         let round = self.rtt.srtt_or(Duration::from_millis(100));
-        self.capacity.on_report(now, ka.timestamp, ka.rx_bytes, queueing, round, self.rtt.rttvar());
+        let report = Report {
+            peer_ts: ka.timestamp,
+            rx_bytes: ka.rx_bytes,
+            owd,
+            echo: (ka.flags & flags::HAS_ECHO != 0).then_some(ka.echo_timestamp),
+            tx_bytes: self.stats.tx_bytes,
+        };
+        self.capacity.on_report(now, report, round, self.rtt.rttvar());
         if ka.flags & flags::HAS_ECHO != 0 && self.last_echo != Some(ka.echo_timestamp) {
             self.last_echo = Some(ka.echo_timestamp);
             let rtt = now.wire_timestamp().wrapping_sub(ka.echo_timestamp).wrapping_sub(ka.echo_delay);
@@ -427,8 +439,16 @@ impl Link {
         self.set_state(to, None)
     }
 
-    /// We sent a data packet with packet number `pn`.
-    pub fn on_data_sent(&mut self, now: Instant, pn: u64, len: usize, timers: &mut LinkTimers<'_>) {
+    /// We sent a data packet with packet number `pn`; `tail_probe`: the peer asks for what
+    /// this link loses, so make sure it finds out soon ([`TAIL_PROBE`]).
+    pub fn on_data_sent(
+        &mut self,
+        now: Instant,
+        pn: u64,
+        len: usize,
+        tail_probe: bool,
+        timers: &mut LinkTimers<'_>,
+    ) {
         self.stats.tx_packets += 1;
         self.stats.tx_bytes += len as u64;
         self.stats.tx_data_packets += 1;
@@ -438,6 +458,9 @@ impl Link {
             timers.set(LinkTimer::Probe, now + self.probe_after());
         }
         timers.set_earliest(LinkTimer::Keepalive, self.last_keepalive_tx + KEEPALIVE_ACTIVE);
+        if tail_probe {
+            timers.set(LinkTimer::TailProbe, now + TAIL_PROBE);
+        }
     }
 
     /// The keepalive to send now. Call [`Link::on_keepalive_sent`] once it is sealed.
@@ -482,6 +505,7 @@ impl Link {
         self.owe_ack_request = false;
         self.loss_in.on_report(ka.rx_highest_pn, ka.rx_packets);
         timers.stop(LinkTimer::Feedback);
+        timers.stop(LinkTimer::TailProbe);
         if ka.flags & flags::ACK_REQUESTED != 0 {
             self.stats.probes += 1;
             if self.unacked.is_none() {
@@ -509,7 +533,7 @@ impl Link {
         timers: &mut LinkTimers<'_>,
     ) -> Option<Transition> {
         match timer {
-            LinkTimer::Keepalive | LinkTimer::Feedback => {
+            LinkTimer::Keepalive | LinkTimer::Feedback | LinkTimer::TailProbe => {
                 if self.session.is_some() && (self.state.is_connected() || !self.is_client) {
                     self.owe_keepalive = true;
                 }
@@ -561,6 +585,7 @@ impl Link {
         self.owe_ack_request = false;
         timers.stop(LinkTimer::Probe);
         timers.stop(LinkTimer::Feedback);
+        timers.stop(LinkTimer::TailProbe);
         timers.stop(LinkTimer::Idle);
         if was_connected {
             self.stats.disconnects += 1;
@@ -637,7 +662,7 @@ mod tests {
         for _ in 0..20 {
             link.rtt.on_sample(Duration::from_millis(30));
         }
-        link.on_data_sent(ms(1000), 5, 100, &mut LinkTimers { table: &mut table, link: 0 });
+        link.on_data_sent(ms(1000), 5, 100, false, &mut LinkTimers { table: &mut table, link: 0 });
         let t = run_to(&mut link, &mut table, ms(1290));
         assert!(t.is_empty() && link.owe_ack_request, "probing, not yet down");
         let t = run_to(&mut link, &mut table, ms(1400));
@@ -652,11 +677,11 @@ mod tests {
         link.rtt.on_sample(Duration::from_millis(30));
         for k in 0..100u64 {
             let now = ms(1000 + k * 10);
-            link.on_data_sent(now, k, 100, &mut LinkTimers { table: &mut table, link: 0 });
+            link.on_data_sent(now, k, 100, false, &mut LinkTimers { table: &mut table, link: 0 });
             link.on_keepalive(
                 now,
                 &ack(k, k as u32 + 1),
-                false,
+                None,
                 &mut LinkTimers { table: &mut table, link: 0 },
             );
             assert!(run_to(&mut link, &mut table, now).is_empty());
@@ -688,16 +713,16 @@ mod tests {
     fn loss_makes_a_link_lossy_and_a_clean_window_brings_it_back() {
         let (mut link, mut table) = connected(true);
         let mut tm = LinkTimers { table: &mut table, link: 0 };
-        link.on_keepalive(ms(1), &ack(0, 1), false, &mut tm);
-        let t = link.on_keepalive(ms(2), &ack(100, 71), false, &mut tm);
+        link.on_keepalive(ms(1), &ack(0, 1), None, &mut tm);
+        let t = link.on_keepalive(ms(2), &ack(100, 71), None, &mut tm);
         assert_eq!(t.map(|t| t.to), Some(LinkState::Lossy));
         assert!(!link.is_usable());
         // The window restarts; until it holds enough packets the link stays lossy.
-        assert_eq!(link.on_keepalive(ms(3), &ack(110, 81), false, &mut tm), None);
+        assert_eq!(link.on_keepalive(ms(3), &ack(110, 81), None, &mut tm), None);
         // A window at 12% (over half the tolerance of 20) keeps it lossy, and starts afresh.
-        assert_eq!(link.on_keepalive(ms(4), &ack(160, 125), false, &mut tm), None);
+        assert_eq!(link.on_keepalive(ms(4), &ack(160, 125), None, &mut tm), None);
         // A clean window brings it back.
-        let t = link.on_keepalive(ms(5), &ack(200, 165), false, &mut tm);
+        let t = link.on_keepalive(ms(5), &ack(200, 165), None, &mut tm);
         assert_eq!(t.map(|t| t.to), Some(LinkState::Up));
     }
 
@@ -706,7 +731,7 @@ mod tests {
         let (mut link, mut table) = connected(true);
         link.config.latency_tolerance = Duration::from_millis(200);
         link.rtt.on_sample(Duration::from_millis(300));
-        let t = link.on_keepalive(ms(1), &ack(0, 1), false, &mut LinkTimers { table: &mut table, link: 0 });
+        let t = link.on_keepalive(ms(1), &ack(0, 1), None, &mut LinkTimers { table: &mut table, link: 0 });
         assert_eq!(t.map(|t| t.to), Some(LinkState::Slow));
     }
 
@@ -720,9 +745,9 @@ mod tests {
             echo_delay: 5_000,
             ..Keepalive::default()
         };
-        link.on_keepalive(ms(1045), &echo, false, &mut tm);
+        link.on_keepalive(ms(1045), &echo, None, &mut tm);
         assert_eq!(link.rtt.srtt(), Some(Duration::from_millis(40)));
-        link.on_keepalive(ms(1245), &echo, false, &mut tm);
+        link.on_keepalive(ms(1245), &echo, None, &mut tm);
         assert_eq!(link.rtt.srtt(), Some(Duration::from_millis(40)), "same echo is not resampled");
     }
 
@@ -748,7 +773,26 @@ mod tests {
         let ka = link.keepalive(ms(20));
         assert!(ka.flags & flags::ACK_REQUESTED != 0);
         link.on_keepalive_sent(ms(20), &ka, 7, 50, &mut tm);
-        let t = link.on_keepalive(ms(60), &ack(7, 1), false, &mut tm);
+        let t = link.on_keepalive(ms(60), &ack(7, 1), None, &mut tm);
         assert_eq!(t.map(|t| t.to), Some(LinkState::Up));
+    }
+
+    #[test]
+    fn a_burst_of_data_is_followed_by_a_tail_probe_and_steady_data_is_not() {
+        let (mut link, mut table) = connected(true);
+        run_to(&mut link, &mut table, ms(99));
+        let ka = link.keepalive(ms(99));
+        link.on_keepalive_sent(ms(99), &ka, 1, 50, &mut LinkTimers { table: &mut table, link: 0 });
+        // Data every millisecond for 20 ms: no probe due.
+        for k in 0..20u64 {
+            link.on_data_sent(ms(100 + k), k, 1000, true, &mut LinkTimers { table: &mut table, link: 0 });
+            run_to(&mut link, &mut table, ms(100 + k));
+            assert!(!link.owe_keepalive, "{k}");
+        }
+        // Then nothing: a keepalive goes behind the last packet after TAIL_PROBE.
+        run_to(&mut link, &mut table, ms(119) + TAIL_PROBE - Duration::from_micros(1));
+        assert!(!link.owe_keepalive);
+        run_to(&mut link, &mut table, ms(119) + TAIL_PROBE);
+        assert!(link.owe_keepalive);
     }
 }

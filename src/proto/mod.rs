@@ -14,6 +14,7 @@ pub mod replay;
 pub mod retransmit;
 pub mod rtt;
 pub mod sched;
+pub mod sendq;
 pub mod session;
 pub mod time;
 pub mod timer;

@@ -14,7 +14,7 @@
 //! exactly (the C original's round-robin turned weights 50/30/20 into 50/25/25), and the links
 //! are interleaved smoothly rather than in bursts.
 
-use super::time::Instant;
+use super::time::{Duration, Instant};
 
 /// What the scheduler may know of a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,10 +54,26 @@ pub trait Scheduler: std::fmt::Debug {
         self.pick(now, links, len)
     }
 
-    /// Whether `link` has more queued than it can carry right away (its capacity is being
-    /// measured, not our demand).
-    fn backlogged(&self, _now: Instant, _link: usize) -> bool {
-        false
+    /// Since when `link` has had more queued than it can carry right away, without a break
+    /// (while it has, its delivery rate measures its capacity, not our demand).
+    fn backlogged_since(&self, _now: Instant, _link: usize) -> Option<Instant> {
+        None
+    }
+
+    /// How long a packet sent on `link` now would wait behind what the scheduler has put
+    /// there, by its own model (zero for a scheduler without one).
+    fn planned_queue(&self, _now: Instant, _link: usize) -> Duration {
+        Duration::ZERO
+    }
+
+    /// The receiver measured `link`'s queue `by_us` longer (or shorter, if negative) than the
+    /// model says: move the model ([`super::capacity::Capacity::take_correction`]).
+    fn correct_queue(&mut self, _now: Instant, _link: usize, _by_us: i64) {}
+
+    /// After [`Pick::Congested`]: the earliest time a link may have room for a full packet
+    /// (`None`: no link will, or the scheduler never refuses).
+    fn next_room(&self, _now: Instant, _links: &[LinkView]) -> Option<Instant> {
+        None
     }
 }
 

@@ -12,10 +12,12 @@ use super::time::Instant;
 pub enum TunnelTimer {
     /// The oldest packet held by the reorder buffer reaches its maximum wait.
     ReorderFlush = 0,
+    /// A link has room for the oldest packet of the send queue.
+    SendQueue = 1,
 }
 
 impl TunnelTimer {
-    const COUNT: usize = 1;
+    const COUNT: usize = 2;
 }
 
 /// Timers of one link.
@@ -31,12 +33,21 @@ pub enum LinkTimer {
     Idle = 3,
     /// Client: (re)send a handshake.
     Handshake = 4,
+    /// Data went out and nothing since: a keepalive behind it shows the peer whether the last
+    /// packets arrived.
+    TailProbe = 5,
 }
 
 impl LinkTimer {
-    pub const COUNT: usize = 5;
-    pub const ALL: [LinkTimer; LinkTimer::COUNT] =
-        [LinkTimer::Keepalive, LinkTimer::Feedback, LinkTimer::Probe, LinkTimer::Idle, LinkTimer::Handshake];
+    pub const COUNT: usize = 6;
+    pub const ALL: [LinkTimer; LinkTimer::COUNT] = [
+        LinkTimer::Keepalive,
+        LinkTimer::Feedback,
+        LinkTimer::Probe,
+        LinkTimer::Idle,
+        LinkTimer::Handshake,
+        LinkTimer::TailProbe,
+    ];
 }
 
 /// The name of one deadline.

@@ -6,7 +6,7 @@
 //! let mut t = Tunnel::new(config, &psk, seed_from_getrandom, now);
 //! loop {
 //!     // inputs, each with the current time:
-//!     t.handle_tun(now, &mut buf, len)            -> Ok(Transmit) | Err(DropReason)
+//!     t.handle_tun(now, &mut buf, len)            -> Ok(Some(Transmit)) | Ok(None): kept | Err(DropReason)
 //!     t.handle_datagram(now, link, from, &mut dg) -> Deliver(range) | Reply(len) | Consumed | Dropped
 //!     t.handle_timeout(now)                       when poll_timeout() has passed
 //!     // then drain every output until it returns None:
@@ -19,18 +19,23 @@
 //!
 //! The caller owns every byte: a TUN packet is read into `buf[DATA_OVERHEAD..]` and sealed in
 //! place; a datagram is opened in place and, if in order, delivered straight from the caller's
-//! buffer. Only packets held for reordering are copied, into storage allocated at start. Nothing
-//! here allocates per packet, reads a clock or touches a file.
+//! buffer. Only packets held for reordering, kept to be resent, or waiting for room on the links
+//! (`Ok(None)`: they come out of `poll_transmit` later, [`super::sendq`]) are copied, into
+//! storage allocated at start. Nothing here allocates per packet, reads a clock or touches a
+//! file.
 
 use super::arrival::ArrivalScheduler;
 use super::crypto::{Csprng, Key};
 use super::handshake::{self, CookieJar, HandshakeError, Pending};
 use super::kdf::{handshake_key, session_keys};
-use super::link::{DownReason, Link, LinkConfig, LinkState, LinkTimers, Transition, UNANSWERED_REPORT_AFTER};
+use super::link::{
+    DownReason, Link, LinkConfig, LinkState, LinkTimers, TAIL_PROBE, Transition, UNANSWERED_REPORT_AFTER,
+};
 use super::owd::wrapping_diff;
 use super::reorder::{Arrival, ReorderBuffer, ReorderStats};
 use super::retransmit::{GapList, RetransmitStore};
-use super::sched::{LinkView, Pick, Scheduler, WeightedRoundRobin};
+use super::sched::{LinkView, Pick, Scheduler, WeightedRoundRobin, is_candidate};
+use super::sendq::{SEND_QUEUE_LIMIT, SEND_QUEUE_MAX_WAIT, SEND_QUEUE_SLOTS, SendQueue};
 use super::session::{OpenError, Session};
 use super::time::{Duration, Instant};
 use super::timer::{LinkTimer, Timer, TimerTable, TunnelTimer};
@@ -244,6 +249,8 @@ pub struct Tunnel {
     /// How long a packet arriving on each link may wait in the reorder buffer.
     reorder_waits: Vec<Duration>,
     retransmit: Option<RetransmitStore>,
+    /// Data packets waiting for room on the links (arrival scheduler only).
+    sendq: Option<SendQueue>,
     /// Packet numbers the peer's links lost, to ask for.
     gaps: GapList,
     tx_seq: u32,
@@ -264,6 +271,10 @@ fn new_scheduler(kind: SchedulerKind, links: usize) -> Box<dyn Scheduler> {
         SchedulerKind::Arrival => Box::new(ArrivalScheduler::new(links)),
         SchedulerKind::Wrr => Box::new(WeightedRoundRobin::new(links)),
     }
+}
+
+fn new_send_queue(kind: SchedulerKind, mtu: usize) -> Option<SendQueue> {
+    (kind == SchedulerKind::Arrival).then(|| SendQueue::new(SEND_QUEUE_SLOTS, mtu))
 }
 
 /// The scheduler's view of configured links before anything is measured.
@@ -340,6 +351,7 @@ impl Tunnel {
             reorder_waits: vec![REORDER_DEFAULT; n],
             retransmit: (config.retransmit_buffer_size > 0)
                 .then(|| RetransmitStore::new(config.retransmit_buffer_size, config.mtu + 4, n)),
+            sendq: new_send_queue(config.scheduler, config.mtu),
             gaps: GapList::default(),
             tx_seq: 0,
             peer_instance: None,
@@ -424,6 +436,11 @@ impl Tunnel {
             }
         }
         self.views = initial_views(&config.links);
+        if config.scheduler != self.scheduler_kind || config.mtu != self.mtu {
+            let dropped = self.sendq.as_mut().map_or(0, |q| q.clear());
+            self.drops.no_link += dropped as u64;
+            self.sendq = new_send_queue(config.scheduler, config.mtu);
+        }
         if !same_links || config.scheduler != self.scheduler_kind {
             self.scheduler = new_scheduler(config.scheduler, n);
             self.scheduler_kind = config.scheduler;
@@ -470,6 +487,22 @@ impl Tunnel {
 
     pub fn links(&self) -> &[Link] {
         &self.links
+    }
+
+    /// What the scheduler sees of each link now.
+    pub fn link_views(&self) -> &[LinkView] {
+        &self.views
+    }
+
+    /// How long a packet sent on `link` now would wait behind what the scheduler put there,
+    /// by its model.
+    pub fn planned_queue(&self, now: Instant, link: usize) -> Duration {
+        self.scheduler.planned_queue(now, link)
+    }
+
+    /// Packets waiting in the send queue for room on the links.
+    pub fn send_queue_len(&self) -> usize {
+        self.sendq.as_ref().map_or(0, |q| q.len())
     }
 
     pub fn drops(&self) -> &DropCounters {
@@ -520,7 +553,7 @@ impl Tunnel {
         for (v, l) in self.views.iter_mut().zip(&self.links) {
             v.usable = l.is_usable();
             v.rate = l.capacity.pacing_rate();
-            v.probing = l.capacity.in_startup();
+            v.probing = l.capacity.probing();
             v.delay_us = match (all_one_way, reference, l.peer_owd) {
                 (true, Some(r), Some((_, min))) => wrapping_diff(min, r),
                 _ => (l.rtt.min().unwrap_or(Duration::ZERO).as_micros() / 2) as i64,
@@ -564,12 +597,13 @@ impl Tunnel {
         let reference = connected().find(|l| l.owd.has_samples()).map(|l| l.owd.min());
         // With loss recovery, a hole may also be filled by a resent packet: that takes a NACK
         // and the packet again, about the round trip of the fastest link — with its variance,
-        // and a margin for the packet that revealed the gap.
+        // and the time until a later packet (at worst the tail probe) reveals the gap.
         let resend = if self.retransmit.is_some() {
             connected()
                 .filter_map(|l| l.rtt.srtt().map(|_| l.rtt.rto_or(Duration::ZERO)))
                 .min()
                 .unwrap_or(Duration::ZERO)
+                + TAIL_PROBE
                 + REORDER_MARGIN
         } else {
             Duration::ZERO
@@ -612,34 +646,78 @@ impl Tunnel {
     }
 
     /// Seals the IP packet at `buf[DATA_OVERHEAD..DATA_OVERHEAD + len]` for the link the
-    /// scheduler picks. On success the datagram is `buf[..transmit.len]`.
-    pub fn handle_tun(&mut self, now: Instant, buf: &mut [u8], len: usize) -> Result<Transmit, DropReason> {
+    /// scheduler picks. `Ok(Some(transmit))`: the datagram is `buf[..transmit.len]`, send it.
+    /// `Ok(None)`: every link is at its limit; the packet was copied into the tunnel's send
+    /// queue ([`super::sendq`]) and comes out of [`Tunnel::poll_transmit`] when a link has room.
+    pub fn handle_tun(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<Option<Transmit>, DropReason> {
         if len > self.mtu || buf.len() < DATA_OVERHEAD + len {
             self.drops.count(DropReason::TooBig);
             return Err(DropReason::TooBig);
         }
+        let total = DATA_OVERHEAD + len;
         let pick = if len <= SMALL_PACKET {
-            self.scheduler.pick_urgent(now, &self.views, len)
+            self.scheduler.pick_urgent(now, &self.views, total)
+        } else if self.sendq.as_ref().is_some_and(|q| !q.is_empty()) {
+            // Behind the packets already waiting, in order.
+            return self.enqueue(now, &buf[DATA_OVERHEAD..total]).map(|()| None);
         } else {
-            self.scheduler.pick(now, &self.views, len)
+            self.scheduler.pick(now, &self.views, total)
         };
-        let i = match pick {
-            Pick::Link(i) => i,
+        match pick {
+            Pick::Link(i) => self.send_data(now, i, buf, len).map(Some),
             Pick::NoLink => {
                 self.drops.count(DropReason::NoLink);
-                return Err(DropReason::NoLink);
+                Err(DropReason::NoLink)
             }
-            Pick::Congested => {
-                self.drops.count(DropReason::Congested);
-                for l in self.links.iter_mut().filter(|l| l.is_usable()) {
-                    l.capacity.on_refused(now);
-                }
-                return Err(DropReason::Congested);
-            }
+            Pick::Congested => self.enqueue(now, &buf[DATA_OVERHEAD..total]).map(|()| None),
+        }
+    }
+
+    /// Queues a packet no link has room for, unless it would wait longer than
+    /// [`SEND_QUEUE_LIMIT`] at the links' rates: then it is refused as congestion.
+    fn enqueue(&mut self, now: Instant, packet: &[u8]) -> Result<(), DropReason> {
+        let any_normal = self.views.iter().any(|v| v.usable && !v.fallback_only);
+        let rate: u64 = self.views.iter().filter(|v| is_candidate(v, any_normal)).map(|v| v.rate).sum();
+        let Some(q) = &mut self.sendq else {
+            self.drops.count(DropReason::Congested);
+            return Err(DropReason::Congested);
         };
+        let bytes = q.bytes() + (DATA_OVERHEAD + packet.len()) as u64;
+        let wait_us = u128::from(bytes) * 1_000_000 / u128::from(rate.max(1));
+        if wait_us > u128::from(SEND_QUEUE_LIMIT.as_micros()) || q.push(now, packet).is_err() {
+            self.drops.count(DropReason::Congested);
+            return Err(DropReason::Congested);
+        }
+        self.arm_send_queue(now);
+        Ok(())
+    }
+
+    fn arm_send_queue(&mut self, now: Instant) {
+        let timer = Timer::Tunnel(TunnelTimer::SendQueue);
+        if self.sendq.as_ref().is_none_or(|q| q.is_empty()) {
+            self.timers.stop(timer);
+            return;
+        }
+        // No link will have room (none is usable): try again at once, and find out.
+        let at = self.scheduler.next_room(now, &self.views).unwrap_or(now);
+        self.timers.set(timer, at);
+    }
+
+    /// Numbers and seals the packet at `buf[DATA_OVERHEAD..][..len]` for link `i`.
+    fn send_data(
+        &mut self,
+        now: Instant,
+        i: usize,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<Transmit, DropReason> {
         let total = DATA_OVERHEAD + len;
         let seq = self.tx_seq;
-        self.tx_seq = seq.wrapping_add(1);
         let link = &mut self.links[i];
         let mut timers = LinkTimers { table: &mut self.timers, link: i };
         let (Some(session), Some(dst)) = (link.session.as_mut(), link.peer) else {
@@ -648,13 +726,53 @@ impl Tunnel {
             self.drops.count(DropReason::NoLink);
             return Err(DropReason::NoLink);
         };
+        self.tx_seq = seq.wrapping_add(1);
         buf[TRANSPORT_HEADER_LEN + super::crypto::TAG_LEN..DATA_OVERHEAD].copy_from_slice(&seq.to_be_bytes());
         if let Some(store) = &mut self.retransmit {
             store.record(now, i, session.next_pn(), seq, &buf[DATA_OVERHEAD..total]);
         }
         let pn = session.seal(Kind::Data, &mut buf[..total]);
-        link.on_data_sent(now, pn, total, &mut timers);
+        link.on_data_sent(now, pn, total, self.retransmit.is_some(), &mut timers);
         Ok(Transmit { link: i, dst, len: total })
+    }
+
+    /// The oldest packet of the send queue, if a link has room for it now.
+    fn transmit_queued(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        loop {
+            let q = self.sendq.as_mut()?;
+            let (packet, since) = q.front()?;
+            let len = packet.len();
+            if buf.len() < DATA_OVERHEAD + len {
+                // A buffer for control datagrams only: the packet waits for the next call.
+                return None;
+            }
+            if now - since > SEND_QUEUE_MAX_WAIT {
+                q.pop_front();
+                self.drops.count(DropReason::Congested);
+                continue;
+            }
+            match self.scheduler.pick(now, &self.views, DATA_OVERHEAD + len) {
+                Pick::Link(i) => {
+                    buf[DATA_OVERHEAD..DATA_OVERHEAD + len].copy_from_slice(packet);
+                    q.pop_front();
+                    let t = self.send_data(now, i, buf, len).ok();
+                    self.arm_send_queue(now);
+                    if t.is_some() {
+                        return t;
+                    }
+                }
+                Pick::NoLink => {
+                    let n = q.clear();
+                    self.drops.no_link += n as u64;
+                    self.arm_send_queue(now);
+                    return None;
+                }
+                Pick::Congested => {
+                    self.arm_send_queue(now);
+                    return None;
+                }
+            }
+        }
     }
 
     /// Processes one datagram that arrived on `link` from `from`. `datagram` is exactly the
@@ -879,9 +997,13 @@ impl Tunnel {
                 let Ok(ka) = Keepalive::parse(&buf[body_start..]) else {
                     return self.dropped(DropReason::Malformed);
                 };
-                let backlogged = self.scheduler.backlogged(now, link);
+                let backlogged = self.scheduler.backlogged_since(now, link);
                 let (l, mut timers) = self.timers_of(link);
                 let t = l.on_keepalive(now, &ka, backlogged, &mut timers);
+                let correction = l.capacity.take_correction();
+                if correction != 0 {
+                    self.scheduler.correct_queue(now, link, correction);
+                }
                 self.on_transition(now, link, t);
                 self.update_views();
                 self.update_reorder_wait(now);
@@ -949,6 +1071,8 @@ impl Tunnel {
 
     /// Runs every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // A link has room for the send queue's oldest packet: `poll_transmit` sends it.
+        self.timers.expire(Timer::Tunnel(TunnelTimer::SendQueue), now);
         if self.timers.expire(Timer::Tunnel(TunnelTimer::ReorderFlush), now) {
             if let Some(r) = &mut self.reorder {
                 r.release_expired(now);
@@ -976,8 +1100,8 @@ impl Tunnel {
     /// The next control datagram to send, written into `buf` (at least
     /// [`wire::MAX_CONTROL_LEN`] bytes).
     ///
-    /// Resent data packets come through here too: give a buffer of at least
-    /// `DATA_OVERHEAD + mtu` bytes.
+    /// Resent data packets and those that waited in the send queue come through here too: give
+    /// a buffer of at least `DATA_OVERHEAD + mtu` bytes.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         if !self.gaps.is_empty() {
             if let Some(t) = self.transmit_nack(buf) {
@@ -986,6 +1110,11 @@ impl Tunnel {
         }
         if self.retransmit.as_ref().is_some_and(|r| r.pending()) {
             if let Some(t) = self.transmit_resend(now, buf) {
+                return Some(t);
+            }
+        }
+        if self.sendq.as_ref().is_some_and(|q| !q.is_empty()) {
+            if let Some(t) = self.transmit_queued(now, buf) {
                 return Some(t);
             }
         }
@@ -1032,7 +1161,8 @@ impl Tunnel {
         // The arrival scheduler knows where it lands first; round-robin does not care, so
         // take the link with the shortest round trip.
         let i = match self.scheduler_kind {
-            SchedulerKind::Arrival => match self.scheduler.pick_urgent(now, &self.views, len) {
+            SchedulerKind::Arrival => match self.scheduler.pick_urgent(now, &self.views, DATA_OVERHEAD + len)
+            {
                 Pick::Link(i) => i,
                 _ => return None,
             },
@@ -1044,7 +1174,7 @@ impl Tunnel {
         let dst = link.peer?;
         let session = link.session.as_mut()?;
         let pn = session.seal(Kind::Data, &mut buf[..total]);
-        link.on_data_sent(now, pn, total, &mut timers);
+        link.on_data_sent(now, pn, total, true, &mut timers);
         link.stats.retransmits += 1;
         if let Some(store) = &mut self.retransmit {
             store.resent_as(slot, i, pn);
@@ -1095,7 +1225,9 @@ impl Tunnel {
             let len = wire::KEEPALIVE_DATAGRAM_LEN;
             ka.emit(&mut buf[len - Keepalive::LEN..len]);
             let pn = l.session.as_mut().expect("checked").seal(Kind::Keepalive, &mut buf[..len]);
+            let planned = self.scheduler.planned_queue(now, i);
             let (l, mut timers) = self.timers_of(i);
+            l.capacity.on_keepalive_sent(ka.timestamp, planned);
             l.on_keepalive_sent(now, &ka, pn, len, &mut timers);
             return Some(Transmit { link: i, dst, len });
         }

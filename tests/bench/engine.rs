@@ -98,7 +98,7 @@ impl Pair {
 
     /// One packet of `len` bytes from client to server.
     fn packet(&mut self, len: usize) {
-        let tx = self.client.handle_tun(self.now, &mut self.buf, len).expect("sent");
+        let tx = self.client.handle_tun(self.now, &mut self.buf, len).expect("sent").expect("at once");
         match self.server.handle_datagram(self.now, 0, addr(2), &mut self.buf[..tx.len]) {
             Received::Deliver(r) => {
                 black_box(&self.buf[r]);

@@ -2,7 +2,7 @@
 //! `scheduler = wrr`, in network namespaces with the links going through `linkemu` (delay,
 //! rate with a bounded queue, loss, run-time changes; `tests/netns/emulated.rs`).
 //!
-//! `cargo bench --bench unequal` (as root; ~12 min with 3 runs: 16 cells of 15–20 s each).
+//! `cargo bench --bench unequal` (as root; ~11 min with 3 runs: 14 cells of 15–20 s each).
 //! For each scenario and scheduler it runs one iperf3 flow (cubic, set per socket) client →
 //! server through the tunnel with a ping through the tunnel every 50 ms, and prints a line per
 //! run, then a table of medians with their spread, then each target of the issue against the
@@ -85,7 +85,7 @@ struct Variant {
     scheduler: &'static str,
     /// Whether the configs carry `bandwidth_upload`.
     bandwidth: bool,
-    /// `reorder_buffer_size` when not the lab's 256.
+    /// `reorder_buffer_size` when not the default.
     reorder_buffer: Option<u32>,
 }
 
@@ -109,15 +109,6 @@ const ARRIVAL: Variant =
     Variant { label: "arrival", scheduler: "arrival", bandwidth: true, reorder_buffer: None };
 const ARRIVAL_AUTO: Variant =
     Variant { label: "arrival, no bw", scheduler: "arrival", bandwidth: false, reorder_buffer: None };
-/// Diagnostic: is the reorder buffer's window (256 packets ≈ 57 ms at 50 Mbit/s) what limits?
-const ARRIVAL_RBS: Variant =
-    Variant { label: "arrival, rbs 1024", scheduler: "arrival", bandwidth: true, reorder_buffer: Some(1024) };
-const ARRIVAL_AUTO_RBS: Variant = Variant {
-    label: "arrival, no bw, rbs 1024",
-    scheduler: "arrival",
-    bandwidth: false,
-    reorder_buffer: Some(1024),
-};
 const WRR: Variant = Variant { label: "wrr", scheduler: "wrr", bandwidth: true, reorder_buffer: None };
 const WRR_NO_BW: Variant =
     Variant { label: "wrr, no bw", scheduler: "wrr", bandwidth: false, reorder_buffer: None };
@@ -146,7 +137,7 @@ fn scenarios(secs: f64) -> Vec<Scenario> {
             key: "2",
             title: "50/50 Mbit/s, 5/60 ms",
             links: s2(),
-            variants: vec![ARRIVAL, ARRIVAL_AUTO, ARRIVAL_RBS, WRR],
+            variants: vec![ARRIVAL, ARRIVAL_AUTO, WRR],
             secs,
             events: Vec::new(),
             rates_after: None,
@@ -157,7 +148,7 @@ fn scenarios(secs: f64) -> Vec<Scenario> {
             key: "3",
             title: "50/30/20 Mbit/s, 10 ms, no bw configured",
             links: vec![EmuLink::new(50.0, 10.0), EmuLink::new(30.0, 10.0), EmuLink::new(20.0, 10.0)],
-            variants: vec![ARRIVAL_AUTO, ARRIVAL_AUTO_RBS, WRR_NO_BW],
+            variants: vec![ARRIVAL_AUTO, WRR_NO_BW],
             secs,
             events: Vec::new(),
             rates_after: None,
@@ -687,7 +678,7 @@ fn main() {
     );
     println!(
         "each run: fresh namespaces and daemons (mlvpn -c FILE --debug --yes-run-as-root, mtu {MTU}, \
-         reorder_buffer_size 256, retransmit_buffer_size default);"
+         reorder_buffer_size and retransmit_buffer_size default);"
     );
     println!(
         "  tunnel up, then idle RTTs: 20 pings 50 ms apart on each link (not through the tunnel) and \

@@ -485,7 +485,7 @@ impl Default for TunnelOpts {
             client_password: None,
             mtu: DEFAULT_MTU,
             timeout: 10,
-            reorder_buffer_size: 256,
+            reorder_buffer_size: u32::from(mlvpn::config::DEFAULT_REORDER_BUFFER_SIZE),
             extra_general: Vec::new(),
         }
     }

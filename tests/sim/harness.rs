@@ -5,6 +5,7 @@
 //! a run is reproducible bit for bit.
 
 use super::net::{Path, PathConfig, Rng};
+use super::tcp::{self, TcpFlow, TcpReceiver, TcpSender};
 use mlvpn::proto::wire::DATA_OVERHEAD;
 use mlvpn::proto::{
     Config, Duration, Event, Instant, LinkConfig, LinkState, Mode, Received, SchedulerKind, Tunnel, kdf,
@@ -156,6 +157,8 @@ pub struct Sim {
     pub capture: Option<Vec<Captured>>,
     /// The server sends back every packet of this length it receives (a ping responder).
     pub echo_len: Option<usize>,
+    /// A TCP flow from the client to the server ([`Sim::add_tcp`]).
+    pub tcp: Option<TcpFlow>,
     flights: BinaryHeap<Reverse<Flight>>,
     order: u64,
     buf: Vec<u8>,
@@ -208,7 +211,8 @@ fn addr(a: u8, b: u8, port: u16) -> SocketAddr {
 impl Sim {
     /// Two engines with the default scheduler and loss recovery.
     pub fn new(seed: u64, specs: &[LinkSpec], reorder_buffer_size: usize) -> Sim {
-        Sim::with_options(seed, specs, reorder_buffer_size, SchedulerKind::default(), 512)
+        let retransmit = usize::from(mlvpn::config::DEFAULT_RETRANSMIT_BUFFER_SIZE);
+        Sim::with_options(seed, specs, reorder_buffer_size, SchedulerKind::default(), retransmit)
     }
 
     pub fn with_scheduler(
@@ -269,6 +273,7 @@ impl Sim {
             server_log: Log::default(),
             capture: None,
             echo_len: None,
+            tcp: None,
             flights: BinaryHeap::new(),
             order: 0,
             buf: vec![0u8; 65_536],
@@ -351,6 +356,57 @@ impl Sim {
         });
     }
 
+    /// Adds a TCP flow (CUBIC, see [`tcp`]) from the client to the server, sending from
+    /// `start` until `stop`.
+    pub fn add_tcp(&mut self, start: Instant, stop: Instant) {
+        self.tcp = Some(TcpFlow {
+            sender: TcpSender::new(start, stop),
+            receiver: TcpReceiver::default(),
+            refused: 0,
+        });
+    }
+
+    /// Lets the TCP flow act at the end of an event: the receiver acknowledges what the event
+    /// delivered, the sender sends what its window allows.
+    fn tcp_pump(&mut self) {
+        let Some(flow) = &mut self.tcp else { return };
+        let now = self.now;
+        flow.sender.on_timeout(now);
+        let ack = flow.receiver.poll_ack(now);
+        let mut segments = Vec::new();
+        while let Some(n) = flow.sender.poll_send(now) {
+            segments.push(n);
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        if let Some((cum, sacks)) = &ack {
+            let packet = &mut buf[DATA_OVERHEAD..DATA_OVERHEAD + tcp::ACK_LEN];
+            packet.fill(0);
+            packet[..8].copy_from_slice(&cum.to_be_bytes());
+            packet[8..16].copy_from_slice(&now.as_micros().to_be_bytes());
+            tcp::encode_ack(packet, *cum, sacks);
+            self.tun_in(Side::Server, &mut buf, tcp::ACK_LEN);
+        }
+        for n in &segments {
+            let packet = &mut buf[DATA_OVERHEAD..DATA_OVERHEAD + tcp::SEGMENT];
+            packet.fill(0);
+            packet[..8].copy_from_slice(&n.to_be_bytes());
+            packet[8..16].copy_from_slice(&now.as_micros().to_be_bytes());
+            packet[16] = tcp::DATA_MARK;
+            if !self.tun_in(Side::Client, &mut buf, tcp::SEGMENT) {
+                if let Some(f) = &mut self.tcp {
+                    f.refused += 1;
+                }
+            }
+        }
+        self.buf = buf;
+        if ack.is_some() {
+            self.drain(Side::Server);
+        }
+        if !segments.is_empty() {
+            self.drain(Side::Client);
+        }
+    }
+
     pub fn engine(&mut self, side: Side) -> &mut Tunnel {
         match side {
             Side::Client => &mut self.client,
@@ -422,6 +478,18 @@ impl Sim {
         let sent = Instant::from_micros(u64::from_be_bytes(packet[8..16].try_into().unwrap()));
         let now = self.now;
         self.log_mut(side).deliveries.push(Delivery { seq, sent, at: now, len: packet.len() });
+        if let Some(flow) = &mut self.tcp {
+            match (side, packet.get(16)) {
+                (Side::Server, Some(&tcp::DATA_MARK)) if packet.len() == tcp::SEGMENT => {
+                    flow.receiver.on_segment(now, seq)
+                }
+                (Side::Client, Some(&tcp::ACK_MARK)) if packet.len() == tcp::ACK_LEN => {
+                    let (cum, sacks) = tcp::decode_ack(packet);
+                    flow.sender.on_ack(now, cum, &sacks);
+                }
+                _ => {}
+            }
+        }
         if side == Side::Server && self.echo_len == Some(packet.len()) {
             self.echo(packet);
         }
@@ -431,10 +499,7 @@ impl Sim {
     fn echo(&mut self, packet: &[u8]) {
         let mut buf = vec![0u8; DATA_OVERHEAD + packet.len()];
         buf[DATA_OVERHEAD..].copy_from_slice(packet);
-        if let Ok(tx) = self.server.handle_tun(self.now, &mut buf, packet.len()) {
-            let from = self.own_addr(Side::Server, tx.link);
-            self.inject(Side::Server, tx.link, from, &buf[..tx.len]);
-        }
+        self.tun_in(Side::Server, &mut buf, packet.len());
     }
 
     fn arrive(&mut self, f: Flight) {
@@ -478,16 +543,29 @@ impl Sim {
         packet.fill(0);
         packet[..8].copy_from_slice(&seq.to_be_bytes());
         packet[8..16].copy_from_slice(&now.as_micros().to_be_bytes());
-        match self.engine(side).handle_tun(now, &mut buf, size) {
-            Ok(tx) => {
+        self.tun_in(side, &mut buf, size);
+        self.buf = buf;
+        self.drain(side);
+    }
+
+    /// Hands the packet at `buf[DATA_OVERHEAD..][..len]` to `side`'s engine as if read from its
+    /// TUN device, and puts what the engine sends at once on the wire (what it keeps comes out
+    /// of `poll_transmit` later). False if the engine refused the packet.
+    fn tun_in(&mut self, side: Side, buf: &mut [u8], len: usize) -> bool {
+        let now = self.now;
+        match self.engine(side).handle_tun(now, buf, len) {
+            Ok(Some(tx)) => {
                 let from = self.own_addr(side, tx.link);
                 let bytes = buf[..tx.len].to_vec();
                 self.inject(side, tx.link, from, &bytes);
+                true
             }
-            Err(_) => self.log_mut(side).tun_drops += 1,
+            Ok(None) => true,
+            Err(_) => {
+                self.log_mut(side).tun_drops += 1;
+                false
+            }
         }
-        self.buf = buf;
-        self.drain(side);
     }
 
     /// An attacker next to `to` hands it `bytes` on `link` from `from`, now. Returns what the
@@ -519,7 +597,8 @@ impl Sim {
                 .filter(|(_, s)| s.next < s.stop)
                 .min_by_key(|(_, s)| s.next)
                 .map(|(i, s)| (s.next, i));
-            let t = [flight, client_t, server_t, source.map(|s| s.0)].into_iter().flatten().min();
+            let tcp_t = self.tcp.as_ref().and_then(|f| f.poll_timeout());
+            let t = [flight, client_t, server_t, source.map(|s| s.0), tcp_t].into_iter().flatten().min();
             let Some(t) = t.filter(|&t| t <= end) else {
                 self.now = end;
                 return;
@@ -540,9 +619,10 @@ impl Sim {
             } else if server_t.is_some_and(|c| c <= self.now) {
                 self.server.handle_timeout(self.now);
                 self.drain(Side::Server);
-            } else if let Some((_, k)) = source {
-                self.emit(k);
+            } else if source.is_some_and(|s| s.0 <= self.now) {
+                self.emit(source.unwrap().1);
             }
+            self.tcp_pump();
         }
     }
 

@@ -5,6 +5,7 @@
 
 mod harness;
 mod net;
+mod tcp;
 mod unequal;
 
 use harness::{LinkSpec, Side, Sim, mbps, ms, percentile};

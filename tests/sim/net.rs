@@ -101,6 +101,11 @@ impl Path {
         }
     }
 
+    /// How long a packet sent now would wait in the bottleneck queue.
+    pub fn backlog(&self, now: Instant) -> Duration {
+        self.busy_until - now
+    }
+
     /// Which bit of a delivered packet of `len` bytes the path flips, if any.
     pub fn corruption(&mut self, len: usize) -> Option<usize> {
         if len == 0 || self.config.corrupt == 0.0 || self.rng.unit() >= self.config.corrupt {
