@@ -394,10 +394,7 @@ fn status_and_metrics_during_transfer() {
     assert!((s_recv as f64) <= most, "server recvbytes {s_recv} > {most:.0}: counts more than crossed");
     // The two daemons' counters are read one after the other: a keepalive or tail probe (≤ 74
     // bytes each) sent in between counts on one side only.
-    assert!(
-        c_sent + 1024 >= s_recv && c_sent_p + 8 >= s_recv_p,
-        "client sent less than the server received"
-    );
+    assert!(c_sent + 1024 >= s_recv && c_sent_p + 8 >= s_recv_p, "client sent less than the server received");
     assert!(s_sent + 1024 >= c_recv, "server sent {s_sent} < client received {c_recv}");
     assert!((c_sent - s_recv) as f64 <= 0.01 * c_sent as f64, "1 % of the bytes lost between the daemons");
     for l in &rig.links {

@@ -77,6 +77,15 @@ impl Duration {
     }
 }
 
+/// `a * b / c` rounded down, saturating, in 64-bit arithmetic: `(a / c) * b + (a % c) * b / c`
+/// is exact while `(a % c) * b` fits, which holds for every byte count and rate we see (u128
+/// would pull a 2 KB division routine into the 32-bit routers' binary, and is slow there).
+/// Not inlined: on 32-bit routers each copy is a few hundred bytes of 64-bit arithmetic.
+#[inline(never)]
+pub fn mul_div(a: u64, b: u64, c: u64) -> u64 {
+    (a / c).saturating_mul(b).saturating_add((a % c).saturating_mul(b) / c)
+}
+
 impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, d: Duration) -> Instant {
@@ -142,6 +151,23 @@ impl fmt::Debug for Duration {
 mod tests {
     use super::*;
 
+    #[test]
+    fn mul_div_is_exact_in_range() {
+        let exact = |a: u64, b: u64, c: u64| {
+            (u128::from(a) * u128::from(b) / u128::from(c)).min(u64::MAX.into()) as u64
+        };
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Rates up to 100 Gbit/s, times up to a day, queues up to 4 GB.
+            let (rate, us, bytes) = (x % 12_500_000_000 + 1, x % 86_400_000_000, x % (1 << 32));
+            assert_eq!(mul_div(rate, us, 1_000_000), exact(rate, us, 1_000_000));
+            assert_eq!(mul_div(bytes, 1_000_000, rate), exact(bytes, 1_000_000, rate));
+        }
+        assert_eq!(mul_div(u64::MAX, 1_000_000, 1), u64::MAX);
+    }
     #[test]
     fn arithmetic_saturates_instead_of_panicking() {
         let t = Instant::from_micros(5);

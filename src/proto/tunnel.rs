@@ -37,7 +37,7 @@ use super::retransmit::{GapList, RetransmitStore};
 use super::sched::{LinkView, Pick, Scheduler, WeightedRoundRobin, is_candidate};
 use super::sendq::{SEND_QUEUE_LIMIT, SEND_QUEUE_MAX_WAIT, SEND_QUEUE_SLOTS, SendQueue};
 use super::session::{OpenError, Session};
-use super::time::{Duration, Instant};
+use super::time::{Duration, Instant, mul_div};
 use super::timer::{LinkTimer, Timer, TimerTable, TunnelTimer};
 use super::wire::{
     self, Challenge, Confirm, DATA_OVERHEAD, Disconnect, DisconnectReason, Header, Hello, Keepalive, Kind,
@@ -688,8 +688,8 @@ impl Tunnel {
             return Err(DropReason::Congested);
         };
         let bytes = q.bytes() + (DATA_OVERHEAD + packet.len()) as u64;
-        let wait_us = u128::from(bytes) * 1_000_000 / u128::from(rate.max(1));
-        if wait_us > u128::from(SEND_QUEUE_LIMIT.as_micros()) || q.push(now, packet).is_err() {
+        let wait_us = mul_div(bytes, 1_000_000, rate.max(1));
+        if wait_us > SEND_QUEUE_LIMIT.as_micros() || q.push(now, packet).is_err() {
             self.drops.count(DropReason::Congested);
             return Err(DropReason::Congested);
         }
