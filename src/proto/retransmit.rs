@@ -7,14 +7,21 @@
 //! it again — usually over a faster link — while the receiver's reorder buffer holds the packets
 //! behind the hole. TCP sees a short delay instead of a loss.
 //!
-//! Storage is a fixed ring of `capacity` slots allocated once; the oldest packet makes room for
-//! the newest. A packet older than [`MAX_AGE`] is not resent: the receiver has given up on it.
+//! Storage is a ring of at most `capacity` slots allocated once; the oldest packet makes room
+//! for the newest. A packet older than [`MAX_AGE`] is not resent: the receiver has given up on
+//! it. The ring starts at [`FIRST_SLOTS`] and doubles, up to `capacity`, only when it comes
+//! round to a packet still worth keeping (younger than the retention the tunnel sets from its
+//! links' round trips): the memory behind the slots it never reaches is never touched, so a
+//! router carrying a few Mbit/s keeps a few hundred KiB resident, not the whole 1.4 MiB.
 
 use super::time::{Duration, Instant};
 use std::collections::VecDeque;
 
 /// Beyond this age a resent packet would arrive after the receiver skipped its hole.
 pub const MAX_AGE: Duration = Duration::from_millis(500);
+
+/// Slots the ring starts with, before traffic shows it needs more.
+pub const FIRST_SLOTS: usize = 64;
 
 #[derive(Debug, Clone, Copy)]
 struct Slot {
@@ -37,6 +44,10 @@ pub struct RetransmitStore {
     data: Vec<u8>,
     slot_len: usize,
     next: usize,
+    /// Slots the ring goes round now (`FIRST_SLOTS ..= capacity`).
+    active: usize,
+    /// How long a packet may still be asked for (at most [`MAX_AGE`]).
+    keep: Duration,
     /// Per link, slot indices by `pn % capacity`.
     by_pn: Vec<Vec<u32>>,
     queue: VecDeque<u32>,
@@ -52,6 +63,8 @@ impl RetransmitStore {
             data: vec![0; capacity * slot_len],
             slot_len,
             next: 0,
+            active: capacity.min(FIRST_SLOTS),
+            keep: MAX_AGE,
             by_pn: vec![vec![u32::MAX; capacity]; links],
             queue: VecDeque::with_capacity(capacity),
             resent: 0,
@@ -61,6 +74,16 @@ impl RetransmitStore {
 
     pub fn capacity(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Slots in use so far: the ring grows to `capacity` only as traffic needs.
+    pub fn active(&self) -> usize {
+        self.active
+    }
+
+    /// How long after sending a packet a NACK for it may still come (capped at [`MAX_AGE`]).
+    pub fn set_retention(&mut self, keep: Duration) {
+        self.keep = keep.clamp_to(Duration::ZERO, MAX_AGE);
     }
 
     /// The links changed: link `i` now is old link `from[i]` (or new).
@@ -90,7 +113,17 @@ impl RetransmitStore {
             return;
         }
         let i = self.next;
-        self.next = (self.next + 1) % self.slots.len();
+        self.next = i + 1;
+        if self.next == self.active {
+            // Round the ring again, unless that would overwrite a packet that may still be asked
+            // for: then take fresh slots first (the oldest are overwritten a round later).
+            let oldest = self.slots[0];
+            if self.active < self.slots.len() && oldest.used && now - oldest.sent < self.keep {
+                self.active = (self.active * 2).min(self.slots.len());
+            } else {
+                self.next = 0;
+            }
+        }
         let start = i * self.slot_len;
         self.data[start..start + payload.len()].copy_from_slice(payload);
         self.slots[i] = Slot {
@@ -222,6 +255,34 @@ mod tests {
         assert_eq!(r.unknown, 2);
         r.nack(ms(1), 0, 3, 1);
         assert!(r.pop(ms(1) + MAX_AGE + Duration::from_millis(1)).is_none(), "too old by then");
+    }
+
+    #[test]
+    fn the_ring_grows_only_while_its_oldest_packet_may_still_be_asked_for() {
+        let mut r = RetransmitStore::new(1024, 32, 1);
+        r.set_retention(Duration::from_millis(100));
+        // 10 packets a millisecond: 100 ms of them is 1000 packets, so the ring grows to 1024.
+        let send = |r: &mut RetransmitStore, pn: u64, at_us: u64| {
+            r.record(Instant::from_micros(at_us), 0, pn, pn as u32, b"x");
+        };
+        for k in 0..3000 {
+            send(&mut r, k, k * 100);
+        }
+        assert_eq!(r.active(), 1024);
+        // A packet sent 100 ms before the last one is still there to resend.
+        r.nack(ms(300), 0, 2999 - 1000, 1);
+        assert!(r.pop(ms(300)).is_some());
+
+        // One packet every 10 ms: 100 ms is 10 packets, the first 64 slots are plenty.
+        let mut slow = RetransmitStore::new(1024, 32, 1);
+        slow.set_retention(Duration::from_millis(100));
+        for k in 0..3000 {
+            send(&mut slow, k, k * 10_000);
+        }
+        assert_eq!(slow.active(), FIRST_SLOTS);
+        // What the retention covers is kept: the packet sent 60 ms before the last one.
+        slow.nack(ms(29_990), 0, 2999 - 6, 1);
+        assert!(slow.pop(ms(29_990)).is_some());
     }
 
     #[test]

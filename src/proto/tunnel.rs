@@ -29,11 +29,12 @@ use super::crypto::{Csprng, Key};
 use super::handshake::{self, CookieJar, HandshakeError, Pending};
 use super::kdf::{handshake_key, session_keys};
 use super::link::{
-    DownReason, Link, LinkConfig, LinkState, LinkTimers, TAIL_PROBE, Transition, UNANSWERED_REPORT_AFTER,
+    DownReason, FEEDBACK_DELAY, Link, LinkConfig, LinkState, LinkTimers, TAIL_PROBE, Transition,
+    UNANSWERED_REPORT_AFTER,
 };
 use super::owd::wrapping_diff;
 use super::reorder::{Arrival, ReorderBuffer, ReorderStats};
-use super::retransmit::{GapList, RetransmitStore};
+use super::retransmit::{self, GapList, RetransmitStore};
 use super::sched::{LinkView, Pick, Scheduler, WeightedRoundRobin, is_candidate};
 use super::sendq::{SEND_QUEUE_LIMIT, SEND_QUEUE_MAX_WAIT, SEND_QUEUE_SLOTS, SendQueue};
 use super::session::{OpenError, Session};
@@ -592,6 +593,7 @@ impl Tunnel {
     /// packets ([`super::owd`]: clock offsets cancel in the difference). Until every connected
     /// link has been measured, half the spread of the RTTs stands in.
     fn update_reorder_wait(&mut self, _now: Instant) {
+        self.update_retention();
         let connected = || self.links.iter().filter(|l| l.state.is_connected());
         let one_way = connected().all(|l| l.owd.has_samples());
         let reference = connected().find(|l| l.owd.has_samples()).map(|l| l.owd.min());
@@ -635,6 +637,23 @@ impl Tunnel {
             _ => REORDER_DEFAULT,
         };
         self.reorder_waits.fill(wait);
+    }
+
+    /// How long a sent packet may still be NACKed: the round trip of the slowest link with its
+    /// variance (the RTO), plus the time until a later packet or the tail probe shows the gap;
+    /// twice that, for a packet lost again when resent. The resend store grows its ring only
+    /// as far as that needs.
+    fn update_retention(&mut self) {
+        let Some(store) = &mut self.retransmit else { return };
+        let slowest = self
+            .links
+            .iter()
+            .filter(|l| l.state.is_connected() && l.rtt.srtt().is_some())
+            .map(|l| l.rtt.rto_or(Duration::ZERO))
+            .max();
+        let keep =
+            slowest.map_or(retransmit::MAX_AGE, |rto| (rto + TAIL_PROBE + FEEDBACK_DELAY).saturating_mul(2));
+        store.set_retention(keep);
     }
 
     fn update_reorder_timer(&mut self) {
