@@ -188,6 +188,17 @@ pub struct Transition {
     pub reason: Option<DownReason>,
 }
 
+/// Two state changes made in one call, reported as one: from where the first started to where
+/// the second ended. Reporting only the second (say Up → Lossy after Down → Up) would hide that
+/// the link connected, and the tunnel's count of connected links would go wrong.
+fn chain(first: Option<Transition>, then: Option<Transition>) -> Option<Transition> {
+    match (first, then) {
+        (Some(a), Some(b)) if a.from == b.to => None,
+        (Some(a), Some(b)) => Some(Transition { from: a.from, to: b.to, reason: b.reason.or(a.reason) }),
+        (a, b) => b.or(a),
+    }
+}
+
 #[derive(Debug)]
 pub struct Link {
     pub config: LinkConfig,
@@ -322,7 +333,7 @@ impl Link {
         timers.set(LinkTimer::Idle, now + self.config.timeout);
         timers.set_earliest(LinkTimer::Keepalive, now + KEEPALIVE_IDLE);
         let t = self.set_state(LinkState::Up, None);
-        self.evaluate().or(t)
+        chain(t, self.evaluate())
     }
 
     /// A new session replaces the current one; its counters start afresh.
@@ -401,7 +412,7 @@ impl Link {
                 }
             }
         }
-        self.evaluate().or(transition)
+        chain(transition, self.evaluate())
     }
 
     /// Re-derives Up/Lossy/Slow from the measurements.
@@ -724,6 +735,21 @@ mod tests {
         // A clean window brings it back.
         let t = link.on_keepalive(ms(5), &ack(200, 165), None, &mut tm);
         assert_eq!(t.map(|t| t.to), Some(LinkState::Up));
+    }
+
+    #[test]
+    fn a_link_that_connects_lossy_reports_that_it_connected() {
+        // Loss over the tolerance measured, then the link goes down and its session comes back:
+        // one call takes it Down → Up → Lossy, and the tunnel must see it leave Down.
+        let (mut link, mut table) = connected(true);
+        let mut tm = LinkTimers { table: &mut table, link: 0 };
+        link.on_keepalive(ms(1), &ack(0, 1), None, &mut tm);
+        link.go_down(ms(2), DownReason::Unanswered, &mut tm);
+        link.loss_out.on_report(100, 1);
+        link.loss_out.on_report(200, 2);
+        let t = link.established(ms(3), &mut tm).expect("a state change");
+        assert_eq!((t.from, t.to), (LinkState::Down, LinkState::Lossy));
+        assert_eq!(chain(Some(t), Some(Transition { from: t.to, to: t.from, reason: None })), None);
     }
 
     #[test]
