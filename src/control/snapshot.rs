@@ -2,7 +2,7 @@
 //! figures to the control socket's units (unix times, percents, shares).
 
 use super::decimal::Ratio;
-use super::status::{LinkStatus, ReorderStatus, Status, drops_of, link_state_names};
+use super::status::{LinkStatus, PoolStatus, ReorderStatus, Status, drops_of, link_state_names};
 use crate::proto::{Instant, Mode, Tunnel};
 use std::net::SocketAddr;
 
@@ -88,6 +88,18 @@ pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
         .reorder_stats()
         .zip(engine.reorder_wait())
         .map(|(s, wait)| ReorderStatus::from_stats(shell.reorder_size, s, wait));
+    let pools = engine
+        .pools()
+        .into_iter()
+        .filter_map(|(name, pool)| {
+            pool.map(|p| PoolStatus {
+                name,
+                slots: p.slots,
+                peak: p.peak,
+                peak_bytes: (p.peak * p.slot_len) as u64,
+            })
+        })
+        .collect();
     Status {
         name: shell.name.to_string(),
         version: shell.version.to_string(),
@@ -102,5 +114,6 @@ pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
         links,
         drops,
         reorder,
+        pools,
     }
 }

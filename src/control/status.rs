@@ -36,6 +36,8 @@ pub struct Status {
     pub drops: Vec<(&'static str, u64)>,
     /// `None` when the reorder buffer is off.
     pub reorder: Option<ReorderStatus>,
+    /// The packet pools allocated at start (those that are on), and how far each was used.
+    pub pools: Vec<PoolStatus>,
     /// Handshake messages that did not authenticate or were not fresh, all links.
     pub handshake_failures: u64,
 }
@@ -97,6 +99,18 @@ pub struct ReorderStatus {
     pub wait_mean: Duration,
     /// The current hole timeout.
     pub timeout: Duration,
+}
+
+/// A pool of packet buffers: its memory is touched only as far as it was used, so `peak_bytes`
+/// is what it costs in RAM; `slots` times the buffer size is what it may cost.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PoolStatus {
+    /// "reorder" | "send_queue" | "resend".
+    pub name: &'static str,
+    pub slots: usize,
+    /// The most slots in use at once so far.
+    pub peak: usize,
+    pub peak_bytes: u64,
 }
 
 /// `(status, state)`: MLVPN's status string and ours, for a link state.
@@ -213,6 +227,15 @@ impl Status {
                 w.close_object();
             }
         }
+        w.open_object(Some("pools"));
+        for p in &self.pools {
+            w.open_object(Some(p.name));
+            w.u64("slots", p.slots as u64);
+            w.u64("peak", p.peak as u64);
+            w.u64("peak_bytes", p.peak_bytes);
+            w.close_object();
+        }
+        w.close_object();
         w.u64("handshake_failures", self.handshake_failures);
         w.close_object();
         w.finish();
@@ -314,6 +337,18 @@ impl Status {
         }
         w.family("mlvpn_handshake_failures", Counter, "Handshake messages that failed, all links.");
         w.int(&[], self.handshake_failures);
+        type Field = fn(&PoolStatus) -> u64;
+        let pools: [(&'static str, &str, Field); 3] = [
+            ("mlvpn_pool_slots", "Packet buffers of each pool.", |p| p.slots as u64),
+            ("mlvpn_pool_peak_slots", "Most buffers of each pool in use at once.", |p| p.peak as u64),
+            ("mlvpn_pool_peak_bytes", "Memory each pool has touched (its peak).", |p| p.peak_bytes),
+        ];
+        for (name, help, field) in pools {
+            w.family(name, Gauge, help);
+            for p in &self.pools {
+                w.int(&[("pool", p.name)], field(p));
+            }
+        }
         if let Some(r) = &self.reorder {
             w.family("mlvpn_reorder_size", Gauge, "Slots of the reorder buffer.");
             w.int(&[], r.size as u64);
@@ -432,6 +467,16 @@ impl Status {
                 millis(r.wait_mean).fixed(1),
                 millis(r.timeout).fixed(1),
             );
+        }
+        if !self.pools.is_empty() {
+            let pools: Vec<String> = self
+                .pools
+                .iter()
+                .map(|p| {
+                    format!("{} {}/{} ({})", p.name.replace('_', " "), p.peak, p.slots, bytes(p.peak_bytes))
+                })
+                .collect();
+            let _ = writeln!(out, "pools (peak/slots): {}", pools.join(", "));
         }
     }
 }

@@ -97,6 +97,8 @@ pub struct ReorderBuffer {
     /// The held packet with the earliest deadline: (sequence, deadline).
     first_due: Option<(u32, Instant)>,
     pub stats: ReorderStats,
+    /// The most buffers in use at once.
+    peak: usize,
 }
 
 fn seq_diff(a: u32, b: u32) -> i32 {
@@ -121,7 +123,18 @@ impl ReorderBuffer {
             held: 0,
             first_due: None,
             stats: ReorderStats::default(),
+            peak: 0,
         }
+    }
+
+    /// The most packet buffers ever in use at once: the pool's memory is touched only that far.
+    pub fn peak(&self) -> usize {
+        self.peak
+    }
+
+    /// Bytes of one buffer.
+    pub fn slot_len(&self) -> usize {
+        self.slot_len
     }
 
     fn slot(&self, seq: u32) -> usize {
@@ -181,6 +194,7 @@ impl ReorderBuffer {
             self.stats.full += 1;
             return Arrival::Full;
         };
+        self.peak = self.peak.max(self.capacity as usize - self.free.len());
         let start = buffer as usize * self.slot_len;
         self.storage[start..start + payload.len()].copy_from_slice(payload);
         self.lens[buffer as usize] = payload.len() as u16;
@@ -332,6 +346,7 @@ mod tests {
         }
         assert_eq!(r.stats.in_order, 20);
         assert!(r.is_empty());
+        assert_eq!(r.peak(), 0, "nothing held, no buffer touched");
     }
 
     #[test]
@@ -342,6 +357,7 @@ mod tests {
         assert_eq!(offer(&mut r, t(2), 4), Vec::<u32>::new());
         assert_eq!(offer(&mut r, t(3), 2), [2, 3, 4]);
         assert_eq!(offer(&mut r, t(4), 5), [5]);
+        assert_eq!(r.peak(), 2, "3 and 4 were held at once");
     }
 
     #[test]

@@ -76,6 +76,11 @@ impl RetransmitStore {
         self.slots.len()
     }
 
+    /// Bytes of one slot.
+    pub fn slot_len(&self) -> usize {
+        self.slot_len
+    }
+
     /// Slots in use so far: the ring grows to `capacity` only as traffic needs.
     pub fn active(&self) -> usize {
         self.active

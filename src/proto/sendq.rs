@@ -51,6 +51,9 @@ pub struct SendQueue {
     free: Vec<u16>,
     queue: VecDeque<Entry>,
     bytes: u64,
+    capacity: usize,
+    /// The most buffers in use at once.
+    peak: usize,
 }
 
 impl SendQueue {
@@ -63,6 +66,8 @@ impl SendQueue {
             free: (0..capacity as u16).rev().collect(),
             queue: VecDeque::with_capacity(capacity),
             bytes: 0,
+            capacity,
+            peak: 0,
         }
     }
 
@@ -76,6 +81,7 @@ impl SendQueue {
         self.storage[start..start + packet.len()].copy_from_slice(packet);
         self.queue.push_back(Entry { buffer, len: packet.len() as u16, since: now });
         self.bytes += packet.len() as u64;
+        self.peak = self.peak.max(self.queue.len());
         Ok(())
     }
 
@@ -119,6 +125,15 @@ impl SendQueue {
     pub fn slot_len(&self) -> usize {
         self.slot_len
     }
+
+    /// The most packets ever queued at once: the pool's memory is touched only that far.
+    pub fn peak(&self) -> usize {
+        self.peak
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +152,7 @@ mod tests {
         q.pop_front();
         assert_eq!(q.front().unwrap().0, b"two!");
         assert!(q.push(t, b"three").is_ok());
+        assert_eq!(q.peak(), 2);
         assert_eq!(q.clear(), 2);
         assert!(q.is_empty() && q.bytes() == 0);
         assert_eq!(q.push(t, &[0; 11]), Err(&[0u8; 11][..]), "longer than a slot");

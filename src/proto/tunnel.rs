@@ -231,6 +231,22 @@ pub enum Event {
     PeerMoved { link: usize, to: SocketAddr },
 }
 
+/// Use of a pool of packet buffers allocated once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUse {
+    /// The most buffers ever in use at once (for the resend ring: the slots it goes round).
+    pub peak: usize,
+    pub slots: usize,
+    /// Bytes of one buffer.
+    pub slot_len: usize,
+}
+
+impl PoolUse {
+    fn new(peak: usize, slots: usize, slot_len: usize) -> Self {
+        PoolUse { peak, slots, slot_len }
+    }
+}
+
 /// One tunnel endpoint: client or server, N links.
 #[derive(Debug)]
 pub struct Tunnel {
@@ -508,6 +524,19 @@ impl Tunnel {
 
     pub fn drops(&self) -> &DropCounters {
         &self.drops
+    }
+
+    /// How far each packet pool has been used: the reorder buffer, the send queue and the
+    /// resend store, in that order (`None`: off). Their memory is touched only as far as used.
+    pub fn pools(&self) -> [(&'static str, Option<PoolUse>); 3] {
+        [
+            ("reorder", self.reorder.as_ref().map(|r| PoolUse::new(r.peak(), r.capacity(), r.slot_len()))),
+            ("send_queue", self.sendq.as_ref().map(|q| PoolUse::new(q.peak(), q.capacity(), q.slot_len()))),
+            (
+                "resend",
+                self.retransmit.as_ref().map(|r| PoolUse::new(r.active(), r.capacity(), r.slot_len())),
+            ),
+        ]
     }
 
     pub fn reorder_stats(&self) -> Option<&ReorderStats> {

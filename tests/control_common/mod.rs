@@ -1,11 +1,11 @@
 //! Shared by the control tests: a sample snapshot and checks with real parsers.
 #![allow(dead_code)]
 
-use mlvpn::control::{LinkStatus, Ratio, ReorderStatus, Status};
+use mlvpn::control::{LinkStatus, PoolStatus, Ratio, ReorderStatus, Status};
 use mlvpn::proto::Duration;
 
-/// Three links in three states, a name that needs escaping everywhere, unknowns, drops and a
-/// reorder buffer.
+/// Three links in three states, a name that needs escaping everywhere, unknowns, drops, a
+/// reorder buffer and two pools (the send queue off).
 pub fn sample() -> Status {
     Status {
         name: "mlvpn".into(),
@@ -93,6 +93,10 @@ pub fn sample() -> Status {
             wait_mean: Duration::from_micros(1_500),
             timeout: Duration::from_millis(40),
         }),
+        pools: vec![
+            PoolStatus { name: "reorder", slots: 64, peak: 20, peak_bytes: 28_480 },
+            PoolStatus { name: "resend", slots: 1024, peak: 256, peak_bytes: 364_544 },
+        ],
         handshake_failures: 2,
     }
 }

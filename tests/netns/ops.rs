@@ -473,6 +473,14 @@ impl Snapshot {
         self.doc.at(&["reorder", key]).and_then(Json::as_f64).unwrap_or(0.0) as u64
     }
 
+    /// Bytes the packet pools have touched at their peaks, all pools (`pools.*.peak_bytes`).
+    pub fn pool_peak_bytes(&self) -> u64 {
+        ["reorder", "send_queue", "resend"]
+            .iter()
+            .filter_map(|p| self.doc.at(&["pools", p, "peak_bytes"]).and_then(Json::as_f64))
+            .sum::<f64>() as u64
+    }
+
     pub fn top(&self, key: &str) -> u64 {
         self.doc.get(key).and_then(Json::as_f64).unwrap_or(0.0) as u64
     }
