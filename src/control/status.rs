@@ -469,14 +469,13 @@ impl Status {
             );
         }
         if !self.pools.is_empty() {
-            let pools: Vec<String> = self
-                .pools
-                .iter()
-                .map(|p| {
-                    format!("{} {}/{} ({})", p.name.replace('_', " "), p.peak, p.slots, bytes(p.peak_bytes))
-                })
-                .collect();
-            let _ = writeln!(out, "pools (peak/slots): {}", pools.join(", "));
+            out.push_str("pools (peak/slots):");
+            for (i, p) in self.pools.iter().enumerate() {
+                let name = if p.name == "send_queue" { "send queue" } else { p.name };
+                let sep = if i == 0 { "" } else { "," };
+                let _ = write!(out, "{sep} {name} {}/{} ({})", p.peak, p.slots, bytes(p.peak_bytes));
+            }
+            out.push('\n');
         }
     }
 }

@@ -82,7 +82,8 @@ impl Hooks {
             return;
         }
         if self.queue.len() >= QUEUE_LIMIT {
-            log_error!("hook queue full: dropping {:?}", event);
+            let (name, link) = event.args();
+            log_error!("hook queue full: dropping {name} {}", link.unwrap_or("(tunnel)"));
             return;
         }
         self.queue.push_back(event);

@@ -375,7 +375,10 @@ impl ParentLink {
                     Some(String::from_utf8(text).map_err(|_| "configuration not UTF-8".to_string())?);
                 Ok(())
             }
-            other => Err(format!("unexpected message from the privileged parent: {other:?}")),
+            ToChild::ConfigChunk(_) => Err("configuration from the privileged parent too long".into()),
+            ToChild::LinkOpened { index, .. } | ToChild::LinkFailed { index, .. } => {
+                Err(format!("unexpected answer from the privileged parent for link {index}"))
+            }
         }
     }
 
