@@ -26,17 +26,6 @@ use std::path::{Path, PathBuf};
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-/// Root, the daemon binary, and our turn: `None` (after a loud SKIPPED line) if any is missing.
-fn daemon_scenario(test: &str) -> Option<MutexGuard<'static, ()>> {
-    if !lab::have_root(test) {
-        return None;
-    }
-    lab::need_mlvpn(test)?;
-    let guard = lab::serial();
-    println!("=== {test}");
-    Some(guard)
-}
-
 fn lab_scenario(test: &str) -> Option<MutexGuard<'static, ()>> {
     if !lab::have_root(test) {
         return None;
@@ -191,7 +180,7 @@ fn lab_teardown_on_panic() {
 /// (server) exit 0 and leave no TUN device; the peer sees the disconnect.
 #[test]
 fn tunnel_up_and_hooks() {
-    let Some(_turn) = daemon_scenario("tunnel_up_and_hooks") else { return };
+    let Some(_turn) = lab::daemon_scenario("tunnel_up_and_hooks") else { return };
     let mut lab = Lab::new(&[LinkSpec::unshaped(), LinkSpec::unshaped()]);
     let extra = [
         ("ip6", "fd42::X/64"),
@@ -332,7 +321,7 @@ fn tunnel_up_and_hooks() {
 /// 100 MiB each way over two links arrives complete and byte-identical.
 #[test]
 fn transfer_100mb_both_ways() {
-    let Some(_turn) = daemon_scenario("transfer_100mb_both_ways") else { return };
+    let Some(_turn) = lab::daemon_scenario("transfer_100mb_both_ways") else { return };
     let mut lab = Lab::new(&[LinkSpec::unshaped(), LinkSpec::unshaped()]);
     lab.start_both(&TunnelOpts::default());
     lab.wait_tunnel(Duration::from_secs(20));
@@ -362,7 +351,7 @@ fn transfer_100mb_both_ways() {
 /// where the kernel allows it) arrive whole and unaltered, each way.
 #[test]
 fn udp_datagrams_arrive_whole() {
-    let Some(_turn) = daemon_scenario("udp_datagrams_arrive_whole") else { return };
+    let Some(_turn) = lab::daemon_scenario("udp_datagrams_arrive_whole") else { return };
     let mut lab = Lab::new(&[LinkSpec::unshaped()]);
     lab.start_both(&TunnelOpts::default());
     lab.wait_tunnel(Duration::from_secs(20));
@@ -408,7 +397,7 @@ fn udp_datagrams_arrive_whole() {
 /// acknowledgements of the other direction must still let a flow of its own grow.)
 #[test]
 fn single_link_both_ways() {
-    let Some(_turn) = daemon_scenario("single_link_both_ways") else { return };
+    let Some(_turn) = lab::daemon_scenario("single_link_both_ways") else { return };
     let mut lab = Lab::new(&[LinkSpec::unshaped()]);
     lab.start_both(&TunnelOpts::default());
     lab.wait_tunnel(Duration::from_secs(20));
@@ -449,7 +438,7 @@ fn single_link_both_ways() {
 /// One TCP flow over 3 × 40 Mbit/s reaches 100 Mbit/s (the wire allows ≈ 110 after headers).
 #[test]
 fn bonded_throughput_3x40() {
-    let Some(_turn) = daemon_scenario("bonded_throughput_3x40") else { return };
+    let Some(_turn) = lab::daemon_scenario("bonded_throughput_3x40") else { return };
     let mut lab = Lab::new(&[LinkSpec::shaped(40.0), LinkSpec::shaped(40.0), LinkSpec::shaped(40.0)]);
     lab.start_both(&TunnelOpts::default());
     lab.wait_tunnel(Duration::from_secs(20));
@@ -488,7 +477,7 @@ fn bonded_throughput_3x40() {
 /// A daemon that fails the requirement by itself fails every attempt.
 #[test]
 fn blackhole_failover() {
-    let Some(_turn) = daemon_scenario("blackhole_failover") else { return };
+    let Some(_turn) = lab::daemon_scenario("blackhole_failover") else { return };
     let mut failures = Vec::new();
     for attempt in 1..=3 {
         match blackhole_attempt(attempt) {
@@ -617,7 +606,7 @@ fn blackhole_attempt(attempt: u32) -> Result<(), String> {
 /// and the client says it gets no answer.
 #[test]
 fn wrong_password() {
-    let Some(_turn) = daemon_scenario("wrong_password") else { return };
+    let Some(_turn) = lab::daemon_scenario("wrong_password") else { return };
     let mut lab = Lab::new(&[LinkSpec::unshaped()]);
     let opts = TunnelOpts { client_password: Some("not the password".into()), ..TunnelOpts::default() };
     lab.start_both(&opts);
@@ -646,7 +635,7 @@ fn wrong_password() {
 /// the valid config passes `--check`.
 #[test]
 fn broken_config() {
-    let Some(_turn) = daemon_scenario("broken_config") else { return };
+    let Some(_turn) = lab::daemon_scenario("broken_config") else { return };
     let lab = Lab::new(&[LinkSpec::unshaped()]);
     let bin = lab::mlvpn_bin().unwrap();
     let opts = TunnelOpts::default();

@@ -85,7 +85,7 @@ fn passwd(user: &str) -> Option<(u32, u32, String)> {
 /// parent, as root) configure the TUN, and SIGTERM brings both processes down with exit 0.
 #[test]
 fn privilege_separation() {
-    let Some(_turn) = ops::scenario("privilege_separation") else { return };
+    let Some(_turn) = lab::daemon_scenario("privilege_separation") else { return };
     let mut rig = Rig::new(&[LinkSpec::unshaped(), LinkSpec::unshaped()]);
     let users = [(Side::Server, "nobody"), (Side::Client, "daemon")];
     let (c, s) = rig.write_configs(&TunnelOpts::default());
@@ -224,7 +224,7 @@ fn assert_links_untouched(before: &[Snapshot; 2], after: &[Snapshot; 2], what: &
 /// counted, and still nothing sent back.
 #[test]
 fn replay_and_forgery_during_transfer() {
-    let Some(_turn) = ops::scenario("replay_and_forgery_during_transfer") else { return };
+    let Some(_turn) = lab::daemon_scenario("replay_and_forgery_during_transfer") else { return };
     let mut rig = Rig::new(&[LinkSpec::unshaped(), LinkSpec::unshaped()]);
     let mut attacker = Attacker::new(&rig);
     rig.start_both(&TunnelOpts::default(), Mode::Separated);
@@ -483,7 +483,7 @@ fn flood_attempt(rig: &Rig, attacker: &Attacker, attempt: u32) -> Result<(), Str
 /// source (an nftables counter on the server's output).
 #[test]
 fn flood_during_transfer() {
-    let Some(_turn) = ops::scenario("flood_during_transfer") else { return };
+    let Some(_turn) = lab::daemon_scenario("flood_during_transfer") else { return };
     let mut rig = Rig::new(&[LinkSpec::shaped(30.0), LinkSpec::shaped(30.0), LinkSpec::shaped(30.0)]);
     let attacker = Attacker::new(&rig);
     rig.start_both(&TunnelOpts::default(), Mode::Separated);
@@ -565,7 +565,7 @@ fn restart_server(
 /// transfer (its endpoints outlive the daemons) resumes by itself.
 #[test]
 fn server_restart_mid_transfer() {
-    let Some(_turn) = ops::scenario("server_restart_mid_transfer") else { return };
+    let Some(_turn) = lab::daemon_scenario("server_restart_mid_transfer") else { return };
     let mut rig = Rig::new(&[LinkSpec::unshaped(), LinkSpec::unshaped()]);
     let (_, server_conf) = rig.start_both(&TunnelOpts::default(), Mode::Separated);
     rig.wait_tunnel(Duration::from_secs(20));
@@ -654,7 +654,7 @@ const NAT_IP: &str = "10.77.0.5";
 /// no link goes down, and the transfer carries on.
 #[test]
 fn nat_rebinding_mid_transfer() {
-    let Some(_turn) = ops::scenario("nat_rebinding_mid_transfer") else { return };
+    let Some(_turn) = lab::daemon_scenario("nat_rebinding_mid_transfer") else { return };
     let mut rig = Rig::new(&[LinkSpec::unshaped(), LinkSpec::unshaped()]);
     rig.start_both(&TunnelOpts::default(), Mode::Separated);
     rig.wait_tunnel(Duration::from_secs(20));
@@ -749,7 +749,7 @@ fn nat_rebinding_mid_transfer() {
 /// sides, ping through it, a flow at its pace.
 #[test]
 fn all_links_down_20s() {
-    let Some(_turn) = ops::scenario("all_links_down_20s") else { return };
+    let Some(_turn) = lab::daemon_scenario("all_links_down_20s") else { return };
     let mut rig = Rig::new(&[LinkSpec::unshaped(), LinkSpec::unshaped()]);
     rig.start_both(&TunnelOpts::default(), Mode::Separated);
     rig.wait_tunnel(Duration::from_secs(20));
@@ -848,7 +848,7 @@ fn all_stats(rig: &Rig) -> Vec<(String, u32, ProcStats)> {
 /// `rtun_down`/`rtun_up` once per flap.
 #[test]
 fn link_flaps_100() {
-    let Some(_turn) = ops::scenario("link_flaps_100") else { return };
+    let Some(_turn) = lab::daemon_scenario("link_flaps_100") else { return };
     // Shaped, with `bandwidth_upload` set: the scheduler spreads the stream over all three
     // links, so a blackholed link has data unanswered and goes down in a fraction of a second
     // (an idle one would wait for its keepalives to go unanswered, up to `timeout`).
@@ -993,7 +993,9 @@ fn watch(t0: Instant, timeout: Duration, conds: &mut [&mut dyn FnMut() -> bool])
 /// and the transfer goes on over link1 meanwhile.
 #[test]
 fn wan_binding_survives_address_change_and_interface_loss() {
-    let Some(_turn) = ops::scenario("wan_binding_survives_address_change_and_interface_loss") else { return };
+    let Some(_turn) = lab::daemon_scenario("wan_binding_survives_address_change_and_interface_loss") else {
+        return;
+    };
     let mut rig = Rig::new(&[LinkSpec::unshaped(), LinkSpec::unshaped()]);
     let opts = TunnelOpts::default();
     let l = rig.links[0].clone();

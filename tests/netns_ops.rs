@@ -285,7 +285,7 @@ fn http_get(rig: &Rig, side: Side, path: &'static str) -> (u16, String, Duration
 /// `mlvpn status` prints its table, `--json` the document, `-c FILE` finds the socket.
 #[test]
 fn status_and_metrics_during_transfer() {
-    let Some(_turn) = ops::scenario("status_and_metrics_during_transfer") else { return };
+    let Some(_turn) = lab::daemon_scenario("status_and_metrics_during_transfer") else { return };
     let mut rig = Rig::new(&[LinkSpec::unshaped(), LinkSpec::unshaped()]);
     let (client_conf, _) = rig.start_both(&with_http(TunnelOpts::default()), Mode::Separated);
     rig.wait_tunnel(Duration::from_secs(20));
@@ -613,7 +613,7 @@ fn reload_unchanged_attempt(rig: &mut Rig, attempt: u32, timeout: u32) -> Result
 ///    and a good file afterwards reloads again.
 #[test]
 fn reload_during_transfer() {
-    let Some(_turn) = ops::scenario("reload_during_transfer") else { return };
+    let Some(_turn) = lab::daemon_scenario("reload_during_transfer") else { return };
     let mut rig = Rig::new(&[LinkSpec::unshaped(), LinkSpec::unshaped(), LinkSpec::unshaped()]);
     let (c, s) = write_configs_with(&rig, &TunnelOpts::default(), &["link0", "link1"]);
     rig.start(Side::Server, &s, Mode::Separated);
@@ -761,7 +761,7 @@ fn reload_during_transfer() {
 /// counts link1 as removed, and its hook runs `rtun_down link1` once — the link went down once.
 #[test]
 fn reload_removes_a_link_the_peer_removed_first() {
-    let Some(_turn) = ops::scenario("reload_removes_a_link_the_peer_removed_first") else { return };
+    let Some(_turn) = lab::daemon_scenario("reload_removes_a_link_the_peer_removed_first") else { return };
     let mut rig = Rig::new(&[LinkSpec::unshaped(), LinkSpec::unshaped()]);
     rig.start_both(&TunnelOpts::default(), Mode::Separated);
     rig.wait_tunnel(Duration::from_secs(20));
@@ -942,7 +942,7 @@ fn crowd(rig: &Rig, side: Side, n: usize) -> Result<(Vec<Duration>, String), Str
 /// pressure printed with each; everything else is checked every time.
 #[test]
 fn control_crowd_and_silent_clients() {
-    let Some(_turn) = ops::scenario("control_crowd_and_silent_clients") else { return };
+    let Some(_turn) = lab::daemon_scenario("control_crowd_and_silent_clients") else { return };
     let mut rig = Rig::new(&[LinkSpec::unshaped(), LinkSpec::unshaped()]);
     rig.start_both(&with_http(TunnelOpts::default()), Mode::Separated);
     rig.wait_tunnel(Duration::from_secs(20));

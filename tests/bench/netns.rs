@@ -25,8 +25,6 @@ mod traffic;
 
 use lab::{Lab, LinkSpec, Side, TUN_DEVICE, TunnelOpts};
 use mlvpn::proto::crypto::{self, Key};
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 struct Row {
@@ -36,27 +34,6 @@ struct Row {
     note: String,
     cpu_client: Option<f64>,
     cpu_server: Option<f64>,
-}
-
-fn release_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("MLVPN_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = root.join("target").join("netns-bench");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    println!(
-        "building a clean release binary: cargo build --release --bin mlvpn --target-dir {}",
-        target.display()
-    );
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--bin", "mlvpn", "--target-dir"])
-        .arg(&target)
-        .current_dir(&root)
-        .status()
-        .ok()?;
-    let bin = target.join("release").join("mlvpn");
-    (status.success() && bin.exists()).then_some(bin)
 }
 
 /// One flow from `from` through the tunnel, with the daemons' CPU time per GB received.
@@ -219,7 +196,7 @@ fn main() {
         return;
     }
     lab::need_tools();
-    let Some(bin) = release_binary() else {
+    let Some(bin) = lab::release_mlvpn() else {
         lab::loud("SKIPPED: netns benchmark: cannot build the mlvpn binary (no src/main.rs yet?)");
         return;
     };

@@ -54,7 +54,6 @@ use emulated::{EmuLab, EmuLink, FlowPlan, FlowResult, goodput_ratio, tun_payload
 use json::Json;
 use lab::{Side, TunnelOpts};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -607,27 +606,6 @@ fn used_links(r: &Run) -> Vec<usize> {
     (0..r.link_mbit.len()).filter(|&i| r.link_mbit[i] >= 0.02 * total).collect()
 }
 
-fn release_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("MLVPN_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = root.join("target").join("netns-bench");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    println!(
-        "building a clean release binary: cargo build --release --bin mlvpn --target-dir {}",
-        target.display()
-    );
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--bin", "mlvpn", "--target-dir"])
-        .arg(&target)
-        .current_dir(&root)
-        .status()
-        .ok()?;
-    let bin = target.join("release").join("mlvpn");
-    (status.success() && bin.exists()).then_some(bin)
-}
-
 fn git_head() -> String {
     Command::new("git")
         .args(["log", "-1", "--format=%h %s"])
@@ -647,7 +625,7 @@ fn main() {
         return;
     }
     lab::need_tools();
-    let Some(bin) = release_binary() else {
+    let Some(bin) = lab::release_mlvpn() else {
         lab::loud("SKIPPED: unequal-links benchmark: cannot build the mlvpn binary");
         return;
     };

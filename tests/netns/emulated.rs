@@ -178,16 +178,7 @@ impl EmuLab {
         linkemu::prepare_namespace(&emu_ns).unwrap_or_else(|e| panic!("emulator namespace: {e}"));
         let (c, s) = (me.ns(Side::Client), me.ns(Side::Server));
         for (i, spec) in links.iter().enumerate() {
-            let link = Link {
-                index: i,
-                spec: LinkSpec { shape: None, bandwidth_upload: spec.bandwidth_upload },
-                name: format!("link{i}"),
-                client_if: format!("c-link{i}"),
-                server_if: format!("s-link{i}"),
-                client_ip: format!("10.77.{i}.1"),
-                server_ip: format!("10.77.{i}.2"),
-                port: 5080 + i as u16,
-            };
+            let link = Link::numbered(i, LinkSpec { shape: None, bandwidth_upload: spec.bandwidth_upload });
             let pair = linkemu::splice_link(&emu_ns, i, &c, &link.client_if, &s, &link.server_if)
                 .unwrap_or_else(|e| panic!("splicing link {i}: {e}"));
             me.pairs.push(pair);
@@ -318,16 +309,9 @@ import struct
 import sys
 import time
 
+from ping import checksum  # the lab's ping.py, beside this script
+
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-
-
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
 
 
 def main():

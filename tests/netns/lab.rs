@@ -101,6 +101,29 @@ pub fn mlvpn_bin() -> Option<PathBuf> {
     option_env!("CARGO_BIN_EXE_mlvpn").map(PathBuf::from).filter(|p| p.exists())
 }
 
+/// For benchmarks: `$MLVPN_BIN` if set, else a clean release build made now (in
+/// `target/netns-bench`), not the binary cargo built for the bench with its test-only features.
+pub fn release_mlvpn() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("MLVPN_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target = root.join("target").join("netns-bench");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    println!(
+        "building a clean release binary: cargo build --release --bin mlvpn --target-dir {}",
+        target.display()
+    );
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--bin", "mlvpn", "--target-dir"])
+        .arg(&target)
+        .current_dir(&root)
+        .status()
+        .ok()?;
+    let bin = target.join("release").join("mlvpn");
+    (status.success() && bin.exists()).then_some(bin)
+}
+
 /// The daemon binary, or a loud `SKIPPED` line and `None` (before the daemon lands on main).
 pub fn need_mlvpn(test: &str) -> Option<PathBuf> {
     let bin = mlvpn_bin();
@@ -158,6 +181,18 @@ pub fn tcp_congestion_control() -> Option<String> {
         });
         None
     }
+}
+
+/// Root, the daemon binary, and our turn (scenarios run one at a time): `None`, after a loud
+/// `SKIPPED` line, if root or the binary is missing.
+pub fn daemon_scenario(test: &str) -> Option<MutexGuard<'static, ()>> {
+    if !have_root(test) {
+        return None;
+    }
+    need_mlvpn(test)?;
+    let guard = serial();
+    println!("=== {test}");
+    Some(guard)
 }
 
 /// Scenarios share two cores: they run one at a time (tests of one binary run on threads).
@@ -464,6 +499,22 @@ pub struct Link {
     pub port: u16,
 }
 
+impl Link {
+    /// Link `i` of the lab's plan: names, addresses and port follow from its number.
+    pub fn numbered(i: usize, spec: LinkSpec) -> Link {
+        Link {
+            index: i,
+            spec,
+            name: format!("link{i}"),
+            client_if: format!("c-link{i}"),
+            server_if: format!("s-link{i}"),
+            client_ip: format!("10.77.{i}.1"),
+            server_ip: format!("10.77.{i}.2"),
+            port: 5080 + i as u16,
+        }
+    }
+}
+
 /// The `[general]` settings the lab writes into both configs.
 #[derive(Debug, Clone)]
 pub struct TunnelOpts {
@@ -580,16 +631,7 @@ impl Lab {
     }
 
     fn add_link(&mut self, i: usize, spec: LinkSpec) {
-        let link = Link {
-            index: i,
-            spec,
-            name: format!("link{i}"),
-            client_if: format!("c-link{i}"),
-            server_if: format!("s-link{i}"),
-            client_ip: format!("10.77.{i}.1"),
-            server_ip: format!("10.77.{i}.2"),
-            port: 5080 + i as u16,
-        };
+        let link = Link::numbered(i, spec);
         let (c, s) = (self.ns(Side::Client), self.ns(Side::Server));
         host(&[
             "ip",
@@ -922,19 +964,14 @@ exit 0
         self.bin.clone().expect("no mlvpn binary: call need_mlvpn() first")
     }
 
-    /// Starts the daemon of a side with `config`: `mlvpn --config FILE --debug --yes-run-as-root`
-    /// (`-v` too when `MLVPN_NETNS_VERBOSE` is set). Its stdout and stderr go to
-    /// `<dir>/<side>.log`. A daemon already running on that side is stopped first.
-    pub fn start_daemon(&mut self, side: Side, config: &Path) {
-        self.stop_daemon(side);
+    /// Runs `mlvpn --config FILE --debug ARGS...` in a side's namespace (`-v` too when
+    /// `MLVPN_NETNS_VERBOSE` is set), its stdout and stderr appended to `<dir>/<side>.log`.
+    pub fn spawn_daemon(&self, side: Side, config: &Path, args: &[&str]) -> (Child, PathBuf) {
         let log = self.dir.join(format!("{}.log", side.name()));
         let file = fs::OpenOptions::new().create(true).append(true).open(&log).expect("open daemon log");
         let mut cmd = Command::new(tool("ip"));
-        cmd.args(["netns", "exec", &self.ns(side)])
-            .arg(self.bin())
-            .arg("--config")
-            .arg(config)
-            .args(["--debug", "--yes-run-as-root"]);
+        cmd.args(["netns", "exec", &self.ns(side)]).arg(self.bin()).arg("--config").arg(config);
+        cmd.arg("--debug").args(args);
         if std::env::var_os("MLVPN_NETNS_VERBOSE").is_some() {
             cmd.arg("-v");
         }
@@ -944,6 +981,15 @@ exit 0
             .stderr(file)
             .spawn()
             .expect("start mlvpn");
+        (child, log)
+    }
+
+    /// Starts the daemon of a side with `config`: `mlvpn --config FILE --debug --yes-run-as-root`
+    /// (`-v` too when `MLVPN_NETNS_VERBOSE` is set). Its stdout and stderr go to
+    /// `<dir>/<side>.log`. A daemon already running on that side is stopped first.
+    pub fn start_daemon(&mut self, side: Side, config: &Path) {
+        self.stop_daemon(side);
+        let (child, log) = self.spawn_daemon(side, config, &["--yes-run-as-root"]);
         let p = Proc {
             name: side.name().into(),
             child,

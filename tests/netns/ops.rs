@@ -21,7 +21,7 @@ use std::fs;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 /// How a daemon is started.
@@ -154,32 +154,12 @@ impl Rig {
     /// `MLVPN_NETNS_VERBOSE`. Output is appended to `<dir>/<side>.log`.
     pub fn start(&mut self, side: Side, config: &Path, mode: Mode) {
         self.stop(side);
-        let log = self.lab.dir.join(format!("{}.log", side.name()));
-        let file = fs::OpenOptions::new().create(true).append(true).open(&log).expect("open daemon log");
-        let mut cmd = Command::new(lab::tool("ip"));
-        cmd.args(["netns", "exec", &self.lab.ns(side)])
-            .arg(self.lab.bin.as_ref().expect("no mlvpn binary"))
-            .arg("--config")
-            .arg(config)
-            .arg("--debug");
-        match &mode {
-            Mode::Separated => {}
-            Mode::SeparatedAs(user) => {
-                cmd.args(["--user", user]);
-            }
-            Mode::OneProcess => {
-                cmd.arg("--yes-run-as-root");
-            }
-        }
-        if std::env::var_os("MLVPN_NETNS_VERBOSE").is_some() {
-            cmd.arg("-v");
-        }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("dup log"))
-            .stderr(file)
-            .spawn()
-            .expect("start mlvpn");
+        let args: Vec<&str> = match &mode {
+            Mode::Separated => vec![],
+            Mode::SeparatedAs(user) => vec!["--user", user],
+            Mode::OneProcess => vec!["--yes-run-as-root"],
+        };
+        let (child, _log) = self.lab.spawn_daemon(side, config, &args);
         let d = Daemon { child, mode, config: config.to_path_buf(), started: Instant::now(), status: None };
         *self.slot_mut(side) = Some(d);
     }
@@ -650,18 +630,6 @@ pub fn sleep_until(since: Instant, t: f64) {
 /// The CPU pressure figure for printing.
 pub fn pressure_text(p: &lab::CpuPressure) -> String {
     p.percent().map_or("unknown".into(), |p| format!("{p:.0} %"))
-}
-
-/// Root, the daemon binary, and our turn (scenarios run one at a time): `None`, after a loud
-/// `SKIPPED` line, if root or the binary is missing.
-pub fn scenario(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
-    if !lab::have_root(test) {
-        return None;
-    }
-    lab::need_mlvpn(test)?;
-    let guard = lab::serial();
-    println!("=== {test}");
-    Some(guard)
 }
 
 /// A second of TCP each way through the tunnel, so that both daemons have written their

@@ -20,6 +20,8 @@
 
 #[path = "../harness.rs"]
 mod harness;
+#[path = "../../netns/json.rs"]
+mod json;
 
 use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
@@ -27,6 +29,7 @@ use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
 use harness::{Emulator, ip, prepare_namespace, splice_link};
+use json::Json;
 
 const LINKS: usize = 3;
 /// TCP payload per Ethernet frame (MSS 1448 with timestamps, frame 1514).
@@ -248,146 +251,23 @@ fn max(v: &[f64]) -> f64 {
     v.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
 }
 
-/// Just enough JSON for `iperf3 -J`.
-#[derive(Debug, Clone)]
-#[allow(dead_code)] // booleans are parsed, never read
-enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
+/// `iperf3 -J` figures, read with the netns lab's JSON reader.
+trait Iperf {
+    fn num(&self, path: &[&str]) -> f64;
+    fn items(&self, path: &[&str]) -> &[Json];
+    /// (end time, bit/s) of every reporting interval.
+    fn intervals(&self) -> Vec<(f64, f64)>;
 }
 
-impl Json {
-    fn parse(text: &str) -> Result<Json, String> {
-        let b = text.as_bytes();
-        let mut i = 0;
-        let v = Json::value(b, &mut i)?;
-        Json::ws(b, &mut i);
-        if i == b.len() { Ok(v) } else { Err(format!("trailing bytes at {i}")) }
-    }
-
-    fn ws(b: &[u8], i: &mut usize) {
-        while *i < b.len() && b[*i].is_ascii_whitespace() {
-            *i += 1;
-        }
-    }
-
-    fn value(b: &[u8], i: &mut usize) -> Result<Json, String> {
-        Json::ws(b, i);
-        let err = |i: &usize| format!("bad JSON at byte {i}");
-        match b.get(*i) {
-            Some(b'{') => {
-                *i += 1;
-                let mut members = Vec::new();
-                loop {
-                    Json::ws(b, i);
-                    if b.get(*i) == Some(&b'}') {
-                        *i += 1;
-                        return Ok(Json::Obj(members));
-                    }
-                    let Json::Str(k) = Json::value(b, i)? else { return Err(err(i)) };
-                    Json::ws(b, i);
-                    if b.get(*i) != Some(&b':') {
-                        return Err(err(i));
-                    }
-                    *i += 1;
-                    members.push((k, Json::value(b, i)?));
-                    Json::ws(b, i);
-                    if b.get(*i) == Some(&b',') {
-                        *i += 1;
-                    }
-                }
-            }
-            Some(b'[') => {
-                *i += 1;
-                let mut items = Vec::new();
-                loop {
-                    Json::ws(b, i);
-                    if b.get(*i) == Some(&b']') {
-                        *i += 1;
-                        return Ok(Json::Arr(items));
-                    }
-                    items.push(Json::value(b, i)?);
-                    Json::ws(b, i);
-                    if b.get(*i) == Some(&b',') {
-                        *i += 1;
-                    }
-                }
-            }
-            Some(b'"') => {
-                *i += 1;
-                let mut s = String::new();
-                while let Some(&c) = b.get(*i) {
-                    *i += 1;
-                    match c {
-                        b'"' => return Ok(Json::Str(s)),
-                        b'\\' => {
-                            let e = *b.get(*i).ok_or_else(|| err(i))?;
-                            *i += 1;
-                            match e {
-                                b'u' => {
-                                    *i += 4;
-                                    s.push('?');
-                                }
-                                b'n' => s.push('\n'),
-                                b't' => s.push('\t'),
-                                other => s.push(other as char),
-                            }
-                        }
-                        _ => s.push(c as char),
-                    }
-                }
-                Err(err(i))
-            }
-            Some(b't') if b[*i..].starts_with(b"true") => {
-                *i += 4;
-                Ok(Json::Bool(true))
-            }
-            Some(b'f') if b[*i..].starts_with(b"false") => {
-                *i += 5;
-                Ok(Json::Bool(false))
-            }
-            Some(b'n') if b[*i..].starts_with(b"null") => {
-                *i += 4;
-                Ok(Json::Null)
-            }
-            Some(_) => {
-                let start = *i;
-                while *i < b.len() && matches!(b[*i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
-                    *i += 1;
-                }
-                let s = std::str::from_utf8(&b[start..*i]).map_err(|_| err(i))?;
-                s.parse().map(Json::Num).map_err(|_| err(&start))
-            }
-            None => Err(err(i)),
-        }
-    }
-
-    fn at(&self, path: &[&str]) -> &Json {
-        path.iter().fold(self, |v, k| match v {
-            Json::Obj(m) => m.iter().find(|(n, _)| n == k).map_or(&Json::Null, |(_, v)| v),
-            _ => &Json::Null,
-        })
-    }
-
+impl Iperf for Json {
     fn num(&self, path: &[&str]) -> f64 {
-        match self.at(path) {
-            Json::Num(n) => *n,
-            other => panic!("iperf3 JSON: {path:?} is {other:?}"),
-        }
+        self.at(path).and_then(Json::as_f64).unwrap_or_else(|| panic!("iperf3 JSON: no number at {path:?}"))
     }
 
     fn items(&self, path: &[&str]) -> &[Json] {
-        match self.at(path) {
-            Json::Arr(a) => a,
-            _ => &[],
-        }
+        self.at(path).and_then(Json::as_array).unwrap_or(&[])
     }
 
-    /// (end time, bit/s) of every reporting interval.
     fn intervals(&self) -> Vec<(f64, f64)> {
         self.items(&["intervals"])
             .iter()
