@@ -111,7 +111,6 @@ fn status_from_real_engines() {
         tuntap_type: "tun",
         tuntap_name: "mlvpn0",
         local: &local,
-        reorder_size: 32,
         shell_drops: &[("tun_write", 0), ("send", 2)],
     };
     let s = snapshot(&p.client, &shell);

@@ -26,8 +26,6 @@ pub struct ShellInfo<'a> {
     /// Per link, in the engine's order: the address its socket is bound to (`None` while it
     /// is not bound). Shorter than the engine's links: the rest count as unbound.
     pub local: &'a [Option<SocketAddr>],
-    /// Slots of the reorder buffer (`reorder_buffer_size`).
-    pub reorder_size: usize,
     /// The shell's own drop counters (TUN write failures, failed sends), after the engine's.
     pub shell_drops: &'a [(&'static str, u64)],
 }
@@ -84,11 +82,7 @@ pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
         .collect();
     let mut drops = drops_of(engine.drops());
     drops.extend_from_slice(shell.shell_drops);
-    let reorder = engine
-        .reorder_stats()
-        .zip(engine.reorder_wait())
-        .map(|(s, wait)| ReorderStatus::from_stats(shell.reorder_size, s, wait));
-    let pools = engine
+    let pools: Vec<PoolStatus> = engine
         .pools()
         .into_iter()
         .filter_map(|(name, pool)| {
@@ -100,6 +94,11 @@ pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
             })
         })
         .collect();
+    let reorder_size = pools.iter().find(|p| p.name == "reorder").map_or(0, |p| p.slots);
+    let reorder = engine
+        .reorder_stats()
+        .zip(engine.reorder_wait())
+        .map(|(s, wait)| ReorderStatus::from_stats(reorder_size, s, wait));
     Status {
         name: shell.name.to_string(),
         version: shell.version.to_string(),

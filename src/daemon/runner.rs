@@ -403,7 +403,6 @@ impl Daemon {
                 tuntap_type: config.tuntap.as_str(),
                 tuntap_name: tun.name(),
                 local: &local,
-                reorder_size: usize::from(config.reorder_buffer_size),
                 shell_drops: &shell_drops,
             };
             control::snapshot(engine, &shell)
@@ -570,9 +569,7 @@ impl Daemon {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
-                    if let Some(held) = self.tun_errors.allow(now) {
-                        log_error!("{}: read: {e} ({held} more not shown)", self.tun.name());
-                    }
+                    self.tun_read_failed(now, e);
                     break;
                 }
             };
@@ -588,18 +585,23 @@ impl Daemon {
         let at = DATA_OVERHEAD - VNET_HDR_LEN;
         let mut packets = 0;
         while packets < BATCH {
-            let n = match self.tun.read(&mut self.big[at..]) {
-                Ok(n) if n > VNET_HDR_LEN => n - VNET_HDR_LEN,
-                Ok(_) => continue,
+            let read = match self.tun.read(&mut self.big[at..]) {
+                Ok(read) => read,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
-                    if let Some(held) = self.tun_errors.allow(now) {
-                        log_error!("{}: read: {e} ({held} more not shown)", self.tun.name());
-                    }
+                    self.tun_read_failed(now, e);
                     break;
                 }
             };
-            let Some(h) = VnetHdr::parse(&self.big[at..]) else { continue };
+            // A read too short for its header, or a header we cannot parse: a counted drop, and
+            // a read all the same (work per wakeup stays bounded).
+            let header = (read > VNET_HDR_LEN).then(|| VnetHdr::parse(&self.big[at..])).flatten();
+            let Some(h) = header else {
+                packets += 1;
+                self.drops.tun_read += 1;
+                continue;
+            };
+            let n = read - VNET_HDR_LEN;
             let packet = DATA_OVERHEAD..DATA_OVERHEAD + n;
             if !h.is_gso() {
                 packets += 1;
@@ -632,6 +634,12 @@ impl Daemon {
         }
         self.flush(now);
         self.send_pending(now);
+    }
+
+    fn tun_read_failed(&mut self, now: Instant, e: io::Error) {
+        if let Some(held) = self.tun_errors.allow(now) {
+            log_error!("{}: read: {e} ({held} more not shown)", self.tun.name());
+        }
     }
 
     fn tun_write_failed(&mut self, now: Instant, e: io::Error) {

@@ -51,7 +51,6 @@ pub struct SendQueue {
     free: Vec<u16>,
     queue: VecDeque<Entry>,
     bytes: u64,
-    capacity: usize,
     /// The most buffers in use at once.
     peak: usize,
 }
@@ -66,7 +65,6 @@ impl SendQueue {
             free: (0..capacity as u16).rev().collect(),
             queue: VecDeque::with_capacity(capacity),
             bytes: 0,
-            capacity,
             peak: 0,
         }
     }
@@ -132,7 +130,7 @@ impl SendQueue {
     }
 
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.free.len() + self.queue.len()
     }
 }
 
