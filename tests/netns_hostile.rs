@@ -376,19 +376,6 @@ fn replay_and_forgery_during_transfer() {
     assert_eq!(packets, 0, "the server answered the attacker");
 }
 
-/// The `Udp:` counters of a namespace (from /proc/PID/net/snmp of a process in it).
-fn udp_counters(pid: u32) -> std::collections::BTreeMap<String, u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/net/snmp")).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("Udp:")).collect();
-    let mut out = std::collections::BTreeMap::new();
-    if let [names, values] = lines[..] {
-        for (n, v) in names.split_whitespace().zip(values.split_whitespace()).skip(1) {
-            out.insert(n.to_string(), v.parse().unwrap_or(0));
-        }
-    }
-    out
-}
-
 /// One attempt: a clean flow, then the same flow under the flood.
 fn flood_attempt(rig: &Rig, attacker: &Attacker, attempt: u32) -> Result<(), String> {
     const PPS: u64 = 40_000;
@@ -397,14 +384,14 @@ fn flood_attempt(rig: &Rig, attacker: &Attacker, attempt: u32) -> Result<(), Str
     let clean = traffic::iperf(rig, Side::Client, TUN_SERVER_IP, 5300 + attempt as u16 * 2, SECS);
     let clean_bps = clean.mean_bps_from(1.0);
     let net = rig.net_pid(Side::Server);
-    let before = (ProcStats::of(net).unwrap(), rig.snapshot(Side::Server), udp_counters(net));
+    let before = (ProcStats::of(net).unwrap(), rig.snapshot(Side::Server), lab::udp_counters(net));
     let targets: Vec<SocketAddr> = (0..rig.links.len()).map(|i| server_port(rig, i)).collect();
     let flood = Flood::start(&attacker.ns, targets.clone(), PPS, 1000 + u64::from(attempt));
     std::thread::sleep(Duration::from_millis(500));
     let flooded = traffic::iperf(rig, Side::Client, TUN_SERVER_IP, 5301 + attempt as u16 * 2, SECS);
     let report = flood.stop();
     std::thread::sleep(Duration::from_millis(300));
-    let after = (ProcStats::of(net).unwrap(), rig.snapshot(Side::Server), udp_counters(net));
+    let after = (ProcStats::of(net).unwrap(), rig.snapshot(Side::Server), lab::udp_counters(net));
     let flooded_bps = flooded.mean_bps_from(1.0);
     let refused = refused(&after.1) - refused(&before.1);
     let udp = |k: &str| after.2.get(k).copied().unwrap_or(0) - before.2.get(k).copied().unwrap_or(0);

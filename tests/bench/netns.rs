@@ -73,6 +73,9 @@ struct UdpRow {
     offered_pps: f64,
     received_pps: f64,
     delivered_pps: f64,
+    /// Datagrams the receiving namespace's kernel dropped on full socket buffers (the
+    /// daemon's link socket and iperf3's: the received column tells the daemon's apart).
+    socket_drops_pps: f64,
     /// CPU µs per packet: the sending daemon per packet read from its TUN, the receiving one per
     /// datagram it received.
     us_sender: f64,
@@ -152,6 +155,8 @@ fn udp_rate(lab: &mut Lab, size: usize, secs: f64) -> UdpRow {
     let cpu0 = pids.map(lab::cpu_seconds);
     let (_, handed0) = tun_packets(pids[0]);
     let received0 = received_datagrams(lab, to);
+    let rcvbuf = |pid| lab::udp_counters(pid).get("RcvbufErrors").copied().unwrap_or(0);
+    let drops0 = rcvbuf(pids[1]);
     let payload = (size - 28).to_string(); // IPv4 + UDP headers
     let secs_s = secs.to_string();
     let started = std::time::Instant::now();
@@ -165,6 +170,7 @@ fn udp_rate(lab: &mut Lab, size: usize, secs: f64) -> UdpRow {
     let cpu1 = pids.map(lab::cpu_seconds);
     let (_, handed1) = tun_packets(pids[0]);
     let received1 = received_datagrams(lab, to);
+    let drops1 = rcvbuf(pids[1]);
     server.wait_timeout(Duration::from_secs(5));
     // What the receiving application got: iperf3's count of datagrams sent less those lost.
     let doc =
@@ -179,6 +185,7 @@ fn udp_rate(lab: &mut Lab, size: usize, secs: f64) -> UdpRow {
         offered_pps: handed / elapsed,
         received_pps: received / elapsed,
         delivered_pps: delivered / elapsed,
+        socket_drops_pps: drops1.saturating_sub(drops0) as f64 / elapsed,
         us_sender: (cpu1[0] - cpu0[0]) * 1e6 / handed.max(1.0),
         us_receiver: (cpu1[1] - cpu0[1]) * 1e6 / received.max(1.0),
         seal_us,
@@ -271,11 +278,12 @@ fn main() {
         "\nUDP through 1 unshaped link, client → server (iperf3 -u -b 0), packets/s and CPU µs per packet"
     );
     println!(
-        "{:>6} {:>12} {:>12} {:>12}  {:>10} {:>8} {:>8}  {:>10} {:>8} {:>8}",
+        "{:>6} {:>12} {:>12} {:>12} {:>12}  {:>10} {:>8} {:>8}  {:>10} {:>8} {:>8}",
         "bytes",
         "into tunnel",
         "received",
         "delivered",
+        "socket drops",
         "sender µs",
         "seal",
         "beyond",
@@ -285,11 +293,12 @@ fn main() {
     );
     for u in &udp_rows {
         println!(
-            "{:>6} {:>12.0} {:>12.0} {:>12.0}  {:>10.2} {:>8.2} {:>8.2}  {:>10.2} {:>8.2} {:>8.2}",
+            "{:>6} {:>12.0} {:>12.0} {:>12.0} {:>12.0}  {:>10.2} {:>8.2} {:>8.2}  {:>10.2} {:>8.2} {:>8.2}",
             u.size,
             u.offered_pps,
             u.received_pps,
             u.delivered_pps,
+            u.socket_drops_pps,
             u.us_sender,
             u.seal_us,
             u.us_sender - u.seal_us,
@@ -301,7 +310,9 @@ fn main() {
     println!(
         "(packets per second: into tunnel: handed by the client's TUN to its daemon; received: datagrams"
     );
-    println!(" the server's daemon received; delivered: datagrams iperf3's receiver got. µs: the daemon's");
+    println!(" the server's daemon received; delivered: datagrams iperf3's receiver got; socket drops: what");
+    println!(" the server namespace's kernel dropped on full UDP socket buffers (iperf3's, when received");
+    println!(" matches into tunnel). µs: the daemon's");
     println!(" user + system CPU per packet into the tunnel (sender) or received (receiver), kernel work in");
     println!(" its syscalls included: on veth, sending runs the peer's receive path too)");
     println!(

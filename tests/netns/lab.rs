@@ -183,6 +183,19 @@ pub fn tcp_congestion_control() -> Option<String> {
     }
 }
 
+/// The `Udp:` counters of a namespace (from /proc/PID/net/snmp of a process in it).
+pub fn udp_counters(pid: u32) -> BTreeMap<String, u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/snmp")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("Udp:")).collect();
+    let mut out = BTreeMap::new();
+    if let [names, values] = lines[..] {
+        for (n, v) in names.split_whitespace().zip(values.split_whitespace()).skip(1) {
+            out.insert(n.to_string(), v.parse().unwrap_or(0));
+        }
+    }
+    out
+}
+
 /// Root, the daemon binary, and our turn (scenarios run one at a time): `None`, after a loud
 /// `SKIPPED` line, if root or the binary is missing.
 pub fn daemon_scenario(test: &str) -> Option<MutexGuard<'static, ()>> {
