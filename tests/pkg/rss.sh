@@ -80,6 +80,10 @@ both_ways() { # MIB PORT_UP PORT_DOWN
 }
 peaks() { # WHEN
     echo "$1: peak RSS (VmHWM) server $(kib "$SRV_PID" VmHWM) KiB, client $(kib "$CLI_PID" VmHWM) KiB"
+    # What the packet pools took, as each daemon reports it.
+    for end in server client; do
+        echo "  $end $("$bin" status -c "$tmp/$end.conf" | grep '^pools' || echo 'pools: (no answer)')"
+    done
 }
 
 # A router's load first (the peak only grows): each link shaped to 20 Mbit/s each way.
@@ -98,7 +102,7 @@ done
 
 # Then as fast as veth goes.
 both_ways 32 5201 5202
-
+peaks "then unshaped, 32 MiB each way"
 if command -v iperf3 >/dev/null; then
     ip netns exec "$SRV" iperf3 -s -1 -B 10.42.42.1 >/dev/null 2>&1 &
     iperf_server=$!
