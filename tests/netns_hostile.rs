@@ -643,7 +643,12 @@ const NAT_IP: &str = "10.77.0.5";
 fn nat_rebinding_mid_transfer() {
     let Some(_turn) = lab::daemon_scenario("nat_rebinding_mid_transfer") else { return };
     let mut rig = Rig::new(&[LinkSpec::unshaped(), LinkSpec::unshaped()]);
-    rig.start_both(&TunnelOpts::default(), Mode::Separated);
+    // Round-robin, so that link0 carries data both ways whatever the timing: with the default
+    // scheduler two equal veth links may leave all of it, acknowledgements included, to link1,
+    // and link0 would then count only its keepalives (a second for 10 of them).
+    let opts =
+        TunnelOpts { extra_general: vec![("scheduler".into(), "wrr".into())], ..TunnelOpts::default() };
+    rig.start_both(&opts, Mode::Separated);
     rig.wait_tunnel(Duration::from_secs(20));
     rig.pace(Side::Client, 40.0);
     let l = rig.links[0].clone();
