@@ -133,31 +133,47 @@ pub fn need_mlvpn(test: &str) -> Option<PathBuf> {
     bin
 }
 
-/// Full path of an external tool; panics with the Debian package to install when missing.
-pub fn tool(name: &str) -> PathBuf {
-    let package = match name {
-        "ip" | "tc" => "iproute2",
-        "nft" => "nftables",
-        "iperf3" => "iperf3",
-        "python3" => "python3",
-        _ => name,
-    };
-    // Debian's python3 first: a pyenv shim may not work under `ip netns exec`.
+/// Full path of an external tool, or `None` when this machine has none.
+fn find_tool(name: &str) -> Option<PathBuf> {
+    // Debian's python3 first: a pyenv shim may not work under `ip netns exec`, and Debian's
+    // python3-* packages (tests/tools.sh) install for it.
     let mut dirs: Vec<PathBuf> = vec!["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into(), "/bin".into()];
     if let Some(path) = std::env::var_os("PATH") {
         dirs.extend(std::env::split_paths(&path));
     }
-    dirs.iter()
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("missing tool `{name}`: apt-get install {package}"))
+    dirs.iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
-/// Checks every tool the lab and its traffic generators use, up front.
+/// Full path of an external tool. A missing one is installed first ([`need_tools`]); if that
+/// failed, panics saying so, so that a missing tool never looks like a failing daemon.
+pub fn tool(name: &str) -> PathBuf {
+    find_tool(name).unwrap_or_else(|| {
+        need_tools();
+        find_tool(name).unwrap_or_else(|| {
+            panic!("MISSING TEST TOOL `{name}` (not an mlvpn failure): tests/tools.sh could not install it")
+        })
+    })
+}
+
+/// The tools the lab and its traffic generators use, installed once per test binary where
+/// missing (`tests/tools.sh`: Debian packages, as root). Panics, naming what is missing, if
+/// the installation fails: the tests cannot run, and must not look like a daemon failing.
 pub fn need_tools() {
-    for t in ["ip", "tc", "nft", "iperf3", "python3", "sh"] {
-        tool(t);
-    }
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools.sh");
+        let check = Command::new("sh").arg(&script).arg("--check").output();
+        if check.as_ref().is_ok_and(|o| o.status.success()) {
+            return;
+        }
+        let what = check.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+        loud(&format!("{what}: installing them with tests/tools.sh"));
+        let ok = Command::new("sh").arg(&script).status().is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "MISSING TEST TOOLS (not an mlvpn failure): {what}; tests/tools.sh could not install them"
+        );
+    });
 }
 
 /// The TCP congestion control our traffic generators ask for on their sockets: `cubic`
