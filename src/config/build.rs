@@ -395,7 +395,20 @@ fn read_general(report: &mut Report<'_>, s: &Section<'_>) -> General {
             G::Timeout => g.timeout = report.check(e, timeout(v)),
             G::ReorderBufferSize => {
                 let r = value::number(v, "slots", 0, u16::MAX.into());
-                g.reorder_buffer_size = report.check(e, r).map(|n| u16::try_from(n).expect("at most 65535"));
+                let n = report.check(e, r).map(|n| u16::try_from(n).expect("at most 65535"));
+                // A floor, not a cap (model.rs): MLVPN's configs carry small values.
+                g.reorder_buffer_size = match n {
+                    Some(n @ 1..DEFAULT_REORDER_BUFFER_SIZE) => {
+                        report.warn(
+                            e.line,
+                            format_args!(
+                                "reorder_buffer_size: {n} is too few, using {DEFAULT_REORDER_BUFFER_SIZE}"
+                            ),
+                        );
+                        Some(DEFAULT_REORDER_BUFFER_SIZE)
+                    }
+                    n => n,
+                };
             }
             G::LossTolerance => g.loss_tolerance = report.check(e, percent(v)),
             G::LatencyTolerance => g.latency_tolerance = report.check(e, latency(v)),

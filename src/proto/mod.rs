@@ -4,6 +4,7 @@
 pub mod arrival;
 pub mod capacity;
 pub mod crypto;
+pub mod delivered;
 pub mod handshake;
 pub mod kdf;
 pub mod link;

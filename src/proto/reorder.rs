@@ -6,9 +6,11 @@
 //!
 //! * A packet that is exactly the next one, with nothing queued before it, is not copied: the
 //!   caller delivers it straight from its own buffer ([`Arrival::Deliver`]).
-//! * A later packet is held. A packet older than `next` (already delivered, or given up on) is
-//!   dropped as late; one already held is dropped as a duplicate. Nothing is ever delivered
-//!   twice or out of order.
+//! * A later packet is held; one already held is dropped as a duplicate.
+//! * A packet older than `next` arrived after its place was given up on ([`Arrival::Behind`]):
+//!   the caller delivers it at once, out of order, which TCP's SACK absorbs — dropping it would
+//!   be a loss. The buffer cannot tell such a packet from a copy of one already delivered; the
+//!   caller's exactly-once window ([`super::delivered`]) does, before offering it here.
 //! * Each held packet gets a deadline when it arrives: by then, whatever was sent before it has
 //!   arrived or never will (the caller computes how long that is for the link it came on). A
 //!   hole is skipped as soon as a packet behind it reaches its deadline
@@ -44,8 +46,9 @@ pub enum Arrival {
     Deliver,
     /// Copied and held until the packets before it arrive or are given up on.
     Held,
-    /// Older than the window: dropped.
-    Late,
+    /// Older than the window: its place was given up on. Deliver it now (out of order), from
+    /// your own buffer, unless it is a copy of one delivered before.
+    Behind,
     /// Already held: dropped.
     Duplicate,
     /// Every buffer is in use (the caller is not draining [`ReorderBuffer::pop`]): dropped.
@@ -61,6 +64,7 @@ pub struct ReorderStats {
     pub in_order: u64,
     /// Held, then delivered.
     pub reordered: u64,
+    /// Arrived after their place was given up on (handed back to be delivered out of order).
     pub late: u64,
     pub duplicate: u64,
     pub full: u64,
@@ -174,7 +178,7 @@ impl ReorderBuffer {
         let d = seq_diff(seq, next);
         if d < 0 {
             self.stats.late += 1;
-            return Arrival::Late;
+            return Arrival::Behind;
         }
         if d as u32 >= self.capacity {
             self.advance_to(seq.wrapping_sub(self.capacity - 1));
@@ -361,11 +365,11 @@ mod tests {
     }
 
     #[test]
-    fn late_and_duplicate_packets_are_dropped() {
+    fn late_packets_are_handed_back_and_duplicates_dropped() {
         let mut r = ReorderBuffer::new(8, 16);
         offer(&mut r, t(0), 10);
-        assert_eq!(r.arrive(t(0), 10, b"a", WAIT), Arrival::Late);
-        assert_eq!(r.arrive(t(0), 9, b"a", WAIT), Arrival::Late);
+        assert_eq!(r.arrive(t(0), 10, b"a", WAIT), Arrival::Behind);
+        assert_eq!(r.arrive(t(0), 9, b"a", WAIT), Arrival::Behind);
         assert_eq!(r.arrive(t(0), 12, b"a", WAIT), Arrival::Held);
         assert_eq!(r.arrive(t(0), 12, b"a", WAIT), Arrival::Duplicate);
         assert_eq!(r.stats.late, 2);
@@ -389,7 +393,7 @@ mod tests {
         assert_eq!(drain(&mut r, t(60)), [2, 3, 4, 5, 6, 7]);
         assert_eq!(r.stats.skipped, 1);
         assert_eq!(r.stats.wait_max_us, 50_000);
-        assert_eq!(r.arrive(t(61), 1, b"x", WAIT), Arrival::Late, "given up, never delivered late");
+        assert_eq!(r.arrive(t(61), 1, b"x", WAIT), Arrival::Behind, "given up: out of order now");
     }
 
     #[test]

@@ -10,14 +10,16 @@
 //! cannot move the window.
 
 const BLOCK_BITS: u64 = 64;
-/// Blocks in the ring; a power of two.
+/// Blocks in the ring of a session's window; a power of two.
 const BLOCKS: usize = 32;
-/// Packet numbers behind the newest one that can still be accepted. One block is kept spare so
-/// that advancing never clears bits still inside the window (RFC 6479, section 2).
-pub const WINDOW: u64 = (BLOCKS as u64 - 1) * BLOCK_BITS;
+/// Packet numbers behind the newest one that a session's window can still accept. One block
+/// is kept spare so that advancing never clears bits still inside the window (RFC 6479,
+/// section 2).
+pub const WINDOW: u64 = ReplayWindow::<BLOCKS>::WINDOW;
 
+/// A window over `(BLOCKS - 1) * 64` numbers; `BLOCKS` a power of two.
 #[derive(Debug, Clone)]
-pub struct ReplayWindow {
+pub struct ReplayWindow<const BLOCKS: usize = 32> {
     /// Highest accepted packet number (meaningless while `empty`).
     top: u64,
     empty: bool,
@@ -32,13 +34,16 @@ pub enum Replay {
     TooOld,
 }
 
-impl Default for ReplayWindow {
+impl<const BLOCKS: usize> Default for ReplayWindow<BLOCKS> {
     fn default() -> Self {
         ReplayWindow { top: 0, empty: true, ring: [0; BLOCKS] }
     }
 }
 
-impl ReplayWindow {
+impl<const BLOCKS: usize> ReplayWindow<BLOCKS> {
+    /// Numbers behind the newest one that can still be accepted.
+    pub const WINDOW: u64 = (BLOCKS as u64 - 1) * BLOCK_BITS;
+
     fn slot(pn: u64) -> (usize, u64) {
         (((pn / BLOCK_BITS) as usize) & (BLOCKS - 1), 1u64 << (pn % BLOCK_BITS))
     }
@@ -48,7 +53,7 @@ impl ReplayWindow {
         if self.empty || pn > self.top {
             return Ok(());
         }
-        if self.top - pn >= WINDOW {
+        if self.top - pn >= Self::WINDOW {
             return Err(Replay::TooOld);
         }
         let (block, bit) = Self::slot(pn);
@@ -89,7 +94,7 @@ mod tests {
 
     #[test]
     fn accepts_each_number_once() {
-        let mut w = ReplayWindow::default();
+        let mut w: ReplayWindow = ReplayWindow::default();
         assert_eq!(w.accept(0), Ok(()));
         assert_eq!(w.accept(0), Err(Replay::Duplicate));
         assert_eq!(w.accept(2), Ok(()));
@@ -100,7 +105,7 @@ mod tests {
 
     #[test]
     fn refuses_numbers_older_than_the_window() {
-        let mut w = ReplayWindow::default();
+        let mut w: ReplayWindow = ReplayWindow::default();
         w.accept(10_000).unwrap();
         assert_eq!(w.check(10_000 - WINDOW), Err(Replay::TooOld));
         assert_eq!(w.accept(10_000 - WINDOW + 1), Ok(()));
@@ -108,7 +113,7 @@ mod tests {
 
     #[test]
     fn large_jumps_clear_stale_bits() {
-        let mut w = ReplayWindow::default();
+        let mut w: ReplayWindow = ReplayWindow::default();
         for pn in 0..200 {
             w.accept(pn).unwrap();
         }
@@ -123,7 +128,7 @@ mod tests {
     #[test]
     fn matches_a_reference_set_under_random_reordering() {
         // A simple model: a set of everything accepted and the window rule.
-        let mut w = ReplayWindow::default();
+        let mut w: ReplayWindow = ReplayWindow::default();
         let mut seen = std::collections::HashSet::new();
         let mut top = 0u64;
         let mut x = 0x9e37_79b9_7f4a_7c15u64;

@@ -26,6 +26,7 @@
 
 use super::arrival::ArrivalScheduler;
 use super::crypto::{Csprng, Key};
+use super::delivered::DeliveredWindow;
 use super::handshake::{self, CookieJar, HandshakeError, Pending};
 use super::kdf::{handshake_key, session_keys};
 use super::link::{
@@ -34,6 +35,7 @@ use super::link::{
 };
 use super::owd::wrapping_diff;
 use super::reorder::{Arrival, ReorderBuffer, ReorderStats};
+use super::replay::Replay;
 use super::retransmit::{self, GapList, RetransmitStore};
 use super::sched::{LinkView, Pick, Scheduler, WeightedRoundRobin, is_candidate};
 use super::sendq::{SEND_QUEUE_LIMIT, SEND_QUEUE_MAX_WAIT, SEND_QUEUE_SLOTS, SendQueue};
@@ -134,9 +136,9 @@ pub enum DropReason {
     NoLink,
     /// Every link's queue is at its limit: the tunnel is at capacity.
     Congested,
-    /// Arrived after its place in the sequence was delivered or given up.
+    /// Too old to tell whether it was delivered already ([`super::delivered`]).
     Late,
-    /// Arrived twice.
+    /// Arrived twice (resent while the original was only late, or copied in the network).
     Duplicate,
     /// The reorder buffer was full.
     ReorderFull,
@@ -263,6 +265,8 @@ pub struct Tunnel {
     scheduler_kind: SchedulerKind,
     views: Vec<LinkView>,
     reorder: Option<ReorderBuffer>,
+    /// The data packets delivered, so that none is delivered twice.
+    delivered: DeliveredWindow,
     /// How long a packet arriving on each link may wait in the reorder buffer.
     reorder_waits: Vec<Duration>,
     retransmit: Option<RetransmitStore>,
@@ -365,6 +369,7 @@ impl Tunnel {
             views,
             reorder: (config.reorder_buffer_size > 0)
                 .then(|| ReorderBuffer::new(config.reorder_buffer_size, config.mtu)),
+            delivered: DeliveredWindow::default(),
             reorder_waits: vec![REORDER_DEFAULT; n],
             retransmit: (config.retransmit_buffer_size > 0)
                 .then(|| RetransmitStore::new(config.retransmit_buffer_size, config.mtu + 4, n)),
@@ -970,6 +975,7 @@ impl Tunnel {
         if let Some(r) = &mut self.reorder {
             r.restart(0);
         }
+        self.delivered.reset();
         self.update_reorder_timer();
         let Some(old) = old else { return };
         self.push_event(Event::PeerRestarted);
@@ -1100,15 +1106,21 @@ impl Tunnel {
             let (l, mut timers) = self.timers_of(link);
             l.on_data_rx(now, &mut timers);
         }
+        match self.delivered.accept(seq) {
+            Ok(()) => {}
+            Err(Replay::Duplicate) => return self.dropped(DropReason::Duplicate),
+            Err(Replay::TooOld) => return self.dropped(DropReason::Late),
+        }
         let range = DATA_OVERHEAD..buf.len();
         let Some(reorder) = &mut self.reorder else {
             return Received::Deliver(range);
         };
         let arrival = reorder.arrive(now, seq, payload, self.reorder_waits[link]);
         let r = match arrival {
-            Arrival::Deliver => Received::Deliver(range),
+            // Behind: its hole was given up on, and it is no copy (checked above): out of
+            // order now is better than a loss.
+            Arrival::Deliver | Arrival::Behind => Received::Deliver(range),
             Arrival::Held => Received::Consumed,
-            Arrival::Late => self.dropped(DropReason::Late),
             Arrival::Duplicate => self.dropped(DropReason::Duplicate),
             Arrival::Full => self.dropped(DropReason::ReorderFull),
             Arrival::TooBig => self.dropped(DropReason::TooBig),

@@ -287,7 +287,7 @@ fn run_once(bin: &std::path::Path, sc: &Scenario, v: &Variant, show_config: bool
     let mut opts =
         TunnelOpts { extra_general: vec![("scheduler".into(), v.scheduler.into())], ..TunnelOpts::default() };
     if let Some(n) = v.reorder_buffer {
-        opts.reorder_buffer_size = n;
+        opts.reorder_buffer_size = Some(n);
     }
     if show_config {
         println!("    emulator: {}", lab.emu_command_line());

@@ -212,6 +212,33 @@ impl EmuLab {
         self.emu().show().unwrap_or_else(|e| panic!("linkemu show: {e}"))
     }
 
+    /// Shapes link `i` with the kernel's `tbf` on the egress of both its ends (the client's and
+    /// the server's veth), as a user shapes a WAN: `tc qdisc add dev DEV root tbf rate RATE
+    /// burst BURST latency LATENCY` (e.g. `40mbit`, `64kb`, `50ms`). The emulator then adds
+    /// only what it is told (a delay); the bottleneck and its queue are the kernel's.
+    pub fn shape_tbf(&self, i: usize, rate: &str, burst: &str, latency: &str) {
+        let link = &self.links[i];
+        for (side, dev) in [(Side::Client, &link.client_if), (Side::Server, &link.server_if)] {
+            lab::host(&[
+                "tc",
+                "-n",
+                &self.ns(side),
+                "qdisc",
+                "add",
+                "dev",
+                dev,
+                "root",
+                "tbf",
+                "rate",
+                rate,
+                "burst",
+                burst,
+                "latency",
+                latency,
+            ]);
+        }
+    }
+
     /// The emulator's command line, as it could be typed (in its namespace, as root).
     pub fn emu_command_line(&self) -> String {
         let mut s = String::from("linkemu run");
@@ -467,8 +494,12 @@ impl Pinger {
 /// What [`run_flow`] does.
 #[derive(Debug, Clone)]
 pub struct FlowPlan {
-    /// iperf3 flow length, seconds (client → server through the tunnel).
+    /// iperf3 flow length, seconds.
     pub secs: f64,
+    /// The sending side (the flow goes through the tunnel to the other side's tunnel address).
+    pub from: Side,
+    /// The sender's TCP congestion control; `None`: the lab's ([`lab::tcp_congestion_control`]).
+    pub cc: Option<String>,
     pub port: u16,
     /// The concurrent ping through the tunnel runs from this many seconds into the flow until
     /// half a second before its end, every `ping_interval` seconds.
@@ -485,6 +516,8 @@ impl FlowPlan {
     pub fn new(secs: f64) -> FlowPlan {
         FlowPlan {
             secs,
+            from: Side::Client,
+            cc: None,
             port: 5201,
             ping_from: 2.0,
             ping_interval: 0.05,
@@ -509,8 +542,8 @@ pub struct FlowResult {
     pub iperf: IperfRun,
     /// The ping through the tunnel during the flow.
     pub ping: PingSeries,
-    /// (seconds since the flow started, bytes received by the server's TUN device from mlvpn),
-    /// about every 0.1 s.
+    /// (seconds since the flow started, bytes the receiving side's TUN device received from
+    /// mlvpn), about every 0.1 s.
     pub tun_rx: Vec<(f64, u64)>,
     /// When each event ran, seconds since the flow started, and the command.
     pub events: Vec<(f64, String)>,
@@ -573,14 +606,16 @@ fn tun_rx_bytes(lab: &Lab, side: Side) -> u64 {
     lab.net_dev(side).get(lab::TUN_DEVICE).map_or(0, |c| c.0)
 }
 
-/// Runs one iperf3 flow client → server through the tunnel as `plan` says, with a concurrent
-/// ping, the server TUN's delivery every 0.1 s, status snapshots, emulator counters and timed
+/// Runs one iperf3 flow through the tunnel as `plan` says, with a concurrent ping the same
+/// way, the receiving TUN's delivery every 0.1 s, status snapshots, emulator counters and timed
 /// emulator commands. The tunnel must be up.
 pub fn run_flow(lab: &EmuLab, plan: &FlowPlan) -> FlowResult {
     let mut status = vec![status_snapshot(lab, Side::Client, 0.0), status_snapshot(lab, Side::Server, 0.0)];
     let emu_before = lab.emu_show();
     let pressure = CpuPressure::start();
-    let flow = traffic::iperf_start(lab, Side::Client, lab::TUN_SERVER_IP, plan.port, plan.secs);
+    let (from, to) = (plan.from, plan.from.other());
+    let cc = plan.cc.clone().or_else(lab::tcp_congestion_control);
+    let flow = traffic::iperf_start_cc(lab, from, to.tun_ip(), plan.port, plan.secs, cc.as_deref());
     let t0 = flow.started;
     let since = |t: Instant| t.duration_since(t0).as_secs_f64();
     let mut events: Vec<(f64, String)> = plan.events.clone();
@@ -600,14 +635,7 @@ pub fn run_flow(lab: &EmuLab, plan: &FlowPlan) -> FlowResult {
             break;
         }
         if pinger.is_none() && now >= plan.ping_from && ping_secs > 0.0 {
-            pinger = Some(Pinger::start(
-                lab,
-                Side::Client,
-                lab::TUN_SERVER_IP,
-                plan.ping_interval,
-                ping_secs,
-                "load",
-            ));
+            pinger = Some(Pinger::start(lab, from, to.tun_ip(), plan.ping_interval, ping_secs, "load"));
         }
         if let Some((at, _)) = events.peek()
             && now >= *at
@@ -619,7 +647,7 @@ pub fn run_flow(lab: &EmuLab, plan: &FlowPlan) -> FlowResult {
             continue;
         }
         if now >= next_sample {
-            tun_rx.push((since(Instant::now()), tun_rx_bytes(lab, Side::Server)));
+            tun_rx.push((since(Instant::now()), tun_rx_bytes(lab, to)));
             next_sample += 0.1;
             if next_sample < now {
                 next_sample = now + 0.1;

@@ -553,7 +553,8 @@ pub struct TunnelOpts {
     pub mtu: u32,
     /// `timeout` in seconds.
     pub timeout: u32,
-    pub reorder_buffer_size: u32,
+    /// `reorder_buffer_size`; `None` leaves the key out.
+    pub reorder_buffer_size: Option<u32>,
     /// Extra `key = value` lines for `[general]`, both sides.
     pub extra_general: Vec<(String, String)>,
 }
@@ -565,7 +566,7 @@ impl Default for TunnelOpts {
             client_password: None,
             mtu: DEFAULT_MTU,
             timeout: 10,
-            reorder_buffer_size: u32::from(mlvpn::config::DEFAULT_REORDER_BUFFER_SIZE),
+            reorder_buffer_size: None,
             extra_general: Vec::new(),
         }
     }
@@ -963,15 +964,17 @@ exit 0
         let mut s = format!(
             "# mlvpn netns lab, {side}\n[general]\nmode = {side}\npassword = \"{password}\"\n\
              statuscommand = {hook}\ninterface_name = {TUN_DEVICE}\nmtu = {mtu}\ntimeout = {timeout}\n\
-             reorder_buffer_size = {rbs}\nip4 = {ip}/{TUN_PREFIX}\nip4_gateway = {gw}\n",
+             ip4 = {ip}/{TUN_PREFIX}\nip4_gateway = {gw}\n",
             side = side.name(),
             hook = self.hook_path(side).display(),
             mtu = opts.mtu,
             timeout = opts.timeout,
-            rbs = opts.reorder_buffer_size,
             ip = side.tun_ip(),
             gw = side.other().tun_ip(),
         );
+        if let Some(n) = opts.reorder_buffer_size {
+            let _ = writeln!(s, "reorder_buffer_size = {n}");
+        }
         let _ = writeln!(s, "control_unix_path = {}", self.control_path(side).display());
         for (k, v) in &opts.extra_general {
             let _ = writeln!(s, "{k} = {v}");

@@ -73,8 +73,21 @@ pub struct IperfFlow {
 }
 
 /// Starts a `secs` long TCP flow from side `from` to `dst_ip:port` (an address of the other
-/// side): iperf3 server on the other side, client on `from`.
+/// side): iperf3 server on the other side, client on `from`, with the lab's congestion control
+/// ([`lab::tcp_congestion_control`]).
 pub fn iperf_start(lab: &Lab, from: Side, dst_ip: &str, port: u16, secs: f64) -> IperfFlow {
+    iperf_start_cc(lab, from, dst_ip, port, secs, lab::tcp_congestion_control().as_deref())
+}
+
+/// [`iperf_start`] with the sender's congestion control named (`None`: the host's default).
+pub fn iperf_start_cc(
+    lab: &Lab,
+    from: Side,
+    dst_ip: &str,
+    port: u16,
+    secs: f64,
+    cc: Option<&str>,
+) -> IperfFlow {
     let to = from.other();
     let port_s = port.to_string();
     let server = lab.spawn(
@@ -101,9 +114,8 @@ pub fn iperf_start(lab: &Lab, from: Side, dst_ip: &str, port: u16, secs: f64) ->
         "--connect-timeout",
         "5000",
     ];
-    let cc = lab::tcp_congestion_control();
-    if let Some(cc) = &cc {
-        argv.extend(["-C", cc.as_str()]);
+    if let Some(cc) = cc {
+        argv.extend(["-C", cc]);
     }
     let client = lab.spawn(from, &format!("iperf3-client-{port}"), &argv);
     IperfFlow { server, client, secs, started: Instant::now() }

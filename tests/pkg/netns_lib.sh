@@ -5,7 +5,7 @@
 #   netns_setup N                 namespaces $SRV and $CLI; link i: 10.201.i.1 (server) and
 #                                 10.201.i.2 (client), server port 5080+i-1
 #   netns_configs DIR N [REORDER] DIR/server.conf, DIR/client.conf, DIR/updown.sh;
-#                                 REORDER is reorder_buffer_size (default 64); control
+#                                 REORDER is reorder_buffer_size (default 1024); control
 #                                 sockets DIR/server.sock and DIR/client.sock
 #   netns_start DIR SERVER_CMD CLIENT_CMD
 #                                 start both daemons (a command may be "qemu-mips-static BIN");
@@ -48,7 +48,7 @@ HOOK
     {
         printf '[general]\nmode = server\npassword = %s\nstatuscommand = %s\n' \
             "pkg-test-password" "$dir/updown.sh"
-        printf 'ip4 = 10.42.42.1/30\ntimeout = 10\nreorder_buffer_size = %s\n' "${3:-64}"
+        printf 'ip4 = 10.42.42.1/30\ntimeout = 10\nreorder_buffer_size = %s\n' "${3:-1024}"
         printf 'control_unix_path = %s/server.sock\n' "$dir"
         i=1
         while [ "$i" -le "$2" ]; do
@@ -59,7 +59,7 @@ HOOK
     {
         printf '[general]\nmode = client\npassword = %s\nstatuscommand = %s\n' \
             "pkg-test-password" "$dir/updown.sh"
-        printf 'ip4 = 10.42.42.2/30\ntimeout = 10\nreorder_buffer_size = %s\n' "${3:-64}"
+        printf 'ip4 = 10.42.42.2/30\ntimeout = 10\nreorder_buffer_size = %s\n' "${3:-1024}"
         printf 'control_unix_path = %s/client.sock\n' "$dir"
         i=1
         while [ "$i" -le "$2" ]; do

@@ -49,6 +49,10 @@ pub struct PathConfig {
     pub queue_bytes: u64,
     /// Probability that a delivered packet has one bit flipped on the way, 0..1.
     pub corrupt: f64,
+    /// Probability that a packet arrives `late_by` after the packets behind it (a link-layer
+    /// retransmission on Wi-Fi or LTE), 0..1; the others keep their order.
+    pub late: f64,
+    pub late_by: Duration,
 }
 
 impl PathConfig {
@@ -62,6 +66,8 @@ impl PathConfig {
             // 50 ms worth of queue, a common router buffer.
             queue_bytes: (rate / 8 / 20).max(15_000),
             corrupt: 0.0,
+            late: 0.0,
+            late_by: Duration::ZERO,
         }
     }
 }
@@ -143,6 +149,11 @@ impl Path {
         let j = self.config.jitter.as_micros() as i64;
         let jitter = if j > 0 { (self.rng.next_u64() % (2 * j as u64 + 1)) as i64 - j } else { 0 };
         let delay = (self.config.delay.as_micros() as i64 + jitter).max(0) as u64;
+        if self.config.late > 0.0 && self.rng.unit() < self.config.late {
+            self.stats.delivered += 1;
+            self.stats.bytes += len as u64;
+            return Some(left + Duration::from_micros(delay) + self.config.late_by);
+        }
         let arrival = (left + Duration::from_micros(delay)).max(self.last_arrival);
         self.last_arrival = arrival;
         self.stats.delivered += 1;
