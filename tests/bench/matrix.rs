@@ -11,7 +11,7 @@
 //! | sender's congestion control | `cubic`, `bbr`, `reno` | `MLVPN_MATRIX_CC` |
 //! | bottleneck | `emu`: the link emulator's rate and byte queue (50 ms); `tbf`: the kernel's `tbf` on both veth ends of each link (`burst 64kb latency 50ms`), the emulator adding only the delay | `MLVPN_MATRIX_BOTTLENECK` |
 //! | configuration | `none`: no tuning keys; `mlvpn`: MLVPN's example (`reorder_buffer_size = 64`, `bandwidth_upload` = each link's true rate); `mlvpn-high`: the same with `bandwidth_upload` 30% too high; `rbs0`: `reorder_buffer_size = 0` | `MLVPN_MATRIX_CONFIG` |
-//! | links | `3x40`: 3 × 40 Mbit/s, 10 ms one way each; `50/30/20`: 10 ms each; `40/25/15`: one-way 5/20/40 ms; `failover`: `3x40` with link 1 blackholed (nftables, both ways) from 5 to 10 s of a 15 s flow; `flood`: `3x40` while random datagrams hit every server port as fast as one core sends them | `MLVPN_MATRIX_LINKS` |
+//! | links | `3x40`: 3 × 40 Mbit/s, 10 ms one way each; `50/30/20`: 10 ms each; `40/25/15`: one-way 5/20/40 ms; `failover`: `3x40` with link 1 blackholed (by the emulator, both ways) from 5 to 10 s of a 15 s flow; `flood`: `3x40` while random datagrams hit every server port as fast as one core sends them | `MLVPN_MATRIX_LINKS` |
 //! | direction | `up` (client → server), `down` | `MLVPN_MATRIX_DIR` |
 //!
 //! Also: `MLVPN_BENCH_RUNS` (runs per cell, default 1; the table shows the worst),
@@ -224,41 +224,15 @@ fn run_once(bin: &std::path::Path, cell: &Cell, secs: f64, show: bool) -> Run {
     let server_pid = lab.daemon_pid(Side::Server);
     let rss0 = vm_rss_kib(server_pid);
     let running_flood = flood.as_ref().map(|(a, t)| attack::Flood::start(&a.ns, t.clone(), FLOOD_PPS, 11));
-    let blackholer = (cell.links == "failover").then(|| {
-        let (c, s) = (lab.ns(Side::Client), lab.ns(Side::Server));
-        let link = lab.links[FAILOVER_LINK].clone();
-        std::thread::spawn(move || {
-            let t0 = Instant::now();
-            let set = |on: bool| {
-                for (ns, ifname) in [(&c, &link.client_if), (&s, &link.server_if)] {
-                    let verb = if on { "add" } else { "delete" };
-                    let element = format!("{{ \"{ifname}\" }}");
-                    lab::host(&[
-                        "ip",
-                        "netns",
-                        "exec",
-                        ns,
-                        "nft",
-                        verb,
-                        "element",
-                        "inet",
-                        "mlvpn_lab",
-                        "blackholed",
-                        &element,
-                    ]);
-                }
-            };
-            ops::sleep_until(t0, BLACKHOLE.0);
-            set(true);
-            ops::sleep_until(t0, BLACKHOLE.1);
-            set(false);
-        })
-    });
+    if cell.links == "failover" {
+        // The emulator drops everything on the link both ways, as a WAN that died upstream.
+        plan.events = vec![
+            (BLACKHOLE.0, format!("link {FAILOVER_LINK} blackhole on")),
+            (BLACKHOLE.1, format!("link {FAILOVER_LINK} blackhole off")),
+        ];
+    }
     let r = emulated::run_flow(&lab, &plan);
     let flood_report = running_flood.map(attack::Flood::stop);
-    if let Some(b) = blackholer {
-        b.join().expect("blackhole thread");
-    }
     lab.assert_running(Side::Client);
     lab.assert_running(Side::Server);
     let rss1 = vm_rss_kib(server_pid);
@@ -387,18 +361,7 @@ fn verdict(cell: &Cell, runs: &BTreeMap<Cell, Vec<Run>>) -> Option<(String, f64,
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("condition matrix: run it with `cargo bench --bench matrix` (as root)");
-        return;
-    }
-    if !lab::have_root("condition matrix") {
-        return;
-    }
-    lab::need_tools();
-    let Some(bin) = lab::release_mlvpn() else {
-        lab::loud("SKIPPED: condition matrix: cannot build the mlvpn binary");
-        return;
-    };
+    let Some(bin) = lab::bench_binary("matrix") else { return };
     let env_f64 = |k: &str, d: f64| std::env::var(k).ok().and_then(|s| s.parse().ok()).unwrap_or(d);
     let secs = env_f64("MLVPN_BENCH_SECS", 12.0);
     let n_runs = env_f64("MLVPN_BENCH_RUNS", 1.0).max(1.0) as usize;

@@ -194,19 +194,7 @@ fn udp_rate(lab: &mut Lab, size: usize, secs: f64) -> UdpRow {
 }
 
 fn main() {
-    // `cargo test --benches` runs this without `--bench`: do nothing then.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("netns benchmark: run it with `cargo bench --bench netns` (as root)");
-        return;
-    }
-    if !lab::have_root("netns benchmark") {
-        return;
-    }
-    lab::need_tools();
-    let Some(bin) = lab::release_mlvpn() else {
-        lab::loud("SKIPPED: netns benchmark: cannot build the mlvpn binary (no src/main.rs yet?)");
-        return;
-    };
+    let Some(bin) = lab::bench_binary("netns") else { return };
     let secs: f64 = std::env::var("MLVPN_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10.0);
     println!("binary: {}", bin.display());
     println!("machine: {} cores, kernel {}", num_cpus(), lab::host(&["uname", "-r"]).trim());

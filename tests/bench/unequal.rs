@@ -616,19 +616,7 @@ fn git_head() -> String {
 }
 
 fn main() {
-    // `cargo test --benches` runs this without `--bench`: do nothing then.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("unequal-links benchmark: run it with `cargo bench --bench unequal` (as root)");
-        return;
-    }
-    if !lab::have_root("unequal-links benchmark") {
-        return;
-    }
-    lab::need_tools();
-    let Some(bin) = lab::release_mlvpn() else {
-        lab::loud("SKIPPED: unequal-links benchmark: cannot build the mlvpn binary");
-        return;
-    };
+    let Some(bin) = lab::bench_binary("unequal") else { return };
     let env_f64 = |k: &str, d: f64| std::env::var(k).ok().and_then(|s| s.parse().ok()).unwrap_or(d);
     let secs = env_f64("MLVPN_BENCH_SECS", 12.0);
     let n_runs = env_f64("MLVPN_BENCH_RUNS", 3.0).max(1.0) as usize;

@@ -124,6 +124,26 @@ pub fn release_mlvpn() -> Option<PathBuf> {
     (status.success() && bin.exists()).then_some(bin)
 }
 
+/// The prologue of a root benchmark run by `cargo bench --bench NAME`: `None` (doing nothing)
+/// under `cargo test --benches`, which runs it without `--bench`; without root (a loud
+/// `SKIPPED` line); or if the release binary cannot be built. Otherwise the tools are there
+/// ([`need_tools`]) and this is the binary to measure ([`release_mlvpn`]).
+pub fn bench_binary(name: &str) -> Option<PathBuf> {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("{name}: run it with `cargo bench --bench {name}` (as root)");
+        return None;
+    }
+    if !have_root(name) {
+        return None;
+    }
+    need_tools();
+    let bin = release_mlvpn();
+    if bin.is_none() {
+        loud(&format!("SKIPPED: {name}: cannot build the mlvpn binary"));
+    }
+    bin
+}
+
 /// The daemon binary, or a loud `SKIPPED` line and `None` (before the daemon lands on main).
 pub fn need_mlvpn(test: &str) -> Option<PathBuf> {
     let bin = mlvpn_bin();
