@@ -62,6 +62,9 @@ const FLOOD_PPS: u64 = 10_000_000;
 const CCS: [&str; 3] = ["cubic", "bbr", "reno"];
 const BOTTLENECKS: [&str; 2] = ["emu", "tbf"];
 const CONFIGS: [&str; 4] = ["none", "mlvpn", "mlvpn-high", "rbs0"];
+/// Diagnostic configurations, run only when named in `MLVPN_MATRIX_CONFIG`: `wrr` is MLVPN's
+/// scheduler with `bandwidth_upload` set to the true rates.
+const EXTRA_CONFIGS: [&str; 1] = ["wrr"];
 const LINKS: [&str; 5] = ["3x40", "50/30/20", "40/25/15", "failover", "flood"];
 const DIRS: [&str; 2] = ["up", "down"];
 
@@ -157,10 +160,13 @@ fn vm_rss_kib(pid: u32) -> f64 {
 fn configure(cell: &Cell) -> (Vec<EmuLink>, TunnelOpts) {
     let mut opts = TunnelOpts::default();
     let bandwidth = |mbit: f64| match cell.config {
-        "mlvpn" => Some((mbit * 1e6 / 8.0) as u64),
+        "mlvpn" | "wrr" => Some((mbit * 1e6 / 8.0) as u64),
         "mlvpn-high" => Some((mbit * 1.3 * 1e6 / 8.0) as u64),
         _ => None,
     };
+    if cell.config == "wrr" {
+        opts.extra_general.push(("scheduler".into(), "wrr".into()));
+    }
     opts.reorder_buffer_size = match cell.config {
         "mlvpn" | "mlvpn-high" => Some(64),
         "rbs0" => Some(0),
@@ -231,7 +237,32 @@ fn run_once(bin: &std::path::Path, cell: &Cell, secs: f64, show: bool) -> Run {
             (BLACKHOLE.1, format!("link {FAILOVER_LINK} blackhole off")),
         ];
     }
+    // MLVPN_MATRIX_SS=1: the sender's TCP state (`ss -tin`: BBR's bw, min RTT, gains) every
+    // 0.25 s into `<lab dir>/ss.txt` (with MLVPN_NETNS_KEEP=1 to read it).
+    let ss_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ss = std::env::var_os("MLVPN_MATRIX_SS").map(|_| {
+        let (ns, path, stop) = (lab.ns(sender), lab.dir.join("ss.txt"), ss_stop.clone());
+        let dst = receiver.tun_ip().to_string();
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let mut out = String::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let o = std::process::Command::new(lab::tool("ip"))
+                    .args(["netns", "exec", &ns, "ss", "-tin", "dst", &dst])
+                    .output();
+                if let Ok(o) = o {
+                    out += &format!("t={:.2}\n{}", t0.elapsed().as_secs_f64(), String::from_utf8_lossy(&o.stdout));
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            let _ = std::fs::write(path, out);
+        })
+    });
     let r = emulated::run_flow(&lab, &plan);
+    ss_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(h) = ss {
+        let _ = h.join();
+    }
     let flood_report = running_flood.map(attack::Flood::stop);
     lab.assert_running(Side::Client);
     lab.assert_running(Side::Server);
@@ -368,7 +399,10 @@ fn main() {
     let (ccs, bns, cfgs, links, dirs) = (
         pick("MLVPN_MATRIX_CC", &CCS),
         pick("MLVPN_MATRIX_BOTTLENECK", &BOTTLENECKS),
-        pick("MLVPN_MATRIX_CONFIG", &CONFIGS),
+        pick("MLVPN_MATRIX_CONFIG", &[&CONFIGS[..], &EXTRA_CONFIGS[..]].concat())
+            .into_iter()
+            .filter(|c| std::env::var_os("MLVPN_MATRIX_CONFIG").is_some() || CONFIGS.contains(c))
+            .collect::<Vec<_>>(),
         pick("MLVPN_MATRIX_LINKS", &LINKS),
         pick("MLVPN_MATRIX_DIR", &DIRS),
     );
