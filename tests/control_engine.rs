@@ -76,6 +76,7 @@ fn status_from_real_engines() {
         mtu: 1400,
         scheduler: Default::default(),
         retransmit_buffer_size: 32,
+        ethernet: false,
     };
     let mut p = Pair {
         client: Tunnel::new(config(Mode::Client, &links), &psk, [1; 32], Instant::ZERO),

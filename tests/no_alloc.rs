@@ -129,6 +129,7 @@ fn pair(bandwidth: u64) -> Pair {
         reorder_buffer_size: 64,
         mtu: 1400,
         retransmit_buffer_size: 64,
+        ethernet: false,
     };
     let mut p = Pair {
         client: Tunnel::new(config(Mode::Client), &psk, [1; 32], Instant::ZERO),

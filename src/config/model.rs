@@ -244,6 +244,7 @@ impl Config {
             mode: self.mode,
             scheduler: self.scheduler,
             retransmit_buffer_size: usize::from(self.retransmit_buffer_size),
+            ethernet: self.tuntap == TunTap::Tap,
             links: self.links.iter().map(|l| self.link_config(l)).collect(),
             reorder_buffer_size: usize::from(self.reorder_buffer_size),
             mtu: self.engine_mtu(),

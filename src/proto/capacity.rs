@@ -99,8 +99,8 @@ struct Planned {
     /// µs.
     smoothed: i64,
     samples: u64,
-    /// (keepalive timestamp, smoothed planned queueing in µs).
-    history: [(u32, u32); PLANNED_HISTORY],
+    /// (keepalive timestamp, smoothed planned queueing in µs, bytes sent on the link before it).
+    history: [(u32, u32, u64); PLANNED_HISTORY],
     next: usize,
     /// The last report compared: (echoed timestamp, the peer's smoothed delay, our smoothed
     /// planned queueing then).
@@ -109,10 +109,10 @@ struct Planned {
 
 impl Planned {
     fn new() -> Self {
-        Planned { smoothed: 0, samples: 0, history: [(0, u32::MAX); PLANNED_HISTORY], next: 0, last: None }
+        Planned { smoothed: 0, samples: 0, history: [(0, u32::MAX, 0); PLANNED_HISTORY], next: 0, last: None }
     }
 
-    fn on_keepalive(&mut self, timestamp: u32, queue: Duration) {
+    fn on_keepalive(&mut self, timestamp: u32, queue: Duration, tx_bytes: u64) {
         let v = queue.as_micros().min(u64::from(u32::MAX - 1)) as i64;
         if self.samples == 0 {
             self.smoothed = v;
@@ -120,13 +120,23 @@ impl Planned {
             self.smoothed += (v - self.smoothed) / 8;
         }
         self.samples += 1;
-        self.history[self.next] = (timestamp, self.smoothed as u32);
+        self.history[self.next] = (timestamp, self.smoothed as u32, tx_bytes);
         self.next = (self.next + 1) % PLANNED_HISTORY;
     }
 
     /// Smoothed planned queueing when we sent the keepalive stamped `timestamp`, µs.
     fn at(&self, timestamp: u32) -> Option<i64> {
-        self.history.iter().find(|&&(ts, q)| ts == timestamp && q != u32::MAX).map(|&(_, q)| i64::from(q))
+        self.find(timestamp).map(|&(_, q, _)| i64::from(q))
+    }
+
+    /// Bytes we had sent on the link when we sent the keepalive stamped `timestamp`: all of
+    /// them had reached the peer (or been lost) by the time it saw that keepalive.
+    fn sent_before(&self, timestamp: u32) -> Option<u64> {
+        self.find(timestamp).map(|&(_, _, tx)| tx)
+    }
+
+    fn find(&self, timestamp: u32) -> Option<&(u32, u32, u64)> {
+        self.history.iter().find(|&&(ts, q, _)| ts == timestamp && q != u32::MAX)
     }
 
     /// The model was moved by `by` µs: what we remember moves with it, as if the model had
@@ -168,8 +178,21 @@ pub struct Report {
     pub owd: Option<(u32, u32)>,
     /// The timestamp of the last keepalive of ours that measurement includes.
     pub echo: Option<u32>,
-    /// Bytes we have sent on the link so far (of any kind, as the peer counts what it receives).
-    pub tx_bytes: u64,
+}
+
+/// What we had sent on the link when we sent a keepalive the peer echoed: (its timestamp,
+/// bytes sent before it). By the report that echoes it, the peer has received all of those
+/// (or they were lost), so differences of these against differences of its byte counter
+/// compare what we offered with what the link delivered — aligned by the link's own delay.
+/// Counting what we sent up to the report's arrival instead adds a one-way delay's worth of
+/// bytes that cannot have arrived yet: on a 60 ms link that starts carrying a flow, the first
+/// samples then read as a link delivering a third of what it was offered.
+type Sent = (u32, u64);
+
+/// Our sending rate between two [`Sent`] points, bytes/s; `None` if no time passed between.
+fn offered_rate(from: Sent, to: Sent) -> Option<u64> {
+    let dt = to.0.wrapping_sub(from.0);
+    (dt > 0 && dt < 10_000_000).then(|| to.1.saturating_sub(from.1) * 1_000_000 / u64::from(dt))
 }
 
 #[derive(Debug, Clone)]
@@ -178,9 +201,9 @@ pub struct Capacity {
     estimate: u64,
     /// Max of accepted samples per bucket, and the bucket's start.
     buckets: [(u64, Instant); BUCKETS],
-    /// (peer timestamp, cumulative bytes received, our cumulative bytes sent when the report
-    /// came) of recent reports.
-    history: [(u32, u32, u64); HISTORY],
+    /// (peer timestamp, cumulative bytes received, what we had sent by the keepalive it echoed)
+    /// of recent reports.
+    history: [(u32, u32, Option<Sent>); HISTORY],
     history_len: usize,
     history_next: usize,
     startup: bool,
@@ -196,7 +219,7 @@ pub struct Capacity {
     /// The round in which the link is watched for getting slower: since when, the bytes we had
     /// sent then, the best delivery sample since, and whether it queued all along.
     watch_since: Instant,
-    watch_tx: u64,
+    watch_sent: Option<Sent>,
     watch_best: u64,
     watch_queued: bool,
     /// Drift not yet handed to the scheduler, µs.
@@ -215,7 +238,7 @@ impl Capacity {
             cap,
             estimate: start,
             buckets: [(0, now); BUCKETS],
-            history: [(0, 0, 0); HISTORY],
+            history: [(0, 0, None); HISTORY],
             history_len: 0,
             history_next: 0,
             startup: true,
@@ -227,7 +250,7 @@ impl Capacity {
             busy_since: None,
             latest: 0,
             watch_since: now,
-            watch_tx: 0,
+            watch_sent: None,
             watch_best: 0,
             watch_queued: true,
             correction: 0,
@@ -273,9 +296,9 @@ impl Capacity {
     }
 
     /// We sent a keepalive stamped `timestamp` while the scheduler modelled `planned` of
-    /// queueing ahead of it on this link.
-    pub fn on_keepalive_sent(&mut self, timestamp: u32, planned: Duration) {
-        self.planned.on_keepalive(timestamp, planned);
+    /// queueing ahead of it on this link, after `tx_bytes` bytes sent on the link in all.
+    pub fn on_keepalive_sent(&mut self, timestamp: u32, planned: Duration, tx_bytes: u64) {
+        self.planned.on_keepalive(timestamp, planned, tx_bytes);
     }
 
     /// The scheduler tells since when it has kept the link backlogged without a break (it
@@ -327,21 +350,26 @@ impl Capacity {
         }
         let queued = queueing.is_some_and(|q| q >= SATURATED_QUEUE);
         self.watch_queued &= queued;
-        let sample = self.sample(report.peer_ts, report.rx_bytes, report.tx_bytes, span);
+        let sent = report.echo.and_then(|e| Some((e, self.planned.sent_before(e)?)));
+        let sample = self.sample(report.peer_ts, report.rx_bytes, sent, span);
         if let Some((rate, offered)) = sample {
             self.latest = rate;
-            let saturated = queued && offered.saturating_mul(100) >= rate.saturating_mul(SATURATED_RATIO);
-            if self.busy_for(now, span) || saturated || rate > self.estimate {
+            let saturated = queued
+                && offered.is_some_and(|o| o.saturating_mul(100) >= rate.saturating_mul(SATURATED_RATIO));
+            // Backlogged for the span and the one-way delay before it (what arrived in the span
+            // was sent that much earlier), so the sample measured the link, not our demand.
+            if self.busy_for(now, span + round) || saturated || rate > self.estimate {
                 self.record(now, rate);
             }
             self.watch_best = self.watch_best.max(rate);
             let elapsed = now - self.watch_since;
             if elapsed >= round {
-                let offered =
-                    report.tx_bytes.saturating_sub(self.watch_tx) * 1_000_000 / elapsed.as_micros().max(1);
+                let offered = self.watch_sent.zip(sent).and_then(|(a, b)| offered_rate(a, b));
                 if self.watch_queued
                     && self.watch_best > 0
-                    && offered.saturating_mul(100) >= self.watch_best.saturating_mul(SLOWER_RATIO)
+                    && offered.is_some_and(|o| {
+                        o.saturating_mul(100) >= self.watch_best.saturating_mul(SLOWER_RATIO)
+                    })
                     && self.watch_best < self.estimate - self.estimate / 5
                 {
                     // For a whole round the link queued and carried clearly less than we
@@ -351,7 +379,7 @@ impl Capacity {
                     self.startup = false;
                 }
                 self.watch_since = now;
-                self.watch_tx = report.tx_bytes;
+                self.watch_sent = sent;
                 self.watch_best = 0;
                 self.watch_queued = true;
             }
@@ -375,17 +403,27 @@ impl Capacity {
     }
 
     /// A delivery rate sample over at least `span`, and the rate we offered the link between
-    /// the same two reports, bytes/s.
-    fn sample(&mut self, peer_ts: u32, rx_bytes: u32, tx_bytes: u64, span: Duration) -> Option<(u64, u64)> {
+    /// the keepalives the same two reports echoed, bytes/s.
+    fn sample(
+        &mut self,
+        peer_ts: u32,
+        rx_bytes: u32,
+        sent: Option<Sent>,
+        span: Duration,
+    ) -> Option<(u64, Option<u64>)> {
         let span_us = span.as_micros() as u32;
         // Newest first: the first report at least a span older than this one.
         let mut found = None;
         for k in 0..self.history_len {
             let idx = (self.history_next + HISTORY - 1 - k) % HISTORY;
-            let (ts, bytes, tx) = self.history[idx];
+            let (ts, bytes, then) = self.history[idx];
             let dt = peer_ts.wrapping_sub(ts);
             if dt >= span_us && dt < 10_000_000 {
-                found = Some((dt, rx_bytes.wrapping_sub(bytes), tx_bytes.saturating_sub(tx)));
+                found = Some((
+                    dt,
+                    rx_bytes.wrapping_sub(bytes),
+                    then.zip(sent).and_then(|(a, b)| offered_rate(a, b)),
+                ));
                 break;
             }
         }
@@ -396,13 +434,12 @@ impl Capacity {
         };
         // Keep reports in peer-time order; a reordered one is not history.
         if newest.is_none_or(|n| (peer_ts.wrapping_sub(n) as i32) > 0) {
-            self.history[self.history_next] = (peer_ts, rx_bytes, tx_bytes);
+            self.history[self.history_next] = (peer_ts, rx_bytes, sent);
             self.history_next = (self.history_next + 1) % HISTORY;
             self.history_len = (self.history_len + 1).min(HISTORY);
         }
-        let (dt, bytes, sent) = found?;
-        let per_s = |b: u64| b * 1_000_000 / u64::from(dt);
-        Some((per_s(u64::from(bytes)), per_s(sent)))
+        let (dt, bytes, offered) = found?;
+        Some((u64::from(bytes) * 1_000_000 / u64::from(dt), offered))
     }
 
     /// Whether the estimate comes from measurements (or is still the starting guess).
@@ -539,7 +576,7 @@ mod tests {
                 let ts = now.wire_timestamp();
 
                 let planned = Duration::from_micros((self.model * 1e6 / pacing) as u64);
-                self.c.on_keepalive_sent(ts, planned);
+                self.c.on_keepalive_sent(ts, planned, self.sent as u64);
                 let wait = Duration::from_micros((self.real * 1e6 / rate as f64) as u64);
                 self.owd.on_sample(now + Duration::from_millis(10) + wait, ts);
                 self.c.set_busy(self.busy_from);
@@ -548,7 +585,6 @@ mod tests {
                     rx_bytes: self.delivered as u64 as u32,
                     owd: Some((self.owd.smoothed(), self.owd.smoothed_min())),
                     echo: Some(ts),
-                    tx_bytes: self.sent as u64,
                 };
                 self.c.on_report(now, report, Duration::from_millis(40), Duration::ZERO);
                 let c = self.c.take_correction();
@@ -622,7 +658,6 @@ mod tests {
             rx_bytes: l.delivered as u64 as u32,
             owd: Some((owd.wrapping_add(extra as u32), min)),
             echo: Some(ts),
-            tx_bytes: l.sent as u64,
         };
         let round = Duration::from_millis(40);
         l.c.on_report(now, report(0), round, Duration::ZERO);
@@ -631,6 +666,7 @@ mod tests {
         l.c.on_keepalive_sent(
             next,
             l.c.planned.at(ts).map_or(Duration::ZERO, |p| Duration::from_micros(p as u64)),
+            l.sent as u64,
         );
         let report2 = |extra: i64| Report { echo: Some(next), ..report(extra) };
         l.c.on_report(now, report2(12_000), round, Duration::ZERO);
@@ -666,7 +702,7 @@ mod tests {
     fn planned_queueing_is_matched_to_the_keepalive_the_peer_measured() {
         let mut p = Planned::new();
         for k in 0..10u64 {
-            p.on_keepalive(k as u32, Duration::from_millis(10 * k));
+            p.on_keepalive(k as u32, Duration::from_millis(10 * k), 1000 * k);
         }
         assert!(p.at(9).unwrap() > p.at(5).unwrap());
         assert_eq!(p.at(0), Some(0));

@@ -386,7 +386,6 @@ impl Link {
             rx_bytes: ka.rx_bytes,
             owd,
             echo: (ka.flags & flags::HAS_ECHO != 0).then_some(ka.echo_timestamp),
-            tx_bytes: self.stats.tx_bytes,
         };
         self.capacity.on_report(now, report, round, self.rtt.rttvar());
         if ka.flags & flags::HAS_ECHO != 0 && self.last_echo != Some(ka.echo_timestamp) {

@@ -17,6 +17,7 @@ pub mod rtt;
 pub mod sched;
 pub mod sendq;
 pub mod session;
+pub mod sparse;
 pub mod time;
 pub mod timer;
 pub mod tunnel;

@@ -18,6 +18,12 @@
 //!   arrival: the C original re-armed its timer on every packet, so under load a hole was only
 //!   skipped when the buffer overflowed and packets were delivered up to 1.25 s late.
 //! * A packet too far ahead for the window pushes the window forward, releasing what it passes.
+//! * A packet may also be given a **hold**: it is not delivered before then even in order. The
+//!   caller uses it to deliver bulk packets from every link at the latency of the slowest one,
+//!   so that the tunnel's round trip does not depend on which links a flow's rate needs
+//!   (`Tunnel::update_reorder_wait`).
+//! * A *sparse* packet ([`super::sparse`]) is never held: [`ReorderBuffer::pass`] delivers it
+//!   at once and leaves a mark in its place, so the sequence goes on past it without waiting.
 //!
 //! Released packets queue in order until the caller drains them with [`ReorderBuffer::pop`].
 
@@ -25,19 +31,37 @@ use super::time::{Duration, Instant};
 use std::collections::VecDeque;
 
 const NO_BUFFER: u16 = u16::MAX;
+/// The place of a sparse packet delivered out of turn ([`ReorderBuffer::pass`]).
+const PASSED: u16 = u16::MAX - 1;
 
 /// The largest supported number of slots.
-pub const MAX_CAPACITY: usize = NO_BUFFER as usize;
+pub const MAX_CAPACITY: usize = PASSED as usize;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     buffer: u16,
     seq: u32,
     arrived: Instant,
+    /// Give up on the holes before it at this time.
     deadline: Instant,
+    /// Not delivered before this time, even in order.
+    hold_until: Instant,
 }
 
-const EMPTY: Entry = Entry { buffer: NO_BUFFER, seq: 0, arrived: Instant::ZERO, deadline: Instant::ZERO };
+const EMPTY: Entry = Entry {
+    buffer: NO_BUFFER,
+    seq: 0,
+    arrived: Instant::ZERO,
+    deadline: Instant::ZERO,
+    hold_until: Instant::ZERO,
+};
+
+impl Entry {
+    /// A held packet (not a hole, not a passed mark).
+    fn is_packet(&self) -> bool {
+        self.buffer < PASSED
+    }
+}
 
 /// What happened to an arriving packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +88,10 @@ pub struct ReorderStats {
     pub in_order: u64,
     /// Held, then delivered.
     pub reordered: u64,
+    /// Of those, held in order for the latency of a slower link.
+    pub equalized: u64,
+    /// Sparse packets delivered without waiting.
+    pub passed: u64,
     /// Arrived after their place was given up on (handed back to be delivered out of order).
     pub late: u64,
     pub duplicate: u64,
@@ -97,6 +125,8 @@ pub struct ReorderBuffer {
     next: Option<u32>,
     /// The highest sequence number held (meaningful while something is held).
     highest: u32,
+    /// The highest sequence number offered to [`ReorderBuffer::arrive`].
+    newest_bulk: Option<u32>,
     held: usize,
     /// The held packet with the earliest deadline: (sequence, deadline).
     first_due: Option<(u32, Instant)>,
@@ -124,6 +154,7 @@ impl ReorderBuffer {
             ready: VecDeque::with_capacity(capacity),
             next: None,
             highest: 0,
+            newest_bulk: None,
             held: 0,
             first_due: None,
             stats: ReorderStats::default(),
@@ -168,23 +199,73 @@ impl ReorderBuffer {
         self.len() == 0
     }
 
-    /// Offers packet `seq`, whose bytes are `payload`. If it must wait, it waits at most
-    /// `max_wait`.
-    pub fn arrive(&mut self, now: Instant, seq: u32, payload: &[u8], max_wait: Duration) -> Arrival {
-        if payload.len() > self.slot_len {
-            return Arrival::TooBig;
-        }
+    /// Where `seq` falls: `Err` if it is behind the window (counted as late), else the window
+    /// moved forward far enough to hold it.
+    fn place(&mut self, seq: u32) -> Result<u32, Arrival> {
         let next = *self.next.get_or_insert(seq);
         let d = seq_diff(seq, next);
         if d < 0 {
             self.stats.late += 1;
-            return Arrival::Behind;
+            return Err(Arrival::Behind);
         }
         if d as u32 >= self.capacity {
             self.advance_to(seq.wrapping_sub(self.capacity - 1));
         }
-        let next = self.next.expect("set above");
-        if seq == next && self.ready.is_empty() {
+        Ok(self.next.expect("set above"))
+    }
+
+    /// A sparse packet `seq`: deliver it now, whatever is missing before it; the sequence goes
+    /// on past its place.
+    pub fn pass(&mut self, seq: u32) -> Arrival {
+        let next = match self.place(seq) {
+            Ok(next) => next,
+            Err(a) => return a,
+        };
+        let slot = self.slot(seq);
+        if self.window[slot].buffer != NO_BUFFER {
+            self.stats.duplicate += 1;
+            return Arrival::Duplicate;
+        }
+        self.stats.passed += 1;
+        if seq == next {
+            self.next = Some(next.wrapping_add(1));
+        } else {
+            self.window[slot] = Entry { buffer: PASSED, seq, ..EMPTY };
+            if self.held == 0 || seq_diff(seq, self.highest) > 0 {
+                self.highest = seq;
+            }
+            self.held += 1;
+        }
+        Arrival::Deliver
+    }
+
+    /// Offers packet `seq`, whose bytes are `payload`. If it must wait for packets before it,
+    /// it waits at most `max_wait`; in order or not, it is not delivered before `hold` passed.
+    pub fn arrive(
+        &mut self,
+        now: Instant,
+        seq: u32,
+        payload: &[u8],
+        max_wait: Duration,
+        hold: Duration,
+    ) -> Arrival {
+        if payload.len() > self.slot_len {
+            return Arrival::TooBig;
+        }
+        let next = match self.place(seq) {
+            Ok(next) => next,
+            Err(a) => return a,
+        };
+        // A packet that arrives after later ones (it fills a hole: a resent one, or one from a
+        // slower link) is late already: its successors' holds keep the pace, it adds none.
+        let hold = match self.newest_bulk {
+            Some(n) if seq_diff(n, seq) > 0 => Duration::ZERO,
+            _ => {
+                self.newest_bulk = Some(seq);
+                hold
+            }
+        };
+        if seq == next && self.ready.is_empty() && hold == Duration::ZERO {
             self.next = Some(next.wrapping_add(1));
             self.stats.in_order += 1;
             return Arrival::Deliver;
@@ -202,8 +283,8 @@ impl ReorderBuffer {
         let start = buffer as usize * self.slot_len;
         self.storage[start..start + payload.len()].copy_from_slice(payload);
         self.lens[buffer as usize] = payload.len() as u16;
-        let deadline = now + max_wait;
-        self.window[slot] = Entry { buffer, seq, arrived: now, deadline };
+        let deadline = now + max_wait.max(hold);
+        self.window[slot] = Entry { buffer, seq, arrived: now, deadline, hold_until: now + hold };
         if self.held == 0 || seq_diff(seq, self.highest) > 0 {
             self.highest = seq;
         }
@@ -221,13 +302,15 @@ impl ReorderBuffer {
         while seq_diff(target, next) > 0 {
             let slot = self.slot(next);
             let e = self.window[slot];
-            if e.buffer != NO_BUFFER {
-                self.ready.push_back((e.buffer, e.arrived));
+            if e.buffer == NO_BUFFER {
+                self.stats.skipped += 1;
+            } else {
+                if e.is_packet() {
+                    self.ready.push_back((e.buffer, e.arrived));
+                }
                 self.window[slot] = EMPTY;
                 self.held -= 1;
                 passed_first_due |= self.first_due.is_some_and(|(s, _)| s == e.seq);
-            } else {
-                self.stats.skipped += 1;
             }
             next = next.wrapping_add(1);
             if self.held == 0 {
@@ -251,15 +334,22 @@ impl ReorderBuffer {
         let span = seq_diff(self.highest, next).max(0) as u32;
         for k in 0..=span {
             let e = self.window[self.slot(next.wrapping_add(k))];
-            if e.buffer != NO_BUFFER && self.first_due.is_none_or(|(_, d)| e.deadline < d) {
+            if e.is_packet() && self.first_due.is_none_or(|(_, d)| e.deadline < d) {
                 self.first_due = Some((e.seq, e.deadline));
             }
         }
     }
 
-    /// When the next held packet reaches its deadline.
+    /// When something is next due: a held packet reaches its deadline, or the next one in
+    /// order its hold. (Call after draining [`ReorderBuffer::pop`].)
     pub fn deadline(&self) -> Option<Instant> {
-        self.first_due.map(|(_, d)| d)
+        let due = self.first_due.map(|(_, d)| d);
+        let head =
+            self.next.map(|n| self.window[self.slot(n)]).filter(|e| e.is_packet() && self.ready.is_empty());
+        match (due, head) {
+            (Some(d), Some(h)) => Some(d.min(h.hold_until)),
+            (d, h) => d.or(h.map(|h| h.hold_until)),
+        }
     }
 
     /// Gives up on every hole in front of a packet that reached its deadline.
@@ -277,21 +367,27 @@ impl ReorderBuffer {
     pub fn pop(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
         let (buffer, arrived) = match self.ready.pop_front() {
             Some(r) => r,
-            None => {
+            None => loop {
                 let next = self.next?;
                 let slot = self.slot(next);
                 let e = self.window[slot];
-                if e.buffer == NO_BUFFER {
+                if e.buffer == NO_BUFFER || (e.is_packet() && e.hold_until > now) {
                     return None;
                 }
                 self.window[slot] = EMPTY;
                 self.held -= 1;
                 self.next = Some(next.wrapping_add(1));
+                if !e.is_packet() {
+                    continue;
+                }
                 if self.first_due.is_some_and(|(s, _)| s == next) {
                     self.find_first_due();
                 }
-                (e.buffer, e.arrived)
-            }
+                if e.hold_until > e.arrived {
+                    self.stats.equalized += 1;
+                }
+                break (e.buffer, e.arrived);
+            },
         };
         let len = self.lens[buffer as usize] as usize;
         let start = buffer as usize * self.slot_len;
@@ -311,6 +407,7 @@ impl ReorderBuffer {
             self.advance_to(self.highest.wrapping_add(1));
         }
         self.next = Some(first);
+        self.newest_bulk = None;
     }
 }
 
@@ -326,7 +423,7 @@ mod tests {
     /// Offers `seq` and returns what the caller would deliver now, in order.
     fn offer(r: &mut ReorderBuffer, now: Instant, seq: u32) -> Vec<u32> {
         let mut out = Vec::new();
-        if r.arrive(now, seq, &seq.to_be_bytes(), WAIT) == Arrival::Deliver {
+        if r.arrive(now, seq, &seq.to_be_bytes(), WAIT, Duration::ZERO) == Arrival::Deliver {
             out.push(seq);
         }
         out.extend(drain(r, now));
@@ -346,7 +443,7 @@ mod tests {
     fn in_order_packets_pass_straight_through() {
         let mut r = ReorderBuffer::new(8, 16);
         for s in 100..120 {
-            assert_eq!(r.arrive(t(0), s, b"x", WAIT), Arrival::Deliver);
+            assert_eq!(r.arrive(t(0), s, b"x", WAIT, Duration::ZERO), Arrival::Deliver);
         }
         assert_eq!(r.stats.in_order, 20);
         assert!(r.is_empty());
@@ -365,13 +462,55 @@ mod tests {
     }
 
     #[test]
+    fn sparse_packets_pass_holes_and_holds_and_the_sequence_goes_on_past_them() {
+        let mut r = ReorderBuffer::new(16, 16);
+        offer(&mut r, t(0), 0);
+        offer(&mut r, t(1), 2); // hole at 1
+        assert_eq!(r.pass(3), Arrival::Deliver, "a sparse packet does not wait for 1");
+        assert_eq!(r.pass(3), Arrival::Duplicate);
+        assert_eq!(offer(&mut r, t(2), 4), Vec::<u32>::new());
+        // 1 arrives: 2 and 4 follow; 3 was delivered already and is not waited for.
+        assert_eq!(offer(&mut r, t(3), 1), [1, 2, 4]);
+        assert_eq!(r.pass(5), Arrival::Deliver);
+        assert_eq!(offer(&mut r, t(4), 6), [6], "in order again");
+        assert_eq!(r.pass(0), Arrival::Behind);
+        assert_eq!(r.stats.passed, 2);
+        assert_eq!(r.stats.skipped, 0);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_hold_delays_even_in_order_packets_and_keeps_the_order() {
+        let mut r = ReorderBuffer::new(16, 16);
+        let hold = Duration::from_millis(30);
+        let arrive =
+            |r: &mut ReorderBuffer, now, seq: u32, hold| r.arrive(now, seq, &seq.to_be_bytes(), WAIT, hold);
+        assert_eq!(arrive(&mut r, t(0), 0, hold), Arrival::Held);
+        assert_eq!(r.deadline(), Some(t(30)));
+        assert_eq!(arrive(&mut r, t(5), 1, hold), Arrival::Held);
+        // From the slowest link, no hold; but it is behind 0 and 1.
+        assert_eq!(arrive(&mut r, t(20), 2, Duration::ZERO), Arrival::Held);
+        assert_eq!(drain(&mut r, t(29)), Vec::<u32>::new());
+        assert_eq!(drain(&mut r, t(30)), [0]);
+        assert_eq!(r.deadline(), Some(t(35)));
+        assert_eq!(drain(&mut r, t(35)), [1, 2]);
+        assert_eq!(r.stats.equalized, 2);
+        assert_eq!(r.deadline(), None);
+        // A sparse packet overtakes a held one.
+        assert_eq!(arrive(&mut r, t(40), 3, hold), Arrival::Held);
+        assert_eq!(r.pass(4), Arrival::Deliver);
+        assert_eq!(drain(&mut r, t(70)), [3]);
+        assert!(r.is_empty());
+    }
+
+    #[test]
     fn late_packets_are_handed_back_and_duplicates_dropped() {
         let mut r = ReorderBuffer::new(8, 16);
         offer(&mut r, t(0), 10);
-        assert_eq!(r.arrive(t(0), 10, b"a", WAIT), Arrival::Behind);
-        assert_eq!(r.arrive(t(0), 9, b"a", WAIT), Arrival::Behind);
-        assert_eq!(r.arrive(t(0), 12, b"a", WAIT), Arrival::Held);
-        assert_eq!(r.arrive(t(0), 12, b"a", WAIT), Arrival::Duplicate);
+        assert_eq!(r.arrive(t(0), 10, b"a", WAIT, Duration::ZERO), Arrival::Behind);
+        assert_eq!(r.arrive(t(0), 9, b"a", WAIT, Duration::ZERO), Arrival::Behind);
+        assert_eq!(r.arrive(t(0), 12, b"a", WAIT, Duration::ZERO), Arrival::Held);
+        assert_eq!(r.arrive(t(0), 12, b"a", WAIT, Duration::ZERO), Arrival::Duplicate);
         assert_eq!(r.stats.late, 2);
         assert_eq!(r.stats.duplicate, 1);
     }
@@ -393,15 +532,19 @@ mod tests {
         assert_eq!(drain(&mut r, t(60)), [2, 3, 4, 5, 6, 7]);
         assert_eq!(r.stats.skipped, 1);
         assert_eq!(r.stats.wait_max_us, 50_000);
-        assert_eq!(r.arrive(t(61), 1, b"x", WAIT), Arrival::Behind, "given up: out of order now");
+        assert_eq!(
+            r.arrive(t(61), 1, b"x", WAIT, Duration::ZERO),
+            Arrival::Behind,
+            "given up: out of order now"
+        );
     }
 
     #[test]
     fn each_packet_keeps_the_deadline_it_arrived_with() {
         let mut r = ReorderBuffer::new(16, 16);
         offer(&mut r, t(0), 0);
-        r.arrive(t(0), 3, &3u32.to_be_bytes(), Duration::from_millis(80));
-        r.arrive(t(10), 2, &2u32.to_be_bytes(), Duration::from_millis(20));
+        r.arrive(t(0), 3, &3u32.to_be_bytes(), Duration::from_millis(80), Duration::ZERO);
+        r.arrive(t(10), 2, &2u32.to_be_bytes(), Duration::from_millis(20), Duration::ZERO);
         // 2 is due first (at 30), even though 3 arrived earlier: 1 is given up at 30, 2 goes,
         // and 3 is next in line, so it goes too.
         assert_eq!(r.deadline(), Some(t(30)));
@@ -460,10 +603,10 @@ mod tests {
     fn undrained_releases_are_never_overtaken() {
         let mut r = ReorderBuffer::new(4, 16);
         offer(&mut r, t(0), 0);
-        r.arrive(t(0), 2, &2u32.to_be_bytes(), WAIT);
+        r.arrive(t(0), 2, &2u32.to_be_bytes(), WAIT, Duration::ZERO);
         r.release_expired(t(100)); // 2 is now ready but not popped
         // 3 is "next", but 2 is queued ahead of it: 3 must be held, not delivered.
-        assert_eq!(r.arrive(t(100), 3, &3u32.to_be_bytes(), WAIT), Arrival::Held);
+        assert_eq!(r.arrive(t(100), 3, &3u32.to_be_bytes(), WAIT, Duration::ZERO), Arrival::Held);
         assert_eq!(drain(&mut r, t(100)), [2, 3]);
     }
 
@@ -472,20 +615,20 @@ mod tests {
         let mut r = ReorderBuffer::new(4, 16);
         offer(&mut r, t(0), 0);
         for s in 2..5 {
-            assert_eq!(r.arrive(t(0), s, b"x", WAIT), Arrival::Held);
+            assert_eq!(r.arrive(t(0), s, b"x", WAIT, Duration::ZERO), Arrival::Held);
         }
         // Overflow releases 2..4 to the ready queue; without a drain the pool is exhausted.
-        assert_eq!(r.arrive(t(0), 8, b"x", WAIT), Arrival::Held);
+        assert_eq!(r.arrive(t(0), 8, b"x", WAIT, Duration::ZERO), Arrival::Held);
         assert_eq!(r.len(), 4);
-        assert_eq!(r.arrive(t(0), 12, b"x", WAIT), Arrival::Full);
-        assert_eq!(r.arrive(t(0), 12, &[0; 17], WAIT), Arrival::TooBig);
+        assert_eq!(r.arrive(t(0), 12, b"x", WAIT, Duration::ZERO), Arrival::Full);
+        assert_eq!(r.arrive(t(0), 12, &[0; 17], WAIT, Duration::ZERO), Arrival::TooBig);
     }
 
     #[test]
     fn restart_releases_what_is_held_and_resynchronises() {
         let mut r = ReorderBuffer::new(8, 16);
         offer(&mut r, t(0), 100);
-        r.arrive(t(0), 103, &103u32.to_be_bytes(), WAIT);
+        r.arrive(t(0), 103, &103u32.to_be_bytes(), WAIT, Duration::ZERO);
         r.restart(4);
         assert_eq!(drain(&mut r, t(1)), [103]);
         assert_eq!(offer(&mut r, t(1), 5), Vec::<u32>::new());

@@ -39,6 +39,7 @@ impl Pair {
             reorder_buffer_size: 256,
             mtu: 1400,
             retransmit_buffer_size: 512,
+            ethernet: false,
         };
         let mut p = Pair {
             client: Tunnel::new(config(Mode::Client), &psk, [1; 32], Instant::ZERO),

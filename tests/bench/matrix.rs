@@ -43,7 +43,7 @@ mod ops;
 #[path = "../netns/traffic.rs"]
 mod traffic;
 
-use emulated::{EmuLab, EmuLink, FlowPlan, goodput_ratio};
+use emulated::{EmuLab, EmuLink, FlowPlan, goodput_ratio, num, per_link};
 use json::Json;
 use lab::{Side, TunnelOpts};
 use std::collections::BTreeMap;
@@ -134,14 +134,6 @@ struct Run {
     sparkline: String,
 }
 
-fn num(j: &Json, path: &[&str]) -> f64 {
-    j.at(path).and_then(Json::as_f64).unwrap_or(f64::NAN)
-}
-
-fn per_link(j: &Json, key: &str) -> Vec<f64> {
-    j.get("tunnels").and_then(Json::as_array).unwrap_or(&[]).iter().map(|t| num(t, &[key])).collect()
-}
-
 fn pools_bytes(j: &Json) -> f64 {
     ["reorder", "send_queue", "resend"]
         .iter()
@@ -220,6 +212,11 @@ fn run_once(bin: &std::path::Path, cell: &Cell, secs: f64, show: bool) -> Run {
     plan.from = from;
     plan.cc = Some(cell.cc.to_string());
     plan.ping_interval = 0.1;
+    // MLVPN_MATRIX_SERIES=1: the sender's capacity estimates and congested drops every 0.5 s.
+    let series = std::env::var_os("MLVPN_MATRIX_SERIES").is_some();
+    if series {
+        plan.status_every = Some(0.5);
+    }
 
     let flood = (cell.links == "flood").then(|| {
         let attacker = attack::Attacker::new(&lab);
@@ -251,7 +248,11 @@ fn run_once(bin: &std::path::Path, cell: &Cell, secs: f64, show: bool) -> Run {
                     .args(["netns", "exec", &ns, "ss", "-tin", "dst", &dst])
                     .output();
                 if let Ok(o) = o {
-                    out += &format!("t={:.2}\n{}", t0.elapsed().as_secs_f64(), String::from_utf8_lossy(&o.stdout));
+                    out += &format!(
+                        "t={:.2}\n{}",
+                        t0.elapsed().as_secs_f64(),
+                        String::from_utf8_lossy(&o.stdout)
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(250));
             }
@@ -268,6 +269,9 @@ fn run_once(bin: &std::path::Path, cell: &Cell, secs: f64, show: bool) -> Run {
     lab.assert_running(Side::Server);
     let rss1 = vm_rss_kib(server_pid);
 
+    if series {
+        println!("      {}", r.series(sender, lab.links.len()));
+    }
     let mut run = Run {
         mbit: r.iperf.mean_bps_from(STEADY_FROM) / 1e6,
         retransmits: r.iperf.retransmits.unwrap_or(f64::NAN),

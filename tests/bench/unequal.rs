@@ -50,7 +50,7 @@ mod lab;
 #[path = "../netns/traffic.rs"]
 mod traffic;
 
-use emulated::{EmuLab, EmuLink, FlowPlan, FlowResult, goodput_ratio, tun_payload_ratio};
+use emulated::{EmuLab, EmuLink, FlowPlan, FlowResult, goodput_ratio, num, per_link, tun_payload_ratio};
 use json::Json;
 use lab::{Side, TunnelOpts};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -272,15 +272,6 @@ struct Run {
     series: String,
 }
 
-fn num(j: &Json, path: &[&str]) -> f64 {
-    j.at(path).and_then(Json::as_f64).unwrap_or(f64::NAN)
-}
-
-/// Per link of a status document: `key` of each element of `tunnels`.
-fn per_link(j: &Json, key: &str) -> Vec<f64> {
-    j.get("tunnels").and_then(Json::as_array).unwrap_or(&[]).iter().map(|t| num(t, &[key])).collect()
-}
-
 fn run_once(bin: &std::path::Path, sc: &Scenario, v: &Variant, show_config: bool) -> Run {
     let mut lab = EmuLab::new(&sc.links_for(v));
     lab.bin = Some(bin.to_path_buf());
@@ -378,7 +369,7 @@ fn run_once(bin: &std::path::Path, sc: &Scenario, v: &Variant, show_config: bool
         run.wait_mean_ms = num(b, &["reorder", "wait_mean_ms"]);
         run.timeout_ms = num(b, &["reorder", "timeout_ms"]);
     }
-    run.series = series(&r, sc.links.len());
+    run.series = r.series(Side::Client, sc.links.len());
     let goodput = |bps: f64| bps * tun_payload_ratio(MTU) / 1e6;
     let half = r.tun_rate(0.5);
     run.sparkline =
@@ -413,52 +404,6 @@ fn run_once(bin: &std::path::Path, sc: &Scenario, v: &Variant, show_config: bool
             .collect();
     }
     run
-}
-
-/// Per status interval of a flow: capacity estimates, congested refusals, tail drops.
-fn series(r: &FlowResult, links: usize) -> String {
-    let client: Vec<&emulated::StatusSnapshot> =
-        r.status.iter().filter(|s| s.side == Side::Client && s.json.is_some()).collect();
-    let Some(every) = client.get(1).map(|s| s.t) else { return String::new() };
-    let json = |s: &emulated::StatusSnapshot| s.json.clone().unwrap_or(Json::Null);
-    let mut out = format!("every {every:.1} s from the start: capacity estimates (Mbit/s)");
-    for i in 0..links {
-        let v: Vec<String> = client
-            .iter()
-            .skip(1)
-            .map(|s| {
-                let c = per_link(&json(s), "capacity").get(i).copied().unwrap_or(f64::NAN);
-                if c.is_finite() { format!("{:.0}", c * 8.0 / 1e6) } else { "-".into() }
-            })
-            .collect();
-        out += &format!(" link{i} [{}]", v.join(" "));
-    }
-    let congested: Vec<String> = client
-        .windows(2)
-        .map(|w| {
-            format!(
-                "{:.0}",
-                num(&json(w[1]), &["drops", "congested"]) - num(&json(w[0]), &["drops", "congested"])
-            )
-        })
-        .collect();
-    out += &format!("; congested [{}]", congested.join(" "));
-    let mut emu: Vec<&Vec<emulated::linkemu::PipeStats>> = vec![&r.emu_before];
-    emu.extend(r.emu_series.iter().map(|(_, v)| v));
-    emu.push(&r.emu_after);
-    for i in 0..links {
-        let get = |v: &[emulated::linkemu::PipeStats]| {
-            v.iter().find(|p| p.link == i && p.dir == "up").map_or(0, |p| p.get("tail_drop"))
-        };
-        let d: Vec<u64> = emu.windows(2).map(|w| get(w[1]).saturating_sub(get(w[0]))).collect();
-        if d.iter().any(|&x| x > 0) {
-            out += &format!(
-                "; tail drops link{i} [{}]",
-                d.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
-            );
-        }
-    }
-    out
 }
 
 /// The sender's view from iperf3's client JSON: median RTT (ms) and snd_cwnd (KB) over the

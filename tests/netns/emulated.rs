@@ -586,6 +586,50 @@ impl FlowResult {
         Some((first, it.next_back().unwrap_or(first)))
     }
 
+    /// Per status interval (`FlowPlan::status_every`): the sending daemon's capacity estimates
+    /// and congested refusals, and the frames the emulator tail-dropped per link (links with any).
+    pub fn series(&self, sender: Side, links: usize) -> String {
+        let snaps: Vec<&StatusSnapshot> =
+            self.status.iter().filter(|s| s.side == sender && s.json.is_some()).collect();
+        let Some(every) = snaps.get(1).map(|s| s.t) else { return String::new() };
+        let json = |s: &StatusSnapshot| s.json.clone().unwrap_or(Json::Null);
+        let mut out = format!("every {every:.1} s from the start: capacity estimates (Mbit/s)");
+        for i in 0..links {
+            let v: Vec<String> = snaps
+                .iter()
+                .skip(1)
+                .map(|s| {
+                    let c = per_link(&json(s), "capacity").get(i).copied().unwrap_or(f64::NAN);
+                    if c.is_finite() { format!("{:.0}", c * 8.0 / 1e6) } else { "-".into() }
+                })
+                .collect();
+            let _ = write!(out, " link{i} [{}]", v.join(" "));
+        }
+        let congested: Vec<String> = snaps
+            .windows(2)
+            .map(|w| {
+                let c = |s: &StatusSnapshot| num(&json(s), &["drops", "congested"]);
+                format!("{:.0}", c(w[1]) - c(w[0]))
+            })
+            .collect();
+        let _ = write!(out, "; congested [{}]", congested.join(" "));
+        let dir = if sender == Side::Client { "up" } else { "down" };
+        let mut emu: Vec<&Vec<linkemu::PipeStats>> = vec![&self.emu_before];
+        emu.extend(self.emu_series.iter().map(|(_, v)| v));
+        emu.push(&self.emu_after);
+        for i in 0..links {
+            let get = |v: &[linkemu::PipeStats]| {
+                v.iter().find(|p| p.link == i && p.dir == dir).map_or(0, |p| p.get("tail_drop"))
+            };
+            let d: Vec<u64> = emu.windows(2).map(|w| get(w[1]).saturating_sub(get(w[0]))).collect();
+            if d.iter().any(|&x| x > 0) {
+                let d: Vec<String> = d.iter().map(u64::to_string).collect();
+                let _ = write!(out, "; tail drops link{i} [{}]", d.join(" "));
+            }
+        }
+        out
+    }
+
     /// The difference of an emulator counter over the flow, for link `link`, direction `dir`.
     pub fn emu_delta(&self, link: usize, dir: &str, key: &str) -> u64 {
         let find = |v: &[linkemu::PipeStats]| {
@@ -593,6 +637,16 @@ impl FlowResult {
         };
         find(&self.emu_after).saturating_sub(find(&self.emu_before))
     }
+}
+
+/// A number in a JSON document (`NaN` when absent).
+pub fn num(j: &Json, path: &[&str]) -> f64 {
+    j.at(path).and_then(Json::as_f64).unwrap_or(f64::NAN)
+}
+
+/// Per link of a status document: `key` of each element of `tunnels`.
+pub fn per_link(j: &Json, key: &str) -> Vec<f64> {
+    j.get("tunnels").and_then(Json::as_array).unwrap_or(&[]).iter().map(|t| num(t, &[key])).collect()
 }
 
 /// Reads a daemon's `mlvpn status --json`.

@@ -239,6 +239,7 @@ impl Sim {
             reorder_buffer_size,
             mtu: MTU,
             retransmit_buffer_size,
+            ethernet: false,
         };
         let client_config = config(Mode::Client, links.clone());
         let server_config = config(Mode::Server, links);

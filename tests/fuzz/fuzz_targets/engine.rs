@@ -30,6 +30,7 @@ fn connect(now: Instant) -> (Tunnel, Session) {
         reorder_buffer_size: 16,
         mtu: 1400,
         retransmit_buffer_size: 16,
+        ethernet: false,
     };
     let mut server = Tunnel::new(config, psk(), [3; 32], now);
     let hk = handshake_key(psk());
