@@ -98,7 +98,7 @@ pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
     let reorder = engine
         .reorder_stats()
         .zip(engine.reorder_wait())
-        .map(|(s, wait)| ReorderStatus::from_stats(reorder_size, s, wait));
+        .map(|(s, wait)| ReorderStatus::from_stats(reorder_size, s, wait, engine.reorder_hold()));
     Status {
         name: shell.name.to_string(),
         version: shell.version.to_string(),

@@ -94,11 +94,18 @@ pub struct ReorderStatus {
     /// Sequence numbers given up on.
     pub skipped: u64,
     pub full: u64,
+    /// Sparse packets delivered without waiting.
+    pub passed: u64,
+    /// Bulk packets held to the slowest link's latency.
+    pub equalized: u64,
     pub wait_max: Duration,
     /// Rounded to the microsecond.
     pub wait_mean: Duration,
     /// The current hole timeout.
     pub timeout: Duration,
+    /// The longest hold of a bulk packet now: how much later than their own link's delay
+    /// bulk packets are delivered, to match the slowest link's.
+    pub hold: Duration,
 }
 
 /// A pool of packet buffers: its memory is touched only as far as it was used, so `peak_bytes`
@@ -132,8 +139,8 @@ pub fn drops_of(d: &DropCounters) -> Vec<(&'static str, u64)> {
 }
 
 impl ReorderStatus {
-    /// From the engine's counters, the buffer's size in slots and its current timeout.
-    pub fn from_stats(size: usize, s: &ReorderStats, timeout: Duration) -> Self {
+    /// From the engine's counters, the buffer's size in slots, its current timeout and hold.
+    pub fn from_stats(size: usize, s: &ReorderStats, timeout: Duration, hold: Duration) -> Self {
         let held = s.reordered.max(1);
         let mean = s.wait_total_us / held + u64::from(s.wait_total_us % held >= held.div_ceil(2));
         ReorderStatus {
@@ -144,9 +151,12 @@ impl ReorderStatus {
             duplicate: s.duplicate,
             skipped: s.skipped,
             full: s.full,
+            passed: s.passed,
+            equalized: s.equalized,
             wait_max: Duration::from_micros(s.wait_max_us),
             wait_mean: Duration::from_micros(if s.reordered == 0 { 0 } else { mean }),
             timeout,
+            hold,
         }
     }
 }
@@ -221,9 +231,12 @@ impl Status {
                 w.u64("duplicate", r.duplicate);
                 w.u64("skipped", r.skipped);
                 w.u64("full", r.full);
+                w.u64("passed", r.passed);
+                w.u64("equalized", r.equalized);
                 w.ratio("wait_max_ms", millis(r.wait_max), 3);
                 w.ratio("wait_mean_ms", millis(r.wait_mean), 3);
                 w.ratio("timeout_ms", millis(r.timeout), 3);
+                w.ratio("hold_ms", millis(r.hold), 3);
                 w.close_object();
             }
         }
@@ -352,22 +365,25 @@ impl Status {
         if let Some(r) = &self.reorder {
             w.family("mlvpn_reorder_size", Gauge, "Slots of the reorder buffer.");
             w.int(&[], r.size as u64);
-            let counters: [(&'static str, &str, u64); 6] = [
+            let counters: [(&'static str, &str, u64); 8] = [
                 ("mlvpn_reorder_in_order", "Packets delivered without waiting.", r.in_order),
                 ("mlvpn_reorder_reordered", "Packets held, then delivered in order.", r.reordered),
                 ("mlvpn_reorder_late", "Packets that arrived after their place was given up.", r.late),
                 ("mlvpn_reorder_duplicate", "Packets that arrived twice.", r.duplicate),
                 ("mlvpn_reorder_skipped", "Sequence numbers given up on.", r.skipped),
                 ("mlvpn_reorder_full", "Packets dropped because the buffer was full.", r.full),
+                ("mlvpn_reorder_passed", "Sparse packets delivered without waiting.", r.passed),
+                ("mlvpn_reorder_equalized", "Bulk packets held to the slowest link's latency.", r.equalized),
             ];
             for (name, help, v) in counters {
                 w.family(name, Counter, help);
                 w.int(&[], v);
             }
-            let gauges: [(&'static str, &str, Duration); 3] = [
+            let gauges: [(&'static str, &str, Duration); 4] = [
                 ("mlvpn_reorder_wait_max_seconds", "Longest time a packet was held.", r.wait_max),
                 ("mlvpn_reorder_wait_mean_seconds", "Mean time a held packet waited.", r.wait_mean),
                 ("mlvpn_reorder_timeout_seconds", "Current hole timeout.", r.timeout),
+                ("mlvpn_reorder_hold_seconds", "Longest hold of a bulk packet now.", r.hold),
             ];
             for (name, help, v) in gauges {
                 w.family(name, Gauge, help);
@@ -454,8 +470,8 @@ impl Status {
         if let Some(r) = &self.reorder {
             let _ = writeln!(
                 out,
-                "reorder ({} slots): {} in order, {} reordered, {} late, {} duplicate, {} skipped, {} full; \
-                 wait max {} ms, mean {} ms, timeout {} ms",
+                "reorder ({} slots): {} in order, {} reordered, {} late, {} duplicate, {} skipped, {} full, \
+                 {} passed, {} equalized; wait max {} ms, mean {} ms, timeout {} ms, hold {} ms",
                 r.size,
                 r.in_order,
                 r.reordered,
@@ -463,9 +479,12 @@ impl Status {
                 r.duplicate,
                 r.skipped,
                 r.full,
+                r.passed,
+                r.equalized,
                 millis(r.wait_max).fixed(1),
                 millis(r.wait_mean).fixed(1),
                 millis(r.timeout).fixed(1),
+                millis(r.hold).fixed(1),
             );
         }
         if !self.pools.is_empty() {
@@ -581,14 +600,19 @@ mod tests {
 
     #[test]
     fn reorder_mean_wait_without_samples_is_zero() {
-        let r = ReorderStatus::from_stats(64, &ReorderStats::default(), Duration::from_millis(40));
+        let r = ReorderStatus::from_stats(
+            64,
+            &ReorderStats::default(),
+            Duration::from_millis(40),
+            Duration::ZERO,
+        );
         assert_eq!((r.wait_mean, r.timeout, r.size), (Duration::ZERO, Duration::from_millis(40), 64));
         let s =
             ReorderStats { reordered: 4, wait_total_us: 10_000, wait_max_us: 5_000, ..Default::default() };
-        let r = ReorderStatus::from_stats(8, &s, Duration::from_millis(40));
+        let r = ReorderStatus::from_stats(8, &s, Duration::from_millis(40), Duration::ZERO);
         assert_eq!((r.wait_mean, r.wait_max), (Duration::from_micros(2_500), Duration::from_millis(5)));
         let s = ReorderStats { reordered: 4, wait_total_us: 10, ..Default::default() };
-        let r = ReorderStatus::from_stats(8, &s, Duration::from_millis(40));
+        let r = ReorderStatus::from_stats(8, &s, Duration::from_millis(40), Duration::ZERO);
         assert_eq!(r.wait_mean, Duration::from_micros(3), "2.5 rounds up");
     }
 }

@@ -567,6 +567,12 @@ impl Tunnel {
         self.reorder.as_ref().and_then(|_| self.reorder_waits.iter().max().copied())
     }
 
+    /// The longest a bulk packet is held now to match the slowest link's latency
+    /// ([`Tunnel::update_reorder_holds`]).
+    pub fn reorder_hold(&self) -> Duration {
+        self.reorder_holds.iter().max().copied().unwrap_or(Duration::ZERO)
+    }
+
     /// Links with a working session.
     pub fn connected_links(&self) -> usize {
         self.connected

@@ -124,6 +124,9 @@ struct Run {
     skipped: f64,
     full: f64,
     duplicate: f64,
+    /// The receiver's hold of bulk packets at the end (ms), and how many it held so.
+    hold_ms: f64,
+    equalized: f64,
     /// `flood`: datagrams sent per second, what the server refused, and its memory growth
     /// beyond its pools' (KiB).
     flood_pps: f64,
@@ -302,6 +305,8 @@ fn run_once(bin: &std::path::Path, cell: &Cell, secs: f64, show: bool) -> Run {
         run.skipped = d("skipped");
         run.full = d("full");
         run.duplicate = num(b, &["drops", "duplicate"]) - num(a, &["drops", "duplicate"]);
+        run.hold_ms = num(b, &["reorder", "hold_ms"]);
+        run.equalized = d("equalized");
     }
     if let Some(f) = flood_report {
         run.flood_pps = f.pps();
@@ -336,7 +341,7 @@ fn fmt_list(v: &[f64]) -> String {
 fn run_line(cell: &Cell, r: &Run) -> String {
     let mut s = format!(
         "{:.1} Mbit/s = {:.1}% of {:.1}; retr {:.0}, ping p99 {:.0} ms; sender: capacity {} Mbit/s, carried {}, congested {:.0}; \
-         receiver reorder: {:.0} skipped, {:.0} late, {:.0} full, {:.0} duplicate; CPU pressure {:.0}%; per 0.5 s: {}",
+         receiver reorder: {:.0} skipped, {:.0} late, {:.0} full, {:.0} duplicate, {:.0} equalized, hold {:.1} ms; CPU pressure {:.0}%; per 0.5 s: {}",
         r.mbit,
         r.mbit / cell.limit_mbit() * 100.0,
         cell.limit_mbit(),
@@ -349,6 +354,8 @@ fn run_line(cell: &Cell, r: &Run) -> String {
         r.late,
         r.full,
         r.duplicate,
+        r.equalized,
+        r.hold_ms,
         r.pressure,
         r.sparkline
     );

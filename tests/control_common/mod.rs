@@ -89,9 +89,12 @@ pub fn sample() -> Status {
             duplicate: 0,
             skipped: 2,
             full: 0,
+            passed: 300,
+            equalized: 900,
             wait_max: Duration::from_micros(12_250),
             wait_mean: Duration::from_micros(1_500),
             timeout: Duration::from_millis(40),
+            hold: Duration::from_micros(35_500),
         }),
         pools: vec![
             PoolStatus { name: "reorder", slots: 64, peak: 20, peak_bytes: 28_480 },

@@ -274,6 +274,9 @@ impl Flood {
             let mut k = 0usize;
             while !flag.load(Ordering::Relaxed) {
                 let due = (start.elapsed().as_secs_f64() * pps as f64) as u64;
+                // At most 1024 at a time, so that the stop flag is seen when `pps` is more than
+                // one core can send.
+                let due = due.min(sent + refused + 1024);
                 while sent + refused < due {
                     let mut d = pool[k % pool.len()].clone();
                     let n = rng.next().to_le_bytes();
@@ -288,7 +291,9 @@ impl Flood {
                     }
                     k += 1;
                 }
-                std::thread::sleep(Duration::from_micros(500));
+                if (start.elapsed().as_secs_f64() * pps as f64) as u64 <= sent + refused {
+                    std::thread::sleep(Duration::from_micros(500));
+                }
             }
             FloodReport { sent, bytes, refused, secs: start.elapsed().as_secs_f64() }
         });

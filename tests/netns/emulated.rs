@@ -613,6 +613,14 @@ impl FlowResult {
             })
             .collect();
         let _ = write!(out, "; congested [{}]", congested.join(" "));
+        let holds: Vec<String> = self
+            .status
+            .iter()
+            .filter(|s| s.side == sender.other())
+            .filter_map(|s| s.json.as_ref())
+            .map(|j| format!("{:.1}", num(j, &["reorder", "hold_ms"])))
+            .collect();
+        let _ = write!(out, "; receiver's hold (ms) [{}]", holds.join(" "));
         let dir = if sender == Side::Client { "up" } else { "down" };
         let mut emu: Vec<&Vec<linkemu::PipeStats>> = vec![&self.emu_before];
         emu.extend(self.emu_series.iter().map(|(_, v)| v));
