@@ -295,6 +295,17 @@ impl Capacity {
         self.cap.map_or(r, |c| r.min(ceiling(c))).max(MIN_RATE)
     }
 
+    /// The link has a new session: the peer's byte counter starts again from zero, so reports
+    /// of the old one are no base for a delivery rate (against them the new counter reads as
+    /// the u32 wrapping: a 40 Mbit/s link came back from an outage estimated at 121,536
+    /// Mbit/s, and its queue overflowed). The estimate itself stands: the link is likely what
+    /// it was, and the next samples correct it.
+    pub fn on_new_session(&mut self) {
+        self.history_len = 0;
+        self.history_next = 0;
+        self.planned.last = None;
+    }
+
     /// We sent a keepalive stamped `timestamp` while the scheduler modelled `planned` of
     /// queueing ahead of it on this link, after `tx_bytes` bytes sent on the link in all.
     pub fn on_keepalive_sent(&mut self, timestamp: u32, planned: Duration, tx_bytes: u64) {
@@ -412,13 +423,20 @@ impl Capacity {
         span: Duration,
     ) -> Option<(u64, Option<u64>)> {
         let span_us = span.as_micros() as u32;
+        let max_us = MAX_WINDOW.as_micros() as u32;
         // Newest first: the first report at least a span older than this one.
         let mut found = None;
         for k in 0..self.history_len {
             let idx = (self.history_next + HISTORY - 1 - k) % HISTORY;
             let (ts, bytes, then) = self.history[idx];
             let dt = peer_ts.wrapping_sub(ts);
-            if dt >= span_us && dt < 10_000_000 {
+            if dt > max_us {
+                // Reports stopped for longer than the window (an outage): a rate across the
+                // silence measures the silence. (One read 28 kB/s of a 5 MB/s link as it came
+                // back, queued and offered the full rate: a "saturated" sample, trusted.)
+                break;
+            }
+            if dt >= span_us {
                 found = Some((
                     dt,
                     rx_bytes.wrapping_sub(bytes),
@@ -605,6 +623,21 @@ mod tests {
         assert!((38.0..=42.0).contains(&l.mbit()), "{}", l.mbit());
         assert!(!l.c.in_startup());
         assert!(l.real < 5_000_000.0 * 0.03, "the real queue stays near the planned 20 ms");
+    }
+
+    #[test]
+    fn a_new_session_is_not_measured_against_the_old_ones_counter() {
+        let mut l = Link::new(None);
+        l.run(3000, 5_000_000, None, 20);
+        let before = l.mbit();
+        // The peer's counter of the new session starts from zero, far behind the old one's.
+        l.c.on_new_session();
+        l.delivered = 0.0;
+        for step in 0..50 {
+            l.run(20, 5_000_000, None, 20);
+            let ok = (before * 0.9..=before * 1.1).contains(&l.mbit());
+            assert!(ok, "{before} → {} Mbit/s after {} ms", l.mbit(), (step + 1) * 20);
+        }
     }
 
     #[test]

@@ -232,6 +232,11 @@ pub struct Link {
     last_echo: Option<u32>,
     /// The first packet sent that the peer has not yet covered: (when, packet number).
     unacked: Option<(Instant, u64)>,
+    /// The highest packet number the peer reported receiving in this session.
+    peer_acked: Option<u64>,
+    /// Probe timer expiries since the peer last covered our data: the first asks the peer for
+    /// an immediate answer, a second means that went unanswered too (see [`Self::is_suspect`]).
+    probes_unanswered: u8,
     /// A keepalive is owed; `owe_ack_request` asks the peer to answer it at once.
     pub owe_keepalive: bool,
     pub owe_ack_request: bool,
@@ -269,6 +274,8 @@ impl Link {
             peer_timestamp: None,
             last_echo: None,
             unacked: None,
+            peer_acked: None,
+            probes_unanswered: 0,
             owe_keepalive: false,
             owe_ack_request: false,
             owe_hello: false,
@@ -291,6 +298,25 @@ impl Link {
     /// Inbound loss in percent over the window, if known.
     pub fn loss_in(&self) -> Option<u8> {
         self.loss_in.percent()
+    }
+
+    /// The link may be dead: data went unacknowledged past the probe delay, and the probe that
+    /// asked the peer for an immediate answer went unanswered for a retransmission timeout
+    /// too (about 2 RTOs in all; [`Self::dead_after`] is 3). New data goes elsewhere while
+    /// another link can carry it, until the peer answers or the link is declared dead.
+    ///
+    /// Not at the first expiry: the acknowledgement of data waits for the link's queue and the
+    /// peer's feedback delay besides the round trip, and one lost keepalive delays it by a
+    /// keepalive period, so on a 60 ms link with 1 % loss the first expiry came often enough
+    /// to cost a flow a fifth of its rate.
+    pub fn is_suspect(&self) -> bool {
+        self.probes_unanswered >= 2 && self.state.is_connected()
+    }
+
+    /// The highest packet number of ours the peer has reported receiving in this session:
+    /// anything sent after it may be lost when the link fails.
+    pub fn peer_acked(&self) -> Option<u64> {
+        self.peer_acked
     }
 
     /// When we last heard from the peer on this link.
@@ -325,6 +351,7 @@ impl Link {
     pub fn established(&mut self, now: Instant, timers: &mut LinkTimers<'_>) -> Option<Transition> {
         self.last_rx = now;
         self.unacked = None;
+        self.probes_unanswered = 0;
         self.hellos_unanswered = 0;
         self.auth_problem_reported = false;
         self.pending = None;
@@ -344,8 +371,11 @@ impl Link {
         self.last_echo = None;
         self.peer_timestamp = None;
         self.unacked = None;
+        self.peer_acked = None;
+        self.probes_unanswered = 0;
         self.owd = OwdTracker::default();
         self.peer_owd = None;
+        self.capacity.on_new_session();
     }
 
     /// Any authenticated packet from the peer.
@@ -397,6 +427,7 @@ impl Link {
             }
         }
         self.loss_out.on_report(ka.rx_highest_pn, ka.rx_packets);
+        self.peer_acked = Some(self.peer_acked.map_or(ka.rx_highest_pn, |a| a.max(ka.rx_highest_pn)));
         if ka.flags & flags::ACK_REQUESTED != 0 {
             self.owe_keepalive = true;
         }
@@ -404,6 +435,7 @@ impl Link {
         if let Some((_, pn)) = self.unacked {
             if ka.rx_highest_pn >= pn {
                 self.unacked = None;
+                self.probes_unanswered = 0;
                 timers.stop(LinkTimer::Probe);
                 if self.state == LinkState::Down && !self.is_client && self.session.is_some() {
                     // A server probe came back: the link works both ways again.
@@ -555,6 +587,7 @@ impl Link {
                 if now >= dead_at {
                     return self.go_down(now, DownReason::Unanswered, timers);
                 }
+                self.probes_unanswered = self.probes_unanswered.saturating_add(1);
                 self.owe_keepalive = true;
                 self.owe_ack_request = true;
                 timers.set(LinkTimer::Probe, (now + self.rto().max(PROBE_MIN)).min(dead_at));
@@ -592,6 +625,7 @@ impl Link {
     ) -> Option<Transition> {
         let was_connected = self.state.is_connected();
         self.unacked = None;
+        self.probes_unanswered = 0;
         self.owe_ack_request = false;
         timers.stop(LinkTimer::Probe);
         timers.stop(LinkTimer::Feedback);

@@ -171,6 +171,24 @@ impl RetransmitStore {
         }
     }
 
+    /// `link` may have failed: queue every packet sent on it after packet number `acked` (the
+    /// last the peer reported receiving; `None`: all), oldest first. Resending one that did
+    /// arrive costs a duplicate the receiver drops; not resending one that was lost costs the
+    /// inner flow a loss, and a dead link has no later packets to reveal the gap by NACK.
+    pub fn requeue_unacked(&mut self, now: Instant, link: usize, acked: Option<u64>) -> usize {
+        let mut queued = 0;
+        for i in (self.next..self.active).chain(0..self.next) {
+            let s = &mut self.slots[i];
+            let lost = s.used && s.link as usize == link && acked.is_none_or(|a| s.pn > a);
+            if lost && !s.queued && now - s.sent <= MAX_AGE {
+                s.queued = true;
+                self.queue.push_back(i as u32);
+                queued += 1;
+            }
+        }
+        queued
+    }
+
     /// The next packet to resend: (slot, tunnel sequence, payload).
     pub fn pop(&mut self, now: Instant) -> Option<(usize, u32, &[u8])> {
         while let Some(i) = self.queue.pop_front() {
@@ -246,6 +264,22 @@ mod tests {
         // Lost again on its new link: asking for the new number finds it.
         r.nack(ms(20), 0, 11, 1);
         assert_eq!(r.pop(ms(21)).map(|p| p.1), Some(101));
+    }
+
+    #[test]
+    fn a_failed_links_unacknowledged_packets_are_requeued_oldest_first() {
+        let mut r = RetransmitStore::new(8, 32, 2);
+        for pn in 1..=4 {
+            r.record(ms(pn), 0, pn, 100 + pn as u32, b"x");
+            r.record(ms(pn), 1, pn, 200 + pn as u32, b"y");
+        }
+        r.nack(ms(5), 0, 4, 1);
+        // The peer reported link 0 up to pn 2; pn 4 is queued already.
+        assert_eq!(r.requeue_unacked(ms(6), 0, Some(2)), 1);
+        let seqs: Vec<u32> = std::iter::from_fn(|| r.pop(ms(7)).map(|p| p.1)).collect();
+        assert_eq!(seqs, [104, 103]);
+        // Nothing reported yet: all of it, but none older than MAX_AGE.
+        assert_eq!(r.requeue_unacked(ms(2) + MAX_AGE, 1, None), 3);
     }
 
     #[test]

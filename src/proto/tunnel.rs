@@ -605,8 +605,9 @@ impl Tunnel {
     fn update_views(&mut self) {
         let reference = self.links.iter().filter(|l| l.is_usable()).find_map(|l| l.peer_owd.map(|p| p.1));
         let all_one_way = self.links.iter().filter(|l| l.is_usable()).all(|l| l.peer_owd.is_some());
+        let any_answering = self.links.iter().any(|l| l.is_usable() && !l.is_suspect());
         for (v, l) in self.views.iter_mut().zip(&self.links) {
-            v.usable = l.is_usable();
+            v.usable = l.is_usable() && !(any_answering && l.is_suspect());
             v.rate = l.capacity.pacing_rate();
             v.probing = l.capacity.probing();
             v.delay_us = match (all_one_way, reference, l.peer_owd) {
@@ -628,6 +629,7 @@ impl Tunnel {
                 }
             }
             (true, false) => {
+                self.reroute_unacked(now, link);
                 self.connected -= 1;
                 if self.connected == 0 {
                     self.push_event(Event::TunnelDown);
@@ -636,6 +638,18 @@ impl Tunnel {
             _ => {}
         }
         self.update_reorder_wait(now);
+    }
+
+    /// Link `link` went silent or down: what it carried since the peer's last report may be
+    /// lost, and a dead link sends no later packets to reveal the gap by NACK. Resend it on the
+    /// links that still answer (the receiver's exactly-once window drops what did arrive), so
+    /// the inner flows see a delay of one detection time rather than a burst of losses they
+    /// would repair themselves, slowly, partly over the same dead link.
+    fn reroute_unacked(&mut self, now: Instant, link: usize) {
+        let others = self.views.iter().enumerate().any(|(i, v)| i != link && v.usable);
+        if let (true, Some(store)) = (others, &mut self.retransmit) {
+            store.requeue_unacked(now, link, self.links[link].peer_acked());
+        }
     }
 
     /// How long a packet that arrived on each link may wait for the ones sent before it.
@@ -1203,6 +1217,7 @@ impl Tunnel {
             for kind in LinkTimer::ALL {
                 if self.timers.expire(Timer::Link(i, kind), now) {
                     let (l, mut timers) = self.timers_of(i);
+                    let was_suspect = l.is_suspect();
                     let t = l.on_timer(now, kind, &mut timers);
                     if kind == LinkTimer::Handshake
                         && l.hellos_unanswered >= UNANSWERED_REPORT_AFTER
@@ -1210,6 +1225,10 @@ impl Tunnel {
                     {
                         l.auth_problem_reported = true;
                         self.push_event(Event::HandshakeUnanswered { link: i });
+                    }
+                    if !was_suspect && self.links[i].is_suspect() {
+                        self.update_views();
+                        self.reroute_unacked(now, i);
                     }
                     self.on_transition(now, i, t);
                 }
