@@ -140,6 +140,10 @@ impl Scheduler for ArrivalScheduler {
         *q = Queue { bytes, at: now, rate: q.rate, since };
     }
 
+    fn forget_queue(&mut self, link: usize) {
+        self.queues[link] = Queue::default();
+    }
+
     fn next_room(&self, now: Instant, links: &[LinkView]) -> Option<Instant> {
         let any_normal = links.iter().any(|l| l.usable && !l.fallback_only);
         links

@@ -295,12 +295,13 @@ impl Capacity {
         self.cap.map_or(r, |c| r.min(ceiling(c))).max(MIN_RATE)
     }
 
-    /// The link has a new session: the peer's byte counter starts again from zero, so reports
-    /// of the old one are no base for a delivery rate (against them the new counter reads as
-    /// the u32 wrapping: a 40 Mbit/s link came back from an outage estimated at 121,536
-    /// Mbit/s, and its queue overflowed). The estimate itself stands: the link is likely what
-    /// it was, and the next samples correct it.
-    pub fn on_new_session(&mut self) {
+    /// The link (re)connected, with a new session or after an outage: reports from before are
+    /// no base for what comes. A new session's byte counter starts again from zero (against
+    /// the old one's it reads as the u32 wrapping: a 40 Mbit/s link came back from an outage
+    /// estimated at 121,536 Mbit/s), and the delay the peer measured before the outage is no
+    /// base for the queue's drift after it. The estimate itself stands: the link is likely
+    /// what it was, and the next samples correct it.
+    pub fn forget_reports(&mut self) {
         self.history_len = 0;
         self.history_next = 0;
         self.planned.last = None;
@@ -631,7 +632,7 @@ mod tests {
         l.run(3000, 5_000_000, None, 20);
         let before = l.mbit();
         // The peer's counter of the new session starts from zero, far behind the old one's.
-        l.c.on_new_session();
+        l.c.forget_reports();
         l.delivered = 0.0;
         for step in 0..50 {
             l.run(20, 5_000_000, None, 20);

@@ -230,6 +230,9 @@ pub struct Link {
     peer_timestamp: Option<(u32, Instant)>,
     /// The echo we last took an RTT sample from (each echo is sampled once).
     last_echo: Option<u32>,
+    /// When the link last became connected: echoes of keepalives older than that are not
+    /// round-trip samples (see [`Self::on_keepalive`]).
+    established_at: Instant,
     /// The first packet sent that the peer has not yet covered: (when, packet number).
     unacked: Option<(Instant, u64)>,
     /// The highest packet number the peer reported receiving in this session.
@@ -273,6 +276,7 @@ impl Link {
             last_keepalive_tx: Instant::ZERO,
             peer_timestamp: None,
             last_echo: None,
+            established_at: Instant::ZERO,
             unacked: None,
             peer_acked: None,
             probes_unanswered: 0,
@@ -350,6 +354,8 @@ impl Link {
     /// the server's first packet, or on either after a probe came back.
     pub fn established(&mut self, now: Instant, timers: &mut LinkTimers<'_>) -> Option<Transition> {
         self.last_rx = now;
+        self.established_at = now;
+        self.capacity.forget_reports();
         self.unacked = None;
         self.probes_unanswered = 0;
         self.hellos_unanswered = 0;
@@ -375,7 +381,7 @@ impl Link {
         self.probes_unanswered = 0;
         self.owd = OwdTracker::default();
         self.peer_owd = None;
-        self.capacity.on_new_session();
+        self.capacity.forget_reports();
     }
 
     /// Any authenticated packet from the peer.
@@ -417,12 +423,23 @@ impl Link {
             owd,
             echo: (ka.flags & flags::HAS_ECHO != 0).then_some(ka.echo_timestamp),
         };
-        self.capacity.on_report(now, report, round, self.rtt.rttvar());
+        if self.state.is_connected() {
+            // Not while down: what a probe's answer says of the queue (its delay held on the
+            // path through the outage) moved the scheduler's model of the link by 0.5 s.
+            self.capacity.on_report(now, report, round, self.rtt.rttvar());
+        }
         if ka.flags & flags::HAS_ECHO != 0 && self.last_echo != Some(ka.echo_timestamp) {
             self.last_echo = Some(ka.echo_timestamp);
-            let rtt = now.wire_timestamp().wrapping_sub(ka.echo_timestamp).wrapping_sub(ka.echo_delay);
-            // A sample over a minute is a wrapped or bogus echo, not a round trip.
-            if (rtt as u64) < Duration::from_secs(60).as_micros() {
+            let age = now.wire_timestamp().wrapping_sub(ka.echo_timestamp);
+            let rtt = age.wrapping_sub(ka.echo_delay);
+            // Only echoes of keepalives sent while the link is connected: the probes a side
+            // sends into an outage can be held on the path (a neighbour entry resolving again
+            // queues them) and come out together when it ends, answered at once — samples of
+            // 2.07, 1.57 and 1.07 s on a 20 ms link, which left it at an SRTT of 290 ms and
+            // underused for seconds. A sample over a minute is a wrapped or bogus echo.
+            let fresh =
+                self.state.is_connected() && u64::from(age) <= (now - self.established_at).as_micros();
+            if fresh && (rtt as u64) < Duration::from_secs(60).as_micros() {
                 self.rtt.on_sample(Duration::from_micros(rtt as u64));
             }
         }
@@ -808,6 +825,25 @@ mod tests {
         assert_eq!(link.rtt.srtt(), Some(Duration::from_millis(40)));
         link.on_keepalive(ms(1245), &echo, None, &mut tm);
         assert_eq!(link.rtt.srtt(), Some(Duration::from_millis(40)), "same echo is not resampled");
+    }
+
+    #[test]
+    fn echoes_of_keepalives_sent_before_the_link_came_up_are_not_round_trips() {
+        let (mut link, mut table) = connected(false);
+        let mut tm = LinkTimers { table: &mut table, link: 0 };
+        link.go_down(ms(1000), DownReason::Unanswered, &mut tm);
+        let echo_of = |sent: u64| Keepalive {
+            flags: flags::HAS_ECHO,
+            echo_timestamp: ms(sent).wire_timestamp(),
+            ..Keepalive::default()
+        };
+        // Probes sent into the outage, held on the path, answered as they come out at 3 s.
+        link.on_keepalive(ms(3000), &echo_of(1000), None, &mut tm);
+        link.established(ms(3000), &mut tm);
+        link.on_keepalive(ms(3000), &echo_of(1500), None, &mut tm);
+        assert_eq!(link.rtt.srtt(), None, "no sample from the outage");
+        link.on_keepalive(ms(3060), &echo_of(3020), None, &mut tm);
+        assert_eq!(link.rtt.srtt(), Some(Duration::from_millis(40)));
     }
 
     #[test]

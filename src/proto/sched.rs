@@ -70,6 +70,9 @@ pub trait Scheduler {
     /// model says: move the model ([`super::capacity::Capacity::take_correction`]).
     fn correct_queue(&mut self, _now: Instant, _link: usize, _by_us: i64) {}
 
+    /// `link` (re)connected: whatever the model held for it before is gone.
+    fn forget_queue(&mut self, _link: usize) {}
+
     /// After [`Pick::Congested`]: the earliest time a link may have room for a full packet
     /// (`None`: no link will, or the scheduler never refuses).
     fn next_room(&self, _now: Instant, _links: &[LinkView]) -> Option<Instant> {

@@ -623,6 +623,7 @@ impl Tunnel {
         self.push_event(Event::Link { link, from: t.from, to: t.to, reason: t.reason });
         match (t.from.is_connected(), t.to.is_connected()) {
             (false, true) => {
+                self.scheduler.forget_queue(link);
                 self.connected += 1;
                 if self.connected == 1 {
                     self.push_event(Event::TunnelUp);
