@@ -728,14 +728,19 @@ impl Tunnel {
     /// Links marked `fallback_only` do not count while another is usable; links not measured
     /// yet leave the holds at zero. Holds below [`HOLD_MIN`] are noise and left out.
     fn update_reorder_holds(&mut self) {
-        let any_normal = self.links.iter().any(|l| l.is_usable() && !l.config.fallback_only);
-        let counted = |l: &&Link| l.is_usable() && (!any_normal || !l.config.fallback_only);
-        let measured = self.links.iter().filter(counted).all(|l| l.owd.has_samples());
-        let reference = self.links.iter().filter(counted).find(|l| l.owd.has_samples()).map(|l| l.owd.min());
         self.reorder_holds.fill(Duration::ZERO);
-        let (true, Some(r)) = (measured, reference) else { return };
-        let slowest =
-            self.links.iter().filter(counted).map(|l| wrapping_diff(l.owd.min(), r)).max().unwrap_or(0);
+        let any_normal = self.links.iter().any(|l| l.is_usable() && !l.config.fallback_only);
+        // One pass (this runs on every keepalive): the first counted link's minimum is the
+        // reference the others' are measured against; any counted link unmeasured: no holds.
+        let (mut reference, mut slowest) = (None, 0);
+        for l in self.links.iter().filter(|l| l.is_usable() && (!any_normal || !l.config.fallback_only)) {
+            if !l.owd.has_samples() {
+                return;
+            }
+            let r = *reference.get_or_insert(l.owd.min());
+            slowest = slowest.max(wrapping_diff(l.owd.min(), r));
+        }
+        let Some(r) = reference else { return };
         for (hold, l) in self.reorder_holds.iter_mut().zip(&self.links) {
             if l.owd.has_samples() {
                 let d = Duration::from_micros((slowest - wrapping_diff(l.owd.min(), r)).max(0) as u64);
