@@ -987,7 +987,7 @@ fn crowd_attempt(rig: &Rig, attempt: u32) -> Result<(), String> {
         metrics.push(m);
         silent.iter_mut().for_each(Silent::check);
         let now = ProcStats::of(net).unwrap();
-        peak = ProcStats { fds: peak.fds.max(now.fds), rss_kib: peak.rss_kib.max(now.rss_kib) };
+        peak = ProcStats { fds: peak.fds.max(now.fds), rss_kib: peak.rss_kib.max(now.rss_kib), ..now };
     }
     let storm_end = flow.elapsed();
     lab::poll_until(Duration::from_secs(9), || {

@@ -328,6 +328,9 @@ pub struct ProcStats {
     pub fds: usize,
     /// Resident set size (VmRSS), KiB.
     pub rss_kib: u64,
+    /// Time on a CPU, ns (the first field of /proc/PID/schedstat: the main thread's, which is
+    /// all of a single-threaded daemon's).
+    pub cpu_ns: u64,
 }
 
 impl ProcStats {
@@ -335,7 +338,9 @@ impl ProcStats {
         let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
         let status = proc_status(pid);
         let rss_kib = status.get("VmRSS")?.split_whitespace().next()?.parse().ok()?;
-        Some(ProcStats { fds, rss_kib })
+        let schedstat = fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+        let cpu_ns = schedstat.split_whitespace().next()?.parse().ok()?;
+        Some(ProcStats { fds, rss_kib, cpu_ns })
     }
 }
 
