@@ -1,10 +1,11 @@
 //! End-to-end over unequal links through the link emulator (`tests/netns/emulated.rs`), sized
-//! for CI: one check that the emulator path works and that the default scheduler bonds links
-//! of very different delay. `cargo bench --bench unequal` prints the real figures against
-//! issue 4's targets.
+//! for CI: that the default scheduler bonds links of very different delay; and issue 11's
+//! subset of its condition matrix — a carried-over MLVPN config with a BBR sender over
+//! `tbf`-shaped links, and a link blackholed under a flow. `cargo bench --bench unequal` and
+//! `cargo bench --bench matrix` print the real figures against the issues' targets.
 //!
-//! Run as root: `cargo test --test netns_unequal -- --nocapture` (~30 s; up to a minute when
-//! it retries). Without root, or without the daemon binary, it prints `SKIPPED` and passes.
+//! Run as root: `cargo test --test netns_unequal -- --nocapture` (~35 s; up to two minutes
+//! when it retries). Without root, or without the daemon binary, it prints `SKIPPED` and passes.
 //! Needs (Debian): iproute2 nftables iperf3 python3; builds `tests/linkemu` on first use.
 
 #[path = "netns/emulated.rs"]
