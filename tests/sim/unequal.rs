@@ -574,9 +574,9 @@ fn tcp_reprobes_a_link_that_got_faster() {
 }
 
 /// Issue 11's failover cell: one TCP flow over 3 × 40 Mbit/s (10 ms one way each), link 1
-/// blackholed both ways from 5 to 10 s. The flow may spend at most 1 s (0.1 s steps) below
-/// half its healthy rate from the cut on — the detection time, and what the packets lost in
-/// it cost the flow — and the same after the link returns.
+/// blackholed both ways from 4 to 7 s of a 10 s flow (short: CI runs this under qemu too). The
+/// flow may spend at most 1 s (0.1 s steps) below half its healthy rate from the cut on — the
+/// detection time, what the packets lost in it cost the flow, and the link's return.
 #[test]
 fn tcp_rides_out_a_blackholed_link() {
     for seed in SEEDS {
@@ -589,25 +589,25 @@ fn tcp_rides_out_a_blackholed_link() {
         let t0 = std::cell::Cell::new(Instant::ZERO);
         let outage = |sim: &mut Sim| {
             let cut = sim.now;
-            t0.set(cut - Duration::from_secs(5));
+            t0.set(cut - Duration::from_secs(4));
             sim.links[1].blackhole(true);
-            run_traced(sim, t0.get(), cut + Duration::from_secs(5));
+            run_traced(sim, t0.get(), cut + Duration::from_secs(3));
             sim.links[1].blackhole(false);
         };
-        let (sim, r) = tcp_flow(seed, &specs, 15, 2, Some((5, &outage)));
+        let (sim, r) = tcp_flow(seed, &specs, 10, 2, Some((4, &outage)));
         let flow = sim.tcp.as_ref().unwrap();
         let at = |s: f64| t0.get() + Duration::from_millis((s * 1000.0) as u64);
-        let healthy = flow.goodput(at(2.0), at(5.0));
+        let healthy = flow.goodput(at(2.0), at(4.0));
         let tenths: Vec<f64> =
-            (50..150).map(|k| flow.goodput(at(k as f64 / 10.0), at((k + 1) as f64 / 10.0))).collect();
+            (40..100).map(|k| flow.goodput(at(k as f64 / 10.0), at((k + 1) as f64 / 10.0))).collect();
         let below = |from: usize, to: usize| {
             tenths[from..to].iter().filter(|&&g| g < healthy / 2.0).count() as f64 / 10.0
         };
-        let (at_cut, at_return) = (below(0, 50), below(50, 100));
-        r.print("tcp 3 × 40, link 1 blackholed 5–10 s", seed, tcp_ceiling(120.0));
+        let (at_cut, at_return) = (below(0, 30), below(30, 60));
+        r.print("tcp 3 × 40, link 1 blackholed 4–7 s", seed, tcp_ceiling(120.0));
         println!(
             "  healthy {healthy:.1} Mbit/s; below half: {at_cut:.1} s from the cut, {at_return:.1} s from the return; \
-             per 0.1 s from 5 s: {:?}",
+             per 0.1 s from 4 s: {:?}",
             tenths.iter().map(|g| g.round()).collect::<Vec<_>>()
         );
         assert!(at_cut + at_return <= 1.0, "{at_cut} s + {at_return} s below half");
