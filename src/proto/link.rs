@@ -235,8 +235,6 @@ pub struct Link {
     established_at: Instant,
     /// The first packet sent that the peer has not yet covered: (when, packet number).
     unacked: Option<(Instant, u64)>,
-    /// The highest packet number the peer reported receiving in this session.
-    peer_acked: Option<u64>,
     /// Probe timer expiries since the peer last covered our data: the first asks the peer for
     /// an immediate answer, a second means that went unanswered too (see [`Self::is_suspect`]).
     probes_unanswered: u8,
@@ -278,7 +276,6 @@ impl Link {
             last_echo: None,
             established_at: Instant::ZERO,
             unacked: None,
-            peer_acked: None,
             probes_unanswered: 0,
             owe_keepalive: false,
             owe_ack_request: false,
@@ -320,7 +317,7 @@ impl Link {
     /// The highest packet number of ours the peer has reported receiving in this session:
     /// anything sent after it may be lost when the link fails.
     pub fn peer_acked(&self) -> Option<u64> {
-        self.peer_acked
+        self.loss_out.highest()
     }
 
     /// When we last heard from the peer on this link.
@@ -377,11 +374,8 @@ impl Link {
         self.last_echo = None;
         self.peer_timestamp = None;
         self.unacked = None;
-        self.peer_acked = None;
-        self.probes_unanswered = 0;
         self.owd = OwdTracker::default();
         self.peer_owd = None;
-        self.capacity.forget_reports();
     }
 
     /// Any authenticated packet from the peer.
@@ -444,7 +438,6 @@ impl Link {
             }
         }
         self.loss_out.on_report(ka.rx_highest_pn, ka.rx_packets);
-        self.peer_acked = Some(self.peer_acked.map_or(ka.rx_highest_pn, |a| a.max(ka.rx_highest_pn)));
         if ka.flags & flags::ACK_REQUESTED != 0 {
             self.owe_keepalive = true;
         }

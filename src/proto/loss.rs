@@ -38,6 +38,11 @@ impl LossWindow {
         self.last = Some((highest, received_total));
     }
 
+    /// The highest packet number the peer has reported receiving (reports only advance it).
+    pub fn highest(&self) -> Option<u64> {
+        self.last.map(|(h, _)| h)
+    }
+
     /// Forgets the window (not the last report): a fresh measurement starts.
     pub fn clear(&mut self) {
         self.ring = Default::default();
