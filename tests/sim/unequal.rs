@@ -576,7 +576,9 @@ fn tcp_reprobes_a_link_that_got_faster() {
 /// Issue 11's failover cell: one TCP flow over 3 × 40 Mbit/s (10 ms one way each), link 1
 /// blackholed both ways from 4 to 7 s of a 10 s flow (short: CI runs this under qemu too). The
 /// flow may spend at most 1 s (0.1 s steps) below half its healthy rate from the cut on — the
-/// detection time, what the packets lost in it cost the flow, and the link's return.
+/// detection time, what the packets lost in it cost the flow, and the link's return — and over
+/// the last 2 s the returned link carries at least a quarter of the bytes (a third is its share:
+/// it once came back estimated at 121,536 Mbit/s and overflowed, or at 28 kB/s and starved).
 #[test]
 fn tcp_rides_out_a_blackholed_link() {
     for seed in SEEDS {
@@ -587,12 +589,15 @@ fn tcp_rides_out_a_blackholed_link() {
             s.down.jitter = Duration::from_millis(1);
         }
         let t0 = std::cell::Cell::new(Instant::ZERO);
+        let settled = std::cell::RefCell::new(Vec::new());
         let outage = |sim: &mut Sim| {
             let cut = sim.now;
             t0.set(cut - Duration::from_secs(4));
             sim.links[1].blackhole(true);
             run_traced(sim, t0.get(), cut + Duration::from_secs(3));
             sim.links[1].blackhole(false);
+            run_traced(sim, t0.get(), cut + Duration::from_secs(4));
+            *settled.borrow_mut() = sim.links.iter().map(|l| l.up.stats.bytes).collect();
         };
         let (sim, r) = tcp_flow(seed, &specs, 10, 2, Some((4, &outage)));
         let flow = sim.tcp.as_ref().unwrap();
@@ -604,12 +609,17 @@ fn tcp_rides_out_a_blackholed_link() {
             tenths[from..to].iter().filter(|&&g| g < healthy / 2.0).count() as f64 / 10.0
         };
         let (at_cut, at_return) = (below(0, 30), below(30, 60));
+        let last: Vec<u64> =
+            sim.links.iter().zip(settled.borrow().iter()).map(|(l, b)| l.up.stats.bytes - b).collect();
+        let share = last[1] as f64 / last.iter().sum::<u64>().max(1) as f64;
         r.print("tcp 3 × 40, link 1 blackholed 4–7 s", seed, tcp_ceiling(120.0));
         println!(
             "  healthy {healthy:.1} Mbit/s; below half: {at_cut:.1} s from the cut, {at_return:.1} s from the return; \
-             per 0.1 s from 4 s: {:?}",
+             link 1's share of the last 2 s {:.0}%; per 0.1 s from 4 s: {:?}",
+            share * 100.0,
             tenths.iter().map(|g| g.round()).collect::<Vec<_>>()
         );
         assert!(at_cut + at_return <= 1.0, "{at_cut} s + {at_return} s below half");
+        assert!(share >= 0.25, "the returned link carried {:.0}% of the last 2 s", share * 100.0);
     }
 }
