@@ -21,6 +21,23 @@ use emulated::{EmuLab, EmuLink, FlowPlan};
 use lab::{Side, TunnelOpts};
 use std::time::Duration;
 
+/// Runs `attempt` (1, 2, 3) until one meets its floors: each returns whether it did and a
+/// line of what it measured, printed as it goes. Panics with every line if none did: the
+/// figures depend on how busy the machine's two cores are, a regression fails all three.
+fn best_of_three(mut attempt: impl FnMut(u32) -> (bool, String)) {
+    let mut report = Vec::new();
+    for k in 1..=3 {
+        let (ok, line) = attempt(k);
+        let line = format!("attempt {k}: {line}");
+        println!("{line}");
+        if ok {
+            return;
+        }
+        report.push(line);
+    }
+    panic!("outside the floors in all three attempts:\n{}", report.join("\n"));
+}
+
 /// Issue 4's scenario 2 (50 and 50 Mbit/s, one-way 5 and 60 ms) for 8 s, `scheduler =
 /// arrival`, one cubic flow client → server with a ping through the tunnel.
 ///
@@ -35,14 +52,9 @@ use std::time::Duration;
 /// Best of three attempts: the figures depend on how busy the machine's two cores are.
 #[test]
 fn unequal_delays_bond_through_the_emulator() {
-    if !lab::have_root("unequal_delays_bond_through_the_emulator") {
-        return;
-    }
-    let Some(_) = lab::need_mlvpn("unequal_delays_bond_through_the_emulator") else { return };
-    let _turn = lab::serial();
+    let Some(_turn) = lab::daemon_scenario("unequal_delays_bond_through_the_emulator") else { return };
     let limit = 100.0 * emulated::goodput_ratio(lab::DEFAULT_MTU);
-    let mut report = Vec::new();
-    for attempt in 1..=3 {
+    best_of_three(|attempt| {
         let lab = {
             let mut lab = EmuLab::new(&[EmuLink::new(50.0, 5.0), EmuLink::new(50.0, 60.0)]);
             let opts = TunnelOpts {
@@ -61,7 +73,7 @@ fn unequal_delays_bond_through_the_emulator() {
         let bound = idle[1].percentile(50.0) + 30.0 + 20.0;
         let p99 = r.ping.percentile(99.0);
         let line = format!(
-            "attempt {attempt}: {mbit:.1} Mbit/s = {:.0}% of {limit:.1} (floor 40%); 60 ms link carried {:.0}% \
+            "{mbit:.1} Mbit/s = {:.0}% of {limit:.1} (floor 40%); 60 ms link carried {:.0}% \
              (floor 5%); ping under load {} (p99 floor {bound:.0} ms); idle RTT {:.1}/{:.1} ms; CPU pressure {:.0}%",
             mbit / limit * 100.0,
             slow_share * 100.0,
@@ -70,17 +82,13 @@ fn unequal_delays_bond_through_the_emulator() {
             idle[1].percentile(50.0),
             r.pressure.unwrap_or(f64::NAN),
         );
-        println!("{line}");
-        report.push(line);
-        if mbit >= 0.40 * limit && slow_share >= 0.05 && p99 <= bound {
-            return;
-        }
-        if attempt == 3 {
+        let ok = mbit >= 0.40 * limit && slow_share >= 0.05 && p99 <= bound;
+        if !ok && attempt == 3 {
             println!("client status:\n{}", lab.status(Side::Client, false));
             println!("server status:\n{}", lab.status(Side::Server, false));
         }
-    }
-    panic!("below the floors in all three attempts:\n{}", report.join("\n"));
+        (ok, line)
+    });
 }
 
 /// Starts a lab over `links` (Mbit/s, one-way ms), each shaped by the kernel's `tbf` on both
@@ -113,33 +121,23 @@ fn tbf_lab(links: &[(f64, f64)], bandwidth: bool, opts: &TunnelOpts) -> EmuLab {
 /// matrix bench, `cargo bench --bench matrix`, holds the 90 % target).
 #[test]
 fn a_carried_over_mlvpn_config_bonds_a_bbr_flow() {
-    if !lab::have_root("a_carried_over_mlvpn_config_bonds_a_bbr_flow") {
-        return;
-    }
-    let Some(_) = lab::need_mlvpn("a_carried_over_mlvpn_config_bonds_a_bbr_flow") else { return };
-    let _turn = lab::serial();
+    let Some(_turn) = lab::daemon_scenario("a_carried_over_mlvpn_config_bonds_a_bbr_flow") else { return };
     let links = [(40.0, 5.0), (25.0, 20.0), (15.0, 40.0)];
     let limit = 80.0 * emulated::goodput_ratio(lab::DEFAULT_MTU);
     let opts = TunnelOpts { reorder_buffer_size: Some(64), ..TunnelOpts::default() };
-    let mut report = Vec::new();
-    for attempt in 1..=3 {
+    best_of_three(|_| {
         let lab = tbf_lab(&links, true, &opts);
         let mut plan = FlowPlan::new(10.0);
         plan.cc = Some("bbr".into());
         let r = emulated::run_flow(&lab, &plan);
         let mbit = r.iperf.mean_bps_from(2.0) / 1e6;
         let line = format!(
-            "attempt {attempt}: {mbit:.1} Mbit/s = {:.0}% of {limit:.1} (floor 75%); CPU pressure {:.0}%",
+            "{mbit:.1} Mbit/s = {:.0}% of {limit:.1} (floor 75%); CPU pressure {:.0}%",
             mbit / limit * 100.0,
             r.pressure.unwrap_or(f64::NAN)
         );
-        println!("{line}");
-        report.push(line);
-        if mbit >= 0.75 * limit {
-            return;
-        }
-    }
-    panic!("below the floor in all three attempts:\n{}", report.join("\n"));
+        (mbit >= 0.75 * limit, line)
+    });
 }
 
 /// Issue 11: one of 3 × 40 Mbit/s (`tbf`, 10 ms one way) blackholed both ways for 4 s under a
@@ -150,14 +148,11 @@ fn a_carried_over_mlvpn_config_bonds_a_bbr_flow() {
 /// of two thirds of the time is 22 %). Best of three.
 #[test]
 fn a_blackholed_link_costs_the_flow_little_and_comes_back() {
-    if !lab::have_root("a_blackholed_link_costs_the_flow_little_and_comes_back") {
+    let Some(_turn) = lab::daemon_scenario("a_blackholed_link_costs_the_flow_little_and_comes_back") else {
         return;
-    }
-    let Some(_) = lab::need_mlvpn("a_blackholed_link_costs_the_flow_little_and_comes_back") else { return };
-    let _turn = lab::serial();
+    };
     const CUT: (f64, f64) = (4.0, 8.0);
-    let mut report = Vec::new();
-    for attempt in 1..=3 {
+    best_of_three(|_| {
         let lab = tbf_lab(&[(40.0, 10.0); 3], false, &TunnelOpts::default());
         let mut plan = FlowPlan::new(12.0);
         plan.cc = Some("cubic".into());
@@ -168,18 +163,13 @@ fn a_blackholed_link_costs_the_flow_little_and_comes_back() {
         let carried: Vec<u64> = (0..3).map(|i| r.emu_delta(i, "up", "tx_bytes")).collect();
         let share = carried[1] as f64 / carried.iter().sum::<u64>().max(1) as f64;
         let line = format!(
-            "attempt {attempt}: healthy {:.1} Mbit/s, {below:.1} s below half of it (floor 2 s); link 1 carried \
+            "healthy {:.1} Mbit/s, {below:.1} s below half of it (floor 2 s); link 1 carried \
              {:.0}% of the bytes (floor 18%); receiver Mbit/s per 0.1 s: {}; CPU pressure {:.0}%",
             healthy / 1e6,
             share * 100.0,
             r.iperf.sparkline(),
             r.pressure.unwrap_or(f64::NAN)
         );
-        println!("{line}");
-        report.push(line);
-        if below <= 2.0 && share >= 0.18 {
-            return;
-        }
-    }
-    panic!("outside the floors in all three attempts:\n{}", report.join("\n"));
+        (below <= 2.0 && share >= 0.18, line)
+    });
 }
