@@ -77,6 +77,9 @@ fn status_from_real_engines() {
         scheduler: Default::default(),
         retransmit_buffer_size: 32,
         ethernet: false,
+        duplicate: Default::default(),
+        duplicate_ports: Default::default(),
+        duplicate_budget: Default::default(),
     };
     let mut p = Pair {
         client: Tunnel::new(config(Mode::Client, &links), &psk, [1; 32], Instant::ZERO),

@@ -130,6 +130,9 @@ fn pair(bandwidth: u64) -> Pair {
         mtu: 1400,
         retransmit_buffer_size: 64,
         ethernet: false,
+        duplicate: Default::default(),
+        duplicate_ports: Default::default(),
+        duplicate_budget: Default::default(),
     };
     let mut p = Pair {
         client: Tunnel::new(config(Mode::Client), &psk, [1; 32], Instant::ZERO),

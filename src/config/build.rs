@@ -13,6 +13,8 @@ use super::model::{
     Link, MTU_MAX, MTU_MIN, Password, TunTap,
 };
 use super::value;
+use crate::proto::duplicate::{BudgetLimit, DEFAULT_BUDGET};
+use crate::proto::flow::{Duplicate, PortList};
 use crate::proto::tunnel::SchedulerKind;
 use crate::proto::{Duration, Mode};
 
@@ -50,6 +52,9 @@ enum G {
     Scheduler,
     RetransmitBufferSize,
     TunOffload,
+    Duplicate,
+    DuplicatePorts,
+    DuplicateBudget,
 }
 
 /// Keys of `[general]` as spelled in the file. The original spells the tolerances
@@ -80,6 +85,9 @@ const GENERAL_KEYS: &[(&str, G)] = &[
     ("scheduler", G::Scheduler),
     ("retransmit_buffer_size", G::RetransmitBufferSize),
     ("tun_offload", G::TunOffload),
+    ("duplicate", G::Duplicate),
+    ("duplicate_ports", G::DuplicatePorts),
+    ("duplicate_budget", G::DuplicateBudget),
 ];
 
 /// Keys of a link section.
@@ -244,6 +252,9 @@ struct General {
     scheduler: Option<SchedulerKind>,
     retransmit_buffer_size: Option<u16>,
     tun_offload: Option<bool>,
+    duplicate: Option<Duplicate>,
+    duplicate_ports: PortList,
+    duplicate_budget: Option<BudgetLimit>,
 }
 
 /// Turns sections into a [`Config`], or every error found.
@@ -311,6 +322,9 @@ pub(crate) fn build(file: &str, sections: &[Section<'_>]) -> Result<Config, Conf
         scheduler: g.scheduler.unwrap_or_default(),
         retransmit_buffer_size: g.retransmit_buffer_size.unwrap_or(DEFAULT_RETRANSMIT_BUFFER_SIZE),
         tun_offload: g.tun_offload.unwrap_or(true),
+        duplicate: g.duplicate.unwrap_or_default(),
+        duplicate_ports: g.duplicate_ports,
+        duplicate_budget: g.duplicate_budget.unwrap_or(DEFAULT_BUDGET),
         hook_env: g.hook_env,
         control_unix_path: g.control_unix_path,
         control_bind: g
@@ -342,6 +356,33 @@ fn latency(value: &str) -> Result<Duration, ErrorKind> {
 /// Bytes per second; 0 means unknown, as in the original, same as leaving it out.
 fn bandwidth(value: &str) -> Result<Option<u64>, ErrorKind> {
     value::number(value, "bytes per second", 0, BANDWIDTH_MAX).map(|n| (n > 0).then_some(n))
+}
+
+/// `duplicate_ports`: ports and ranges, comma-separated (`5060, 3478-3481, 16384-32767`).
+fn port_list(value: &str) -> Result<PortList, ErrorKind> {
+    let bad = || ErrorKind::BadValue {
+        expected: "up to 8 ports or ranges, comma-separated (5060, 16384-32767)",
+        got: value.to_string(),
+    };
+    let mut list = PortList::new();
+    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (lo, hi) = item.split_once('-').unwrap_or((item, item));
+        let (lo, hi) =
+            (value::port(lo.trim(), 1).map_err(|_| bad())?, value::port(hi.trim(), 1).map_err(|_| bad())?);
+        if lo > hi || list.push((lo, hi)).is_err() {
+            return Err(bad());
+        }
+    }
+    Ok(list)
+}
+
+/// `duplicate_budget`: a percentage of the bond's capacity (`5%`) or bytes per second.
+fn duplicate_budget(value: &str) -> Result<BudgetLimit, ErrorKind> {
+    match value.strip_suffix('%') {
+        Some(p) => percent(p).map(BudgetLimit::Percent),
+        None => value::number(value, "bytes per second (or a percentage: 5%)", 0, BANDWIDTH_MAX)
+            .map(BudgetLimit::Rate),
+    }
 }
 
 fn read_general(report: &mut Report<'_>, s: &Section<'_>) -> General {
@@ -384,6 +425,12 @@ fn read_general(report: &mut Report<'_>, s: &Section<'_>) -> General {
                 let r = value::number(v, "packets", 0, 4096);
                 g.retransmit_buffer_size = report.check(e, r).map(|n| n as u16);
             }
+            G::Duplicate => {
+                let kinds = [("auto", Duplicate::Auto), ("off", Duplicate::Off), ("all", Duplicate::All)];
+                g.duplicate = report.check(e, value::choice(v, &kinds, "auto, off or all"));
+            }
+            G::DuplicatePorts => g.duplicate_ports = report.check(e, port_list(v)).unwrap_or_default(),
+            G::DuplicateBudget => g.duplicate_budget = report.check(e, duplicate_budget(v)),
             G::Scheduler => {
                 let kinds = [("arrival", SchedulerKind::Arrival), ("wrr", SchedulerKind::Wrr)];
                 g.scheduler = report.check(e, value::choice(v, &kinds, "arrival or wrr"));
@@ -893,5 +940,29 @@ mod tests {
         let e = errs("[general]\nmode = x\nmtu = y\n[dsl]\nremoteport = z\nfoo = 1\n");
         let lines: Vec<_> = e.iter().map(|(line, _, _)| *line).collect();
         assert_eq!(lines, [1, 2, 3, 5, 6]);
+    }
+
+    #[test]
+    fn duplication_keys_read_modes_port_ranges_and_budgets() {
+        let c = ok(&format!(
+            "{GENERAL}duplicate = all\nduplicate_ports = 5060, 16384-32767\nduplicate_budget = 2%\n{LINK}"
+        ));
+        assert_eq!(c.duplicate, Duplicate::All);
+        assert_eq!(&c.duplicate_ports[..], &[(5060, 5060), (16384, 32767)]);
+        assert_eq!(c.duplicate_budget, BudgetLimit::Percent(2));
+        let d = ok(&format!("{GENERAL}duplicate_budget = 125000\n{LINK}"));
+        assert_eq!((d.duplicate, d.duplicate_budget), (Duplicate::Auto, BudgetLimit::Rate(125_000)));
+        assert!(d.duplicate_ports.is_empty());
+        let bad = errs(&format!(
+            "{GENERAL}duplicate = yes\nduplicate_ports = 80-20\nduplicate_budget = 150%\n{LINK}"
+        ));
+        let keys: Vec<_> =
+            bad.iter().map(|(line, key, _)| (*line, key.clone().unwrap_or_default())).collect();
+        assert_eq!(
+            keys,
+            [(4, "duplicate".into()), (5, "duplicate_ports".into()), (6, "duplicate_budget".into())]
+        );
+        let nine = (1..=9).map(|p| p.to_string()).collect::<Vec<_>>().join(",");
+        assert_eq!(errs(&format!("{GENERAL}duplicate_ports = {nine}\n{LINK}")).len(), 1, "at most 8");
     }
 }

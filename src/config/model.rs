@@ -1,6 +1,8 @@
 //! The validated configuration: what the daemon runs from, and how it becomes the engine's
 //! [`proto::Config`].
 
+use crate::proto::duplicate::BudgetLimit;
+use crate::proto::flow::{Duplicate, PortList};
 use crate::proto::{self, Duration, LinkConfig, Mode};
 use std::fmt::{self, Write as _};
 
@@ -226,6 +228,13 @@ pub struct Config {
     /// and segmentation offload on the links' sockets (default 1; 0 for one packet per
     /// system call, as the original did).
     pub tun_offload: bool,
+    /// `duplicate`: which packets go on two links at once — `auto` (real-time ones, the
+    /// default), `off`, or `all`.
+    pub duplicate: Duplicate,
+    /// `duplicate_ports`: ports whose packets are real-time whatever their size.
+    pub duplicate_ports: PortList,
+    /// `duplicate_budget`: what duplication may cost (default 5% of the bond).
+    pub duplicate_budget: BudgetLimit,
     pub hook_env: HookEnv,
     pub control_unix_path: Option<String>,
     pub control_bind: Option<ControlBind>,
@@ -248,6 +257,9 @@ impl Config {
             links: self.links.iter().map(|l| self.link_config(l)).collect(),
             reorder_buffer_size: usize::from(self.reorder_buffer_size),
             mtu: self.engine_mtu(),
+            duplicate: self.duplicate,
+            duplicate_ports: self.duplicate_ports.clone(),
+            duplicate_budget: self.duplicate_budget,
         }
     }
 
@@ -303,6 +315,17 @@ impl Config {
         line(o, "scheduler", scheduler);
         line(o, "retransmit_buffer_size", self.retransmit_buffer_size);
         line(o, "tun_offload", u8::from(self.tun_offload));
+        line(o, "duplicate", self.duplicate.name());
+        let ports: Vec<String> = self
+            .duplicate_ports
+            .iter()
+            .map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") })
+            .collect();
+        line(o, "duplicate_ports", if ports.is_empty() { "-".to_string() } else { ports.join(", ") });
+        match self.duplicate_budget {
+            BudgetLimit::Percent(p) => line(o, "duplicate_budget", format!("{p}%")),
+            BudgetLimit::Rate(r) => line(o, "duplicate_budget", r),
+        }
         let h = &self.hook_env;
         for (key, value) in [
             ("ip4", &h.ip4),

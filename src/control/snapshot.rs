@@ -2,7 +2,9 @@
 //! figures to the control socket's units (unix times, percents, shares).
 
 use super::decimal::Ratio;
-use super::status::{LinkStatus, PoolStatus, ReorderStatus, Status, drops_of, link_state_names};
+use super::status::{
+    DuplicationStatus, LinkStatus, PoolStatus, QueueStatus, ReorderStatus, Status, drops_of, link_state_names,
+};
 use crate::proto::{Instant, Mode, Tunnel};
 use std::net::SocketAddr;
 
@@ -69,6 +71,8 @@ pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
                 disconnects: l.stats.disconnects,
                 handshakes: l.stats.handshakes,
                 handshake_failures: l.stats.handshake_failures,
+                duplicates_sent: l.stats.duplicates_sent,
+                duplicates_dropped: l.stats.duplicates_dropped,
                 last_packet: if l.stats.rx_packets == 0 {
                     0
                 } else {
@@ -99,6 +103,27 @@ pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
         .reorder_stats()
         .zip(engine.reorder_wait())
         .map(|(s, wait)| ReorderStatus::from_stats(reorder_size, s, wait, engine.reorder_hold()));
+    let queue = engine.send_queue(shell.now).map(|(flows, sojourn, s)| QueueStatus {
+        flows: flows as u64,
+        packets: engine.send_queue_len() as u64,
+        sojourn,
+        counters: [
+            ("codel_drops", s.codel_drops),
+            ("overflow_drops", s.overflow_drops),
+            ("expired", s.expired),
+            ("new_flows", s.new_flows),
+        ],
+    });
+    let (duplicate, d) = engine.duplication();
+    let duplication = Some(DuplicationStatus {
+        mode: duplicate.name(),
+        counters: [
+            ("packets", d.packets),
+            ("bytes", d.bytes),
+            ("over_budget", d.over_budget),
+            ("one_link", d.one_link),
+        ],
+    });
     Status {
         name: shell.name.to_string(),
         version: shell.version.to_string(),
@@ -114,5 +139,7 @@ pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
         drops,
         reorder,
         pools,
+        queue,
+        duplication,
     }
 }

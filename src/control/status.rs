@@ -40,6 +40,31 @@ pub struct Status {
     pub pools: Vec<PoolStatus>,
     /// Handshake messages that did not authenticate or were not fresh, all links.
     pub handshake_failures: u64,
+    /// The flow-fair send queue; `None` under round-robin, which has none.
+    pub queue: Option<QueueStatus>,
+    /// `None` only in an empty snapshot.
+    pub duplication: Option<DuplicationStatus>,
+}
+
+/// The send queue ([`crate::proto::fq`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueStatus {
+    /// Flows with packets waiting now.
+    pub flows: u64,
+    pub packets: u64,
+    /// The longest a packet sent from the queue waited, over the last second or two.
+    pub sojourn: Duration,
+    /// `codel_drops`, `overflow_drops`, `expired`, `new_flows`.
+    pub counters: [(&'static str, u64); 4],
+}
+
+/// Real-time packets sent twice ([`crate::proto::duplicate`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DuplicationStatus {
+    /// "auto" | "off" | "all".
+    pub mode: &'static str,
+    /// `packets`, `bytes`, `over_budget`, `one_link`.
+    pub counters: [(&'static str, u64); 4],
 }
 
 /// One link ("tunnel" in MLVPN's words).
@@ -76,6 +101,10 @@ pub struct LinkStatus {
     pub disconnects: u64,
     pub handshakes: u64,
     pub handshake_failures: u64,
+    /// Second copies of real-time packets sent on this link.
+    pub duplicates_sent: u64,
+    /// Data packets that arrived here after another copy was delivered.
+    pub duplicates_dropped: u64,
     /// Unix time of the last packet received, 0 = never.
     pub last_packet: u64,
     /// Seconds without an answer before the link is down.
@@ -212,6 +241,8 @@ impl Status {
             w.ratio("share", l.share, 4);
             w.u64("handshakes", l.handshakes);
             w.u64("handshake_failures", l.handshake_failures);
+            w.u64("duplicates_sent", l.duplicates_sent);
+            w.u64("duplicates_dropped", l.duplicates_dropped);
             w.close_object();
         }
         w.close_array();
@@ -250,6 +281,27 @@ impl Status {
         }
         w.close_object();
         w.u64("handshake_failures", self.handshake_failures);
+        match &self.queue {
+            None => w.null("send_queue"),
+            Some(q) => {
+                w.open_object(Some("send_queue"));
+                w.u64("flows", q.flows);
+                w.u64("packets", q.packets);
+                w.ratio("sojourn_max_ms", millis(q.sojourn), 3);
+                for (name, n) in q.counters {
+                    w.u64(name, n);
+                }
+                w.close_object();
+            }
+        }
+        if let Some(d) = &self.duplication {
+            w.open_object(Some("duplication"));
+            w.string("mode", d.mode);
+            for (name, n) in d.counters {
+                w.u64(name, n);
+            }
+            w.close_object();
+        }
         w.close_object();
         w.finish();
     }
@@ -294,7 +346,7 @@ impl Status {
                 w.int(&[("tunnel", &l.name), ("state", s)], u64::from(l.state == s));
             }
         }
-        let counters: [(&'static str, &str, Int); 7] = [
+        let counters: [(&'static str, &str, Int); 9] = [
             ("mlvpn_link_sent_packets", "Packets sent on the link.", |l| l.sent_packets),
             ("mlvpn_link_recv_packets", "Packets received on the link.", |l| l.recv_packets),
             ("mlvpn_link_sent_bytes", "Bytes sent on the link.", |l| l.sent_bytes),
@@ -303,6 +355,12 @@ impl Status {
             ("mlvpn_link_handshakes", "Handshakes completed on the link.", |l| l.handshakes),
             ("mlvpn_link_handshake_failures", "Handshake messages that failed on the link.", |l| {
                 l.handshake_failures
+            }),
+            ("mlvpn_link_duplicates_sent", "Second copies of real-time packets sent on the link.", |l| {
+                l.duplicates_sent
+            }),
+            ("mlvpn_link_duplicates_dropped", "Data packets received after another copy.", |l| {
+                l.duplicates_dropped
             }),
         ];
         for (name, help, f) in counters {
@@ -360,6 +418,28 @@ impl Status {
             w.family(name, Gauge, help);
             for p in &self.pools {
                 w.int(&[("pool", p.name)], field(p));
+            }
+        }
+        if let Some(q) = &self.queue {
+            w.family("mlvpn_send_queue_flows", Gauge, "Flows with packets waiting in the send queue.");
+            w.int(&[], q.flows);
+            w.family("mlvpn_send_queue_packets", Gauge, "Packets waiting in the send queue.");
+            w.int(&[], q.packets);
+            w.family("mlvpn_send_queue_sojourn_max_seconds", Gauge, "Longest recent wait in the send queue.");
+            w.ratio(&[], seconds(q.sojourn));
+            w.family("mlvpn_send_queue_events", Counter, "Send queue drops by cause, and new flows served.");
+            for (name, n) in q.counters {
+                w.int(&[("event", name)], n);
+            }
+        }
+        if let Some(d) = &self.duplication {
+            w.family(
+                "mlvpn_duplication",
+                Counter,
+                "Real-time packets sent twice, their bytes, and those sent once.",
+            );
+            for (name, n) in d.counters {
+                w.int(&[("counter", name)], n);
             }
         }
         if let Some(r) = &self.reorder {
@@ -487,6 +567,20 @@ impl Status {
                 millis(r.hold).fixed(1),
             );
         }
+        if let Some(q) = &self.queue {
+            let _ = write!(
+                out,
+                "send queue: {} flows, {} packets, longest wait {} ms",
+                q.flows,
+                q.packets,
+                millis(q.sojourn).fixed(1)
+            );
+            write_counters(out, &q.counters);
+        }
+        if let Some(d) = &self.duplication {
+            let _ = write!(out, "duplication ({})", d.mode);
+            write_counters(out, &d.counters);
+        }
         if !self.pools.is_empty() {
             out.push_str("pools (peak/slots):");
             for (i, p) in self.pools.iter().enumerate() {
@@ -497,6 +591,16 @@ impl Status {
             out.push('\n');
         }
     }
+}
+
+/// `; name n, name n` for the counters that are not zero, then the end of the line.
+fn write_counters(out: &mut String, counters: &[(&'static str, u64)]) {
+    let mut sep = ": ";
+    for (name, n) in counters.iter().filter(|(_, n)| *n > 0) {
+        let _ = write!(out, "{sep}{} {n}", name.replace('_', " "));
+        sep = ", ";
+    }
+    out.push('\n');
 }
 
 /// `s` with control characters (terminal escapes) shown as `?`.

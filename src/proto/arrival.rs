@@ -37,6 +37,12 @@ use super::time::{Duration, Instant, mul_div};
 /// and the send queue's 40 ms filled every scenario of issue 4 to 99%, where 20 and 40 ms per
 /// link did no better and let pings and resent packets wait longer.
 pub const QUEUE_LIMIT: Duration = Duration::from_millis(10);
+/// The limit while real-time packets flow ([`super::duplicate`]): they go to the link where
+/// they arrive first, but behind what is queued there, and a call's one-way budget has no room
+/// for 10 ms of someone's upload on every packet. The bulk that no longer fits waits in the
+/// tunnel's flow-fair queue instead ([`super::fq`]), which the call's packets skip.
+/// Measured in the simulator (`tests/sim/calls.rs`): see the constant's commit.
+pub const REALTIME_QUEUE_LIMIT: Duration = Duration::from_millis(4);
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Queue {
@@ -60,11 +66,12 @@ impl Queue {
 #[derive(Debug, Clone)]
 pub struct ArrivalScheduler {
     queues: Vec<Queue>,
+    limit_us: i64,
 }
 
 impl ArrivalScheduler {
     pub fn new(links: usize) -> Self {
-        ArrivalScheduler { queues: vec![Queue::default(); links] }
+        ArrivalScheduler { queues: vec![Queue::default(); links], limit_us: QUEUE_LIMIT.as_micros() as i64 }
     }
 
     /// Microseconds to send `bytes` at `rate` bytes/s.
@@ -76,8 +83,8 @@ impl ArrivalScheduler {
 impl ArrivalScheduler {
     /// Queueing link `l` may hold before it takes no more full packets; `None`: unlimited (its
     /// capacity is still being found).
-    fn limit_us(l: &LinkView) -> Option<i64> {
-        (!l.probing).then_some(QUEUE_LIMIT.as_micros() as i64)
+    fn limit_us(&self, l: &LinkView) -> Option<i64> {
+        (!l.probing).then_some(self.limit_us)
     }
 
     fn choose(&mut self, now: Instant, links: &[LinkView], len: usize, limited: bool) -> Pick {
@@ -90,7 +97,7 @@ impl ArrivalScheduler {
             }
             candidates = true;
             let queued = self.queues[i].at(now, l.rate);
-            let full = Self::limit_us(l).is_some_and(|limit| Self::drain_us(queued, l.rate) >= limit);
+            let full = self.limit_us(l).is_some_and(|limit| Self::drain_us(queued, l.rate) >= limit);
             if limited && full {
                 continue;
             }
@@ -140,6 +147,10 @@ impl Scheduler for ArrivalScheduler {
         *q = Queue { bytes, at: now, rate: q.rate, since };
     }
 
+    fn set_queue_limit(&mut self, limit: Duration) {
+        self.limit_us = limit.as_micros() as i64;
+    }
+
     fn forget_queue(&mut self, link: usize) {
         self.queues[link] = Queue::default();
     }
@@ -150,7 +161,7 @@ impl Scheduler for ArrivalScheduler {
             .iter()
             .enumerate()
             .filter(|(_, l)| is_candidate(l, any_normal))
-            .map(|(i, l)| match Self::limit_us(l) {
+            .map(|(i, l)| match self.limit_us(l) {
                 None => now,
                 Some(limit) => {
                     let drain = Self::drain_us(self.queues[i].at(now, l.rate), l.rate);

@@ -159,6 +159,11 @@ pub struct LinkStats {
     pub probes: u64,
     /// Data packets sent again after the peer reported them lost.
     pub retransmits: u64,
+    /// Second copies of real-time packets sent on this link ([`super::duplicate`]).
+    pub duplicates_sent: u64,
+    /// Data packets received here after another copy had been delivered: duplicated copies
+    /// that lost the race, resent packets whose original was only late.
+    pub duplicates_dropped: u64,
 }
 
 /// The part of the timer table that belongs to one link.

@@ -189,15 +189,15 @@ impl RetransmitStore {
         queued
     }
 
-    /// The next packet to resend: (slot, tunnel sequence, payload).
-    pub fn pop(&mut self, now: Instant) -> Option<(usize, u32, &[u8])> {
+    /// The next packet to resend: (slot, tunnel sequence, payload, the link it was lost on).
+    pub fn pop(&mut self, now: Instant) -> Option<(usize, u32, &[u8], usize)> {
         while let Some(i) = self.queue.pop_front() {
             let s = &mut self.slots[i as usize];
             s.queued = false;
             if s.used && now - s.sent <= MAX_AGE {
                 let start = i as usize * self.slot_len;
-                let (seq, len) = (s.seq, s.len as usize);
-                return Some((i as usize, seq, &self.data[start..start + len]));
+                let (seq, len, link) = (s.seq, s.len as usize, usize::from(s.link));
+                return Some((i as usize, seq, &self.data[start..start + len], link));
             }
         }
         None
@@ -257,13 +257,13 @@ mod tests {
         r.record(ms(0), 1, 5, 101, b"five");
         r.nack(ms(10), 1, 5, 1);
         r.nack(ms(11), 1, 5, 1);
-        let (slot, seq, bytes) = r.pop(ms(12)).unwrap();
-        assert_eq!((seq, bytes), (101, &b"five"[..]));
+        let (slot, seq, bytes, lost_on) = r.pop(ms(12)).unwrap();
+        assert_eq!((seq, bytes, lost_on), (101, &b"five"[..], 1));
         r.resent_as(slot, 0, 11);
         assert!(r.pop(ms(12)).is_none(), "asked twice, sent once");
         // Lost again on its new link: asking for the new number finds it.
         r.nack(ms(20), 0, 11, 1);
-        assert_eq!(r.pop(ms(21)).map(|p| p.1), Some(101));
+        assert_eq!(r.pop(ms(21)).map(|p| (p.1, p.3)), Some((101, 0)), "lost on link 0 this time");
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub trait Scheduler {
     /// model says: move the model ([`super::capacity::Capacity::take_correction`]).
     fn correct_queue(&mut self, _now: Instant, _link: usize, _by_us: i64) {}
 
+    /// Most queueing to put on a link from now on ([`super::arrival::QUEUE_LIMIT`] by default;
+    /// less while a call runs, whose packets wait behind it).
+    fn set_queue_limit(&mut self, _limit: Duration) {}
+
     /// `link` (re)connected: whatever the model held for it before is gone.
     fn forget_queue(&mut self, _link: usize) {}
 

@@ -13,52 +13,23 @@
 //! it must be the one the flow's data will see.) Any other packet is sparse when it is at most
 //! [`SPARSE_MAX`] bytes. Fragments and what does not parse are judged by size alone.
 
+use super::flow::{IpView, TCP, ip_of};
+
 /// The largest non-TCP packet that is sparse: a voice frame (G.711 at 20 ms: 200 bytes with its
 /// headers), a game update, a DNS query, a ping. Bulk UDP (QUIC, video, tunnels) fills packets:
 /// QUIC's are at least 1200 bytes.
 pub const SPARSE_MAX: usize = 256;
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETHERNET_HEADER: usize = 14;
-const TCP: u8 = 6;
-const TCP_SYN: u8 = 0x02;
-
 /// Whether `packet` (an IP packet; an Ethernet frame when `ethernet`) is sparse.
 pub fn is_sparse(packet: &[u8], ethernet: bool) -> bool {
-    let ip = if ethernet {
-        match packet.get(12..ETHERNET_HEADER) {
-            Some(&[a, b]) if matches!(u16::from_be_bytes([a, b]), ETHERTYPE_IPV4 | ETHERTYPE_IPV6) => {
-                &packet[ETHERNET_HEADER..]
-            }
-            _ => return packet.len() <= SPARSE_MAX,
-        }
-    } else {
-        packet
-    };
-    match tcp_segment(ip) {
-        Some(tcp) => tcp_is_sparse(tcp),
-        None => ip.len() <= SPARSE_MAX,
+    let Some(ip) = ip_of(packet, ethernet) else { return packet.len() <= SPARSE_MAX };
+    match IpView::parse(ip) {
+        Some(IpView { protocol: TCP, transport: Some(tcp), .. }) => tcp_is_sparse(tcp),
+        _ => ip.len() <= SPARSE_MAX,
     }
 }
 
-/// The TCP header and payload of an unfragmented IPv4 or IPv6 packet carrying TCP directly.
-fn tcp_segment(ip: &[u8]) -> Option<&[u8]> {
-    let first = *ip.first()?;
-    let (header_len, protocol) = match first >> 4 {
-        4 => {
-            let ihl = usize::from(first & 0x0f) * 4;
-            let fragment = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x3fff;
-            if ihl < 20 || fragment != 0 {
-                return None;
-            }
-            (ihl, *ip.get(9)?)
-        }
-        6 => (40, *ip.get(6)?),
-        _ => return None,
-    };
-    (protocol == TCP).then(|| ip.get(header_len..)).flatten()
-}
+const TCP_SYN: u8 = 0x02;
 
 fn tcp_is_sparse(tcp: &[u8]) -> bool {
     let (Some(&offset), Some(&flags)) = (tcp.get(12), tcp.get(13)) else { return tcp.len() <= SPARSE_MAX };
@@ -69,6 +40,8 @@ fn tcp_is_sparse(tcp: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    const ETHERTYPE_IPV4: u16 = 0x0800;
+    const ETHERTYPE_IPV6: u16 = 0x86dd;
 
     fn ipv4(protocol: u8, l4: &[u8]) -> Vec<u8> {
         let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, protocol, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];

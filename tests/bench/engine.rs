@@ -40,6 +40,9 @@ impl Pair {
             mtu: 1400,
             retransmit_buffer_size: 512,
             ethernet: false,
+            duplicate: Default::default(),
+            duplicate_ports: Default::default(),
+            duplicate_budget: Default::default(),
         };
         let mut p = Pair {
             client: Tunnel::new(config(Mode::Client), &psk, [1; 32], Instant::ZERO),

@@ -1,7 +1,7 @@
 //! Shared by the control tests: a sample snapshot and checks with real parsers.
 #![allow(dead_code)]
 
-use mlvpn::control::{LinkStatus, PoolStatus, Ratio, ReorderStatus, Status};
+use mlvpn::control::{DuplicationStatus, LinkStatus, PoolStatus, QueueStatus, Ratio, ReorderStatus, Status};
 use mlvpn::proto::Duration;
 
 /// Three links in three states, a name that needs escaping everywhere, unknowns, drops, a
@@ -40,6 +40,8 @@ pub fn sample() -> Status {
                 disconnects: 1,
                 handshakes: 2,
                 handshake_failures: 0,
+                duplicates_sent: 120,
+                duplicates_dropped: 3,
                 last_packet: 1_700_000_099,
                 timeout: 30,
             },
@@ -65,6 +67,8 @@ pub fn sample() -> Status {
                 disconnects: 0,
                 handshakes: 1,
                 handshake_failures: 2,
+                duplicates_sent: 0,
+                duplicates_dropped: 117,
                 last_packet: 1_700_000_000,
                 timeout: 30,
             },
@@ -101,6 +105,16 @@ pub fn sample() -> Status {
             PoolStatus { name: "resend", slots: 1024, peak: 256, peak_bytes: 364_544 },
         ],
         handshake_failures: 2,
+        queue: Some(QueueStatus {
+            flows: 2,
+            packets: 37,
+            sojourn: Duration::from_micros(18_400),
+            counters: [("codel_drops", 12), ("overflow_drops", 5), ("expired", 0), ("new_flows", 940)],
+        }),
+        duplication: Some(DuplicationStatus {
+            mode: "auto",
+            counters: [("packets", 120), ("bytes", 27_960), ("over_budget", 4), ("one_link", 0)],
+        }),
     }
 }
 

@@ -97,7 +97,12 @@ pub struct Source {
     pub next: Instant,
     pub stop: Instant,
     pub seq: u64,
+    /// Real IPv4/UDP packets (a call: [`Sim::add_call`]) rather than the simulator's bare ones.
+    pub udp: bool,
 }
+
+/// Where a call packet's sequence number and send time sit: after its IPv4 and UDP headers.
+pub const CALL_PAYLOAD: usize = 28;
 
 /// A packet the application received.
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +111,8 @@ pub struct Delivery {
     pub sent: Instant,
     pub at: Instant,
     pub len: usize,
+    /// A packet of a call ([`Sim::add_call`]).
+    pub call: bool,
 }
 
 /// What one side saw.
@@ -240,6 +247,9 @@ impl Sim {
             mtu: MTU,
             retransmit_buffer_size,
             ethernet: false,
+            duplicate: Default::default(),
+            duplicate_ports: Default::default(),
+            duplicate_budget: Default::default(),
         };
         let client_config = config(Mode::Client, links.clone());
         let server_config = config(Mode::Server, links);
@@ -354,6 +364,21 @@ impl Sim {
             next: start,
             stop,
             seq: 0,
+            udp: false,
+        });
+    }
+
+    /// Adds a call on `side`: `pps` IPv4/UDP packets a second of `size` bytes from `start` to
+    /// `stop` (small UDP at a steady rate: what the engine takes for real-time).
+    pub fn add_call(&mut self, side: Side, pps: u64, size: usize, start: Instant, stop: Instant) {
+        self.sources.push(Source {
+            side,
+            rate_bps: pps * size as u64 * 8,
+            size,
+            next: start,
+            stop,
+            seq: 0,
+            udp: true,
         });
     }
 
@@ -475,10 +500,12 @@ impl Sim {
     }
 
     fn record_delivery(&mut self, side: Side, packet: &[u8]) {
-        let seq = u64::from_be_bytes(packet[..8].try_into().unwrap());
-        let sent = Instant::from_micros(u64::from_be_bytes(packet[8..16].try_into().unwrap()));
+        let call = packet[0] == 0x45;
+        let at = if call { CALL_PAYLOAD } else { 0 };
+        let seq = u64::from_be_bytes(packet[at..at + 8].try_into().unwrap());
+        let sent = Instant::from_micros(u64::from_be_bytes(packet[at + 8..at + 16].try_into().unwrap()));
         let now = self.now;
-        self.log_mut(side).deliveries.push(Delivery { seq, sent, at: now, len: packet.len() });
+        self.log_mut(side).deliveries.push(Delivery { seq, sent, at: now, len: packet.len(), call });
         if let Some(flow) = &mut self.tcp {
             match (side, packet.get(16)) {
                 (Side::Server, Some(&tcp::DATA_MARK)) if packet.len() == tcp::SEGMENT => {
@@ -536,14 +563,25 @@ impl Sim {
     fn emit(&mut self, k: usize) {
         let now = self.now;
         let s = &mut self.sources[k];
-        let (side, size, seq) = (s.side, s.size, s.seq);
+        let (side, size, seq, udp) = (s.side, s.size, s.seq, s.udp);
         s.seq += 1;
         s.next = now + Duration::from_micros(size as u64 * 8 * 1_000_000 / s.rate_bps);
         let mut buf = std::mem::take(&mut self.buf);
         let packet = &mut buf[DATA_OVERHEAD..DATA_OVERHEAD + size];
         packet.fill(0);
-        packet[..8].copy_from_slice(&seq.to_be_bytes());
-        packet[8..16].copy_from_slice(&now.as_micros().to_be_bytes());
+        let at = if udp {
+            // IPv4 (no options, DF) from 192.168.1.2 to 10.9.0.1, UDP 40000 -> 3478.
+            packet[..20]
+                .copy_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 168, 1, 2, 10, 9, 0, 1]);
+            packet[2..4].copy_from_slice(&(size as u16).to_be_bytes());
+            packet[20..24].copy_from_slice(&[0x9c, 0x40, 0x0d, 0x96]);
+            packet[24..26].copy_from_slice(&(size as u16 - 20).to_be_bytes());
+            CALL_PAYLOAD
+        } else {
+            0
+        };
+        packet[at..at + 8].copy_from_slice(&seq.to_be_bytes());
+        packet[at + 8..at + 16].copy_from_slice(&now.as_micros().to_be_bytes());
         self.tun_in(side, &mut buf, size);
         self.buf = buf;
         self.drain(side);

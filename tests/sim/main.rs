@@ -3,6 +3,7 @@
 //! Each scenario is named after the behaviour it proves and prints the figures it measured
 //! (`cargo test --test sim -- --nocapture` shows them).
 
+mod calls;
 mod harness;
 mod net;
 mod tcp;

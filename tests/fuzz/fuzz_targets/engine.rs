@@ -31,6 +31,9 @@ fn connect(now: Instant) -> (Tunnel, Session) {
         mtu: 1400,
         retransmit_buffer_size: 16,
         ethernet: false,
+        duplicate: Default::default(),
+        duplicate_ports: Default::default(),
+        duplicate_budget: Default::default(),
     };
     let mut server = Tunnel::new(config, psk(), [3; 32], now);
     let hk = handshake_key(psk());
