@@ -21,23 +21,6 @@ use emulated::{EmuLab, EmuLink, FlowPlan};
 use lab::{Side, TunnelOpts};
 use std::time::Duration;
 
-/// Runs `attempt` (1, 2, 3) until one meets its floors: each returns whether it did and a
-/// line of what it measured, printed as it goes. Panics with every line if none did: the
-/// figures depend on how busy the machine's two cores are, a regression fails all three.
-fn best_of_three(mut attempt: impl FnMut(u32) -> (bool, String)) {
-    let mut report = Vec::new();
-    for k in 1..=3 {
-        let (ok, line) = attempt(k);
-        let line = format!("attempt {k}: {line}");
-        println!("{line}");
-        if ok {
-            return;
-        }
-        report.push(line);
-    }
-    panic!("outside the floors in all three attempts:\n{}", report.join("\n"));
-}
-
 /// Issue 4's scenario 2 (50 and 50 Mbit/s, one-way 5 and 60 ms) for 8 s, `scheduler =
 /// arrival`, one cubic flow client → server with a ping through the tunnel.
 ///
@@ -54,7 +37,7 @@ fn best_of_three(mut attempt: impl FnMut(u32) -> (bool, String)) {
 fn unequal_delays_bond_through_the_emulator() {
     let Some(_turn) = lab::daemon_scenario("unequal_delays_bond_through_the_emulator") else { return };
     let limit = 100.0 * emulated::goodput_ratio(lab::DEFAULT_MTU);
-    best_of_three(|attempt| {
+    emulated::best_of(3, |attempt| {
         let lab = {
             let mut lab = EmuLab::new(&[EmuLink::new(50.0, 5.0), EmuLink::new(50.0, 60.0)]);
             let opts = TunnelOpts {
@@ -125,7 +108,7 @@ fn a_carried_over_mlvpn_config_bonds_a_bbr_flow() {
     let links = [(40.0, 5.0), (25.0, 20.0), (15.0, 40.0)];
     let limit = 80.0 * emulated::goodput_ratio(lab::DEFAULT_MTU);
     let opts = TunnelOpts { reorder_buffer_size: Some(64), ..TunnelOpts::default() };
-    best_of_three(|_| {
+    emulated::best_of(3, |_| {
         let lab = tbf_lab(&links, true, &opts);
         let mut plan = FlowPlan::new(10.0);
         plan.cc = Some("bbr".into());
@@ -152,7 +135,7 @@ fn a_blackholed_link_costs_the_flow_little_and_comes_back() {
         return;
     };
     const CUT: (f64, f64) = (4.0, 8.0);
-    best_of_three(|_| {
+    emulated::best_of(3, |_| {
         let lab = tbf_lab(&[(40.0, 10.0); 3], false, &TunnelOpts::default());
         let mut plan = FlowPlan::new(12.0);
         plan.cc = Some("cubic".into());

@@ -75,10 +75,10 @@ struct Codel {
 }
 
 impl Codel {
-    /// Whether the head, queued for `sojourn`, may be dropped: the queue has stayed above
-    /// target for an interval and holds more than one packet's worth.
-    fn ok_to_drop(&mut self, now: Instant, sojourn: Duration, queued: u32, mtu: u32) -> bool {
-        if sojourn < CODEL_TARGET || queued <= mtu {
+    /// Whether the head may be dropped: the queue has stood `above` target (with more than
+    /// one packet's worth queued) for an interval.
+    fn ok_to_drop(&mut self, now: Instant, above: bool) -> bool {
+        if !above {
             self.first_above = None;
             return false;
         }
@@ -92,8 +92,8 @@ impl Codel {
     }
 
     /// Whether to drop the head now, and CoDel's state moved on.
-    fn drop_head(&mut self, now: Instant, sojourn: Duration, queued: u32, mtu: u32) -> bool {
-        let ok = self.ok_to_drop(now, sojourn, queued, mtu);
+    fn drop_head(&mut self, now: Instant, above: bool) -> bool {
+        let ok = self.ok_to_drop(now, above);
         if self.dropping {
             if !ok {
                 self.dropping = false;
@@ -188,6 +188,8 @@ pub struct FqStats {
 pub struct FairQueue {
     slot_len: usize,
     quantum: i32,
+    /// CoDel's target now ([`FairQueue::set_target`]).
+    target: Duration,
     storage: Vec<u8>,
     slots: Vec<Slot>,
     free: Vec<u16>,
@@ -216,6 +218,7 @@ impl FairQueue {
         FairQueue {
             slot_len,
             quantum: slot_len as i32,
+            target: CODEL_TARGET,
             storage: vec![0; capacity * slot_len],
             slots: vec![Slot { len: 0, next: NIL, since: Instant::ZERO }; capacity],
             free: (0..capacity as u16).rev().collect(),
@@ -231,6 +234,12 @@ impl FairQueue {
             sojourn: [Duration::ZERO; 2],
             sojourn_epoch: 0,
         }
+    }
+
+    /// CoDel's target from now on: [`CODEL_TARGET`], plus whatever queueing the links were
+    /// asked to shed (bulk that waits here rather than on a link, while a call runs).
+    pub fn set_target(&mut self, target: Duration) {
+        self.target = target;
     }
 
     /// The queue of a flow hash.
@@ -322,7 +331,8 @@ impl FairQueue {
                 continue;
             }
             let f = &mut self.flows[i];
-            if f.codel.drop_head(now, sojourn, f.bytes, self.quantum as u32) {
+            let above = sojourn >= self.target && f.bytes > self.quantum as u32;
+            if f.codel.drop_head(now, above) {
                 self.drop_head(i);
                 self.stats.codel_drops += 1;
                 continue;

@@ -29,7 +29,7 @@ use super::crypto::{Csprng, Key};
 use super::delivered::DeliveredWindow;
 use super::duplicate::{Budget, BudgetLimit, Copies, DupStats};
 use super::flow::{Classifier, Duplicate, PortList};
-use super::fq::{FairQueue, FqStats, SEND_QUEUE_LIMIT, SEND_QUEUE_SLOTS};
+use super::fq::{CODEL_TARGET, FairQueue, FqStats, SEND_QUEUE_LIMIT, SEND_QUEUE_SLOTS};
 use super::handshake::{self, CookieJar, HandshakeError, Pending};
 use super::kdf::{handshake_key, session_keys};
 use super::link::{
@@ -510,9 +510,14 @@ impl Tunnel {
         self.classifier = Classifier::new(key, config.duplicate, config.duplicate_ports);
         self.budget = Budget::new(config.duplicate_budget);
         if !same_links || config.scheduler != self.scheduler_kind {
-            self.realtime_until = None;
             self.scheduler = new_scheduler(config.scheduler, n);
             self.scheduler_kind = config.scheduler;
+        }
+        // The next real-time packet, if `duplicate` still calls it one, shortens them again.
+        self.realtime_until = None;
+        self.scheduler.set_queue_limit(QUEUE_LIMIT);
+        if let Some(q) = &mut self.sendq {
+            q.set_target(CODEL_TARGET);
         }
         self.reorder_waits = continued_from
             .iter()
@@ -864,21 +869,30 @@ impl Tunnel {
     }
 
     /// Keeps the links' queues short while real-time packets flow, and long again a
-    /// [`REALTIME_HOLD`] after the last.
+    /// [`REALTIME_HOLD`] after the last. The queueing the links shed moves into the send
+    /// queue, whose limits (CoDel's target, the byte limit) grow by as much: a bulk flow sees
+    /// the same buffer, call or not; only the call no longer waits behind it.
     fn track_realtime(&mut self, now: Instant, realtime: bool) {
-        match (realtime, self.realtime_until) {
-            (true, until) => {
-                if until.is_none() {
-                    self.scheduler.set_queue_limit(REALTIME_QUEUE_LIMIT);
-                }
+        let (limit, until) = match (realtime, self.realtime_until) {
+            (true, None) => (REALTIME_QUEUE_LIMIT, Some(now + REALTIME_HOLD)),
+            (true, Some(_)) => {
                 self.realtime_until = Some(now + REALTIME_HOLD);
+                return;
             }
-            (false, Some(until)) if now >= until => {
-                self.scheduler.set_queue_limit(QUEUE_LIMIT);
-                self.realtime_until = None;
-            }
-            _ => {}
+            (false, Some(until)) if now >= until => (QUEUE_LIMIT, None),
+            _ => return,
+        };
+        self.realtime_until = until;
+        self.scheduler.set_queue_limit(limit);
+        let target = CODEL_TARGET + self.moved_queue();
+        if let Some(q) = &mut self.sendq {
+            q.set_target(target);
         }
+    }
+
+    /// Queueing moved from the links into the send queue while a call runs.
+    fn moved_queue(&self) -> Duration {
+        if self.realtime_until.is_some() { QUEUE_LIMIT - REALTIME_QUEUE_LIMIT } else { Duration::ZERO }
     }
 
     /// The link for the second copy of a real-time packet of `total` bytes going on `first`:
@@ -917,11 +931,11 @@ impl Tunnel {
     fn enqueue(&mut self, now: Instant, flow: usize, packet: &[u8]) -> Result<(), DropReason> {
         let any_normal = self.views.iter().any(|v| v.usable && !v.fallback_only);
         let rate: u64 = self.views.iter().filter(|v| is_candidate(v, any_normal)).map(|v| v.rate).sum();
+        let limit = mul_div(rate, (SEND_QUEUE_LIMIT + self.moved_queue()).as_micros(), 1_000_000);
         let Some(q) = &mut self.sendq else {
             self.drops.count(DropReason::Congested);
             return Err(DropReason::Congested);
         };
-        let limit = mul_div(rate, SEND_QUEUE_LIMIT.as_micros(), 1_000_000);
         let pushed = q.push(now, flow, packet, limit);
         self.drops.congested += q.take_drops();
         if pushed.is_err() {

@@ -280,13 +280,7 @@ fn run_once(bin: &std::path::Path, cell: &Cell, secs: f64, show: bool) -> Run {
         retransmits: r.iperf.retransmits.unwrap_or(f64::NAN),
         ping_p99: r.ping.percentile(99.0),
         pressure: r.pressure.unwrap_or(f64::NAN),
-        sparkline: r
-            .iperf
-            .receiver
-            .chunks(5)
-            .map(|c| format!("{:.0}", c.iter().map(|i| i.bps).sum::<f64>() / c.len() as f64 / 1e6))
-            .collect::<Vec<_>>()
-            .join(" "),
+        sparkline: r.iperf.sparkline_per(5),
         ..Run::default()
     };
     if cell.links == "failover" {

@@ -577,12 +577,7 @@ fn main() {
     let cc = lab::tcp_congestion_control().unwrap_or("the host's default congestion control".into());
 
     println!("binary: {} (at {})", bin.display(), git_head());
-    println!(
-        "machine: {} cores, kernel {}, load average {}",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        lab::host(&["uname", "-r"]).trim(),
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
-    );
+    println!("machine: {}", lab::machine());
     println!(
         "linkemu: {}",
         emulated::linkemu::binary().map_or_else(|e| e.to_string(), |p| p.display().to_string())

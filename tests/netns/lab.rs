@@ -102,13 +102,17 @@ pub fn mlvpn_bin() -> Option<PathBuf> {
 }
 
 /// For benchmarks: `$MLVPN_BIN` if set, else a clean release build made now (in
-/// `target/netns-bench`), not the binary cargo built for the bench with its test-only features.
+/// `netns-bench` under `$CARGO_TARGET_DIR`, or `target`, so that two checkouts' benches can
+/// keep their builds apart), not the binary cargo built for the bench with its test-only
+/// features.
 pub fn release_mlvpn() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("MLVPN_BIN") {
         return Some(PathBuf::from(p));
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = root.join("target").join("netns-bench");
+    let target = root
+        .join(std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into()))
+        .join("netns-bench");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     println!(
         "building a clean release binary: cargo build --release --bin mlvpn --target-dir {}",
@@ -327,6 +331,16 @@ impl CpuPressure {
         let (a, b) = (self.stall?, cpu_stall_seconds()?);
         Some(100.0 * (b - a) / self.start.elapsed().as_secs_f64().max(1e-3))
     }
+}
+
+/// The machine, for a benchmark's header: `2 cores, kernel 6.1.0, load average 0.5 0.4 ...`.
+pub fn machine() -> String {
+    format!(
+        "{} cores, kernel {}, load average {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        host(&["uname", "-r"]).trim(),
+        fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    )
 }
 
 /// CPU time (user + system) of a process and all its live descendants, in seconds.

@@ -53,7 +53,17 @@ impl IperfRun {
 
     /// The receiver rate per interval as a compact string of Mbit/s, for printing.
     pub fn sparkline(&self) -> String {
-        self.receiver.iter().map(|i| format!("{:.0}", i.bps / 1e6)).collect::<Vec<_>>().join(" ")
+        self.sparkline_per(1)
+    }
+
+    /// The receiver rate averaged over every `n` intervals (0.1 s each), as a compact string of
+    /// Mbit/s, for printing.
+    pub fn sparkline_per(&self, n: usize) -> String {
+        self.receiver
+            .chunks(n)
+            .map(|c| format!("{:.0}", c.iter().map(|i| i.bps).sum::<f64>() / c.len() as f64 / 1e6))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
