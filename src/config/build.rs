@@ -358,22 +358,27 @@ fn bandwidth(value: &str) -> Result<Option<u64>, ErrorKind> {
     value::number(value, "bytes per second", 0, BANDWIDTH_MAX).map(|n| (n > 0).then_some(n))
 }
 
-/// `duplicate_ports`: ports and ranges, comma-separated (`5060, 3478-3481, 16384-32767`).
+/// `duplicate_ports`: ports and ranges, comma-separated (`5060, 16384-32767`).
 fn port_list(value: &str) -> Result<PortList, ErrorKind> {
-    let bad = || ErrorKind::BadValue {
+    ports_and_ranges(value).ok_or_else(|| ErrorKind::BadValue {
         expected: "up to 8 ports or ranges, comma-separated (5060, 16384-32767)",
         got: value.to_string(),
-    };
+    })
+}
+
+fn ports_and_ranges(value: &str) -> Option<PortList> {
     let mut list = PortList::new();
-    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+    // ASCII blanks only: `str::trim` brings Unicode's whitespace table into the routers' binary.
+    for item in value.split(',').map(str::trim_ascii).filter(|i| !i.is_empty()) {
         let (lo, hi) = item.split_once('-').unwrap_or((item, item));
-        let (lo, hi) =
-            (value::port(lo.trim(), 1).map_err(|_| bad())?, value::port(hi.trim(), 1).map_err(|_| bad())?);
-        if lo > hi || list.push((lo, hi)).is_err() {
-            return Err(bad());
+        let port = |p: &str| value::port(p.trim_ascii(), 1).ok();
+        let (lo, hi) = (port(lo)?, port(hi)?);
+        if lo > hi {
+            return None;
         }
+        list.push((lo, hi)).ok()?;
     }
-    Ok(list)
+    Some(list)
 }
 
 /// `duplicate_budget`: a percentage of the bond's capacity (`5%`) or bytes per second.

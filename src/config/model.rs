@@ -316,12 +316,12 @@ impl Config {
         line(o, "retransmit_buffer_size", self.retransmit_buffer_size);
         line(o, "tun_offload", u8::from(self.tun_offload));
         line(o, "duplicate", self.duplicate.name());
-        let ports: Vec<String> = self
-            .duplicate_ports
-            .iter()
-            .map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") })
-            .collect();
-        line(o, "duplicate_ports", if ports.is_empty() { "-".to_string() } else { ports.join(", ") });
+        let mut ports = String::new();
+        for &(lo, hi) in &self.duplicate_ports {
+            let sep = if ports.is_empty() { "" } else { ", " };
+            let _ = if lo == hi { write!(ports, "{sep}{lo}") } else { write!(ports, "{sep}{lo}-{hi}") };
+        }
+        line(o, "duplicate_ports", if ports.is_empty() { "-" } else { &ports });
         match self.duplicate_budget {
             BudgetLimit::Percent(p) => line(o, "duplicate_budget", format!("{p}%")),
             BudgetLimit::Rate(r) => line(o, "duplicate_budget", r),

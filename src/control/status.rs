@@ -597,7 +597,7 @@ impl Status {
 fn write_counters(out: &mut String, counters: &[(&'static str, u64)]) {
     let mut sep = ": ";
     for (name, n) in counters.iter().filter(|(_, n)| *n > 0) {
-        let _ = write!(out, "{sep}{} {n}", name.replace('_', " "));
+        let _ = write!(out, "{sep}{name} {n}");
         sep = ", ";
     }
     out.push('\n');
