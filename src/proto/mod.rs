@@ -1,13 +1,9 @@
 //! The sans-IO protocol core. No sockets, no files, no clock, no `unsafe`: see [`Tunnel`] for
 //! the call order, and [`wire`] for the protocol.
 
-pub mod arrival;
 pub mod capacity;
 pub mod crypto;
 pub mod delivered;
-pub mod duplicate;
-pub mod flow;
-pub mod fq;
 pub mod handshake;
 pub mod kdf;
 pub mod link;
@@ -17,7 +13,7 @@ pub mod reorder;
 pub mod replay;
 pub mod retransmit;
 pub mod rtt;
-pub mod sched;
+pub mod send;
 pub mod session;
 pub mod sparse;
 pub mod time;
@@ -26,6 +22,8 @@ pub mod tunnel;
 pub mod wire;
 
 pub use link::{DownReason, LinkConfig, LinkState};
+// The sending side's modules keep their short paths (`proto::fq`, ...) for tests and tools.
+pub use send::{arrival, duplicate, flow, fq, sched};
 pub use time::{Duration, Instant};
 pub use tunnel::{
     Config, DropReason, Event, Mode, Received, ReconfigureError, Reconfigured, SchedulerKind, Transmit,

@@ -827,8 +827,9 @@ impl Tunnel {
 
     /// Seals the IP packet at `buf[DATA_OVERHEAD..DATA_OVERHEAD + len]` for the link the
     /// scheduler picks. `Ok(Some(transmit))`: the datagram is `buf[..transmit.len]`, send it.
-    /// `Ok(None)`: every link is at its limit; the packet was copied into the tunnel's send
-    /// queue ([`super::sendq`]) and comes out of [`Tunnel::poll_transmit`] when a link has room.
+    /// `Ok(None)`: every link is at its limit, or the packet's flow has packets waiting; it was
+    /// copied into the send queue ([`super::fq`]) and comes out of [`Tunnel::poll_transmit`]
+    /// when a link has room.
     pub fn handle_tun(
         &mut self,
         now: Instant,

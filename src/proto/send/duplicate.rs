@@ -4,15 +4,15 @@
 //! noticed the hole and asked, the packet is past its deadline (150 ms one way for a
 //! comfortable call, ITU-T G.114). Sending it on two links at once costs its bytes twice and
 //! hides the loss, or the outage, of either link; the receiver keeps the first copy
-//! ([`super::delivered`] drops the second). This is engarde's design, and Speedify's and
+//! ([`crate::proto::delivered`] drops the second). This is engarde's design, and Speedify's and
 //! Peplink's "redundant" modes, limited here to the packets that need it ([`super::flow`]) and
 //! to a [`Budget`] of the bond's capacity, so that a flood of small UDP cannot double itself.
 //!
 //! The second copy is sealed for its own link after the first has gone: it waits in [`Copies`]
-//! (a few preallocated buffers) and leaves with the next [`super::Tunnel::poll_transmit`].
+//! (a few preallocated buffers) and leaves with the next [`crate::proto::Tunnel::poll_transmit`].
 //! A packet sent twice is not kept to be resent: its two copies are its recovery.
 
-use super::time::{Duration, Instant, mul_div};
+use crate::proto::time::{Duration, Instant, mul_div};
 
 /// How much duplication may cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

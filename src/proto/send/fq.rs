@@ -24,7 +24,7 @@
 //! them; free buffers are reused last in, first out, so only the buffers in use at the peak are
 //! ever resident. Nothing here allocates after [`FairQueue::new`].
 
-use super::time::{Duration, Instant, mul_div};
+use crate::proto::time::{Duration, Instant, mul_div};
 use std::collections::VecDeque;
 
 /// Queues of the flow table: more than the flows a home or branch office has busy at once,

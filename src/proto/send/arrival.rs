@@ -2,7 +2,7 @@
 //! than [`QUEUE_LIMIT`] on any link.
 //!
 //! For each link we keep a model of its bottleneck queue: the bytes we put into it, drained at
-//! the link's rate (its capacity estimate, [`super::capacity`]), and moved to the real queue
+//! the link's rate (its capacity estimate, [`crate::proto::capacity`]), and moved to the real queue
 //! whenever the receiver's reports show the two apart ([`Scheduler::correct_queue`]). A packet
 //! sent now on link `i` would arrive after the link's one-way delay plus the time to drain what
 //! is queued before it plus its own transmission:
@@ -21,13 +21,13 @@
 //! buffer belongs to someone else, may be small, and drops what overflows it; and a ping, or a
 //! packet resent to fill a hole, that goes through the link waits behind all of it. When every
 //! link is that full the packet is not sent ([`Pick::Congested`]): the tunnel keeps it in its
-//! own queue ([`super::sendq`]) until a link has room ([`Scheduler::next_room`]), or drops it if
+//! own queue ([`super::fq`]) until a link has room ([`Scheduler::next_room`]), or drops it if
 //! that queue is full too — which is how the TCP flows inside learn the tunnel's capacity, as
 //! from any router. Small packets (TCP acknowledgements, pings, DNS) and resent ones never wait
 //! or drop ([`Scheduler::pick_urgent`]): they go where they arrive first, full or not.
 
 use super::sched::{LinkView, Pick, Scheduler, is_candidate};
-use super::time::{Duration, Instant, mul_div};
+use crate::proto::time::{Duration, Instant, mul_div};
 
 /// Most queueing we put on a link. Short: a ping or a resent packet waits behind it, and every
 /// link's buffer holds this much (access links commonly buffer 50 ms or more; our model of the

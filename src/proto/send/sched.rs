@@ -14,7 +14,7 @@
 //! exactly (the C original's round-robin turned weights 50/30/20 into 50/25/25), and the links
 //! are interleaved smoothly rather than in bursts.
 
-use super::time::{Duration, Instant};
+use crate::proto::time::{Duration, Instant};
 
 /// What the scheduler may know of a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,7 +67,7 @@ pub trait Scheduler {
     }
 
     /// The receiver measured `link`'s queue `by_us` longer (or shorter, if negative) than the
-    /// model says: move the model ([`super::capacity::Capacity::take_correction`]).
+    /// model says: move the model ([`crate::proto::capacity::Capacity::take_correction`]).
     fn correct_queue(&mut self, _now: Instant, _link: usize, _by_us: i64) {}
 
     /// Most queueing to put on a link from now on ([`super::arrival::QUEUE_LIMIT`] by default;

@@ -7,11 +7,11 @@
 //! unparsable: they are rare, and none of them can starve the others).
 //!
 //! A packet is *real-time* when losing or delaying it costs more than sending it twice
-//! ([`super::tunnel`] duplicates it within a budget): UDP marked DSCP EF, CS5 or AF4x (RFC 4594's
+//! ([`crate::proto::tunnel`] duplicates it within a budget): UDP marked DSCP EF, CS5 or AF4x (RFC 4594's
 //! telephony, signalling and multimedia-conferencing classes), small UDP (a voice frame or a
 //! game update: at most [`REALTIME_MAX`] bytes), or any packet to or from a port the user lists.
 
-use super::sparse::SPARSE_MAX;
+use crate::proto::sparse::SPARSE_MAX;
 
 /// The largest unmarked UDP packet taken for real-time: G.711 at 20 ms is 200 bytes with its
 /// headers, Opus and game updates are smaller; bulk UDP (QUIC, video) fills its packets.
