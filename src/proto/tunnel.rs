@@ -981,7 +981,7 @@ impl Tunnel {
         self.tx_seq = seq.wrapping_add(1);
         let payload = &buf[DATA_OVERHEAD..total];
         // Sent twice, it is not also kept to be resent: its copies are its recovery.
-        let copied = copy_on.is_some_and(|j| self.copies.push(j, seq, payload));
+        let copied = copy_on.is_some_and(|j| self.copies.push(j, seq, payload, false));
         if !copied {
             if let Some(store) = &mut self.retransmit {
                 store.record(now, i, pn, seq, payload);
@@ -1013,7 +1013,7 @@ impl Tunnel {
     /// The second copy of a real-time packet, sealed for its link.
     fn transmit_copy(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         loop {
-            let (link, seq, packet) = self.copies.front()?;
+            let (link, seq, packet, resend) = self.copies.front()?;
             let total = DATA_OVERHEAD + packet.len();
             if buf.len() < total {
                 return None;
@@ -1025,9 +1025,13 @@ impl Tunnel {
             }
             // Its link went down since: the first copy is all there is.
             if let Some((t, _)) = self.seal_data(now, link, seq, buf, total, false) {
-                self.links[link].stats.duplicates_sent += 1;
-                self.dup_stats.packets += 1;
-                self.dup_stats.bytes += total as u64;
+                if resend {
+                    self.links[link].stats.retransmits += 1;
+                } else {
+                    self.links[link].stats.duplicates_sent += 1;
+                    self.dup_stats.packets += 1;
+                    self.dup_stats.bytes += total as u64;
+                }
                 return Some(t);
             }
         }
@@ -1497,11 +1501,13 @@ impl Tunnel {
         Some(Transmit { link: i, dst, len })
     }
 
-    /// Sends again a data packet the peer reported lost, on the link the scheduler picks among
-    /// the others than the one that lost it: a lossy link that loses a packet once may lose it
-    /// again, and a packet lost twice is a hole the flow inside pays for (with 5 % loss on the
-    /// fastest link, which the arrival scheduler also picks for resends, a CUBIC upload fell to
-    /// a few Mbit/s of 120: `tests/sim/calls.rs`).
+    /// Sends again a data packet the peer reported lost, on the link the scheduler picks; if
+    /// that is the link that lost it, a copy goes on the next-best link too. A lossy link that
+    /// lost a packet once may lose it again, and a packet lost twice is a hole the flow inside
+    /// pays for; but a slower link alone may deliver it after the receiver gave the hole up.
+    /// (With 5 % loss on the fastest link, resends there alone left a CUBIC upload a few Mbit/s
+    /// of 120, `tests/sim/calls.rs`; resends on the other link alone, 7 % of a 50/50 Mbit/s bond
+    /// whose other link is 55 ms slower, `tests/sim/unequal.rs`.)
     fn transmit_resend(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         let store = self.retransmit.as_mut()?;
         let (slot, seq, payload, lost_on) = store.pop(now)?;
@@ -1510,30 +1516,35 @@ impl Tunnel {
             return None;
         }
         buf[DATA_OVERHEAD..DATA_OVERHEAD + len].copy_from_slice(payload);
-        let any_normal = self.views.iter().any(|v| v.usable && !v.fallback_only);
-        let elsewhere =
-            (0..self.views.len()).any(|k| k != lost_on && is_candidate(&self.views[k], any_normal));
-        let hidden = elsewhere && std::mem::replace(&mut self.views[lost_on].usable, false);
-        // The arrival scheduler knows where it lands first; round-robin does not care, so
-        // take the link with the shortest round trip.
-        let i = match self.scheduler_kind {
-            SchedulerKind::Arrival => match self.scheduler.pick_urgent(now, &self.views, DATA_OVERHEAD + len)
-            {
-                Pick::Link(i) => Some(i),
-                _ => None,
-            },
-            SchedulerKind::Wrr => self.fastest_link_but(elsewhere.then_some(lost_on)),
-        };
-        if elsewhere {
-            self.views[lost_on].usable = hidden;
+        let i = self.resend_link(now, DATA_OVERHEAD + len, None)?;
+        if i == lost_on {
+            if let Some(j) = self.resend_link(now, DATA_OVERHEAD + len, Some(i)) {
+                self.copies.push(j, seq, &buf[DATA_OVERHEAD..DATA_OVERHEAD + len], true);
+            }
         }
-        let i = i?;
         let (t, pn) = self.seal_data(now, i, seq, buf, DATA_OVERHEAD + len, true)?;
         self.links[i].stats.retransmits += 1;
         if let Some(store) = &mut self.retransmit {
             store.resent_as(slot, i, pn);
         }
         Some(t)
+    }
+
+    /// Where a resent packet of `total` bytes goes, `not` on link `not`: the arrival scheduler
+    /// knows where it lands first; round-robin does not care, so the shortest round trip.
+    fn resend_link(&mut self, now: Instant, total: usize, not: Option<usize>) -> Option<usize> {
+        let hidden = not.map(|k| (k, std::mem::replace(&mut self.views[k].usable, false)));
+        let pick = match self.scheduler_kind {
+            SchedulerKind::Arrival => match self.scheduler.pick_urgent(now, &self.views, total) {
+                Pick::Link(i) => Some(i),
+                _ => None,
+            },
+            SchedulerKind::Wrr => self.fastest_link_but(not),
+        };
+        if let Some((k, usable)) = hidden {
+            self.views[k].usable = usable;
+        }
+        pick
     }
 
     fn transmit_for(&mut self, now: Instant, i: usize, buf: &mut [u8]) -> Option<Transmit> {

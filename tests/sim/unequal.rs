@@ -463,21 +463,26 @@ fn tcp_fills_links_whose_capacity_is_learnt() {
 }
 
 /// Issue 4's scenario 6: random loss on the slow link of scenario 2 (both ways) costs at most
-/// 10% of the loss-free throughput: loss recovery hides it from TCP.
+/// 10% of the loss-free throughput: loss recovery hides it from TCP. And 5% on the fast link,
+/// which also carries the requests for lost packets and, by arrival, their resends (issue 13:
+/// a lost request or a resend lost again is a hole TCP pays for; the flow fell to 4-8% of the
+/// bond before requests went on two links and resends away from the link that lost them).
 #[test]
-fn tcp_through_random_loss_on_the_slow_link() {
-    let specs = |loss: f64| {
+fn tcp_through_random_loss_on_either_link() {
+    let specs = |near_loss: f64, far_loss: f64| {
+        let mut near = LinkSpec::new("near", 50.0, 5).weight_from_rate();
         let mut far = LinkSpec::new("far", 50.0, 60).weight_from_rate();
-        far.up.loss = loss;
-        far.down.loss = loss;
-        [LinkSpec::new("near", 50.0, 5).weight_from_rate(), far]
+        (near.up.loss, near.down.loss) = (near_loss, near_loss);
+        (far.up.loss, far.down.loss) = (far_loss, far_loss);
+        [near, far]
     };
     for seed in SEEDS {
-        let (_, clean) = tcp_flow(seed, &specs(0.0), 12, 2, None);
-        for loss in [0.01, 0.05] {
-            let (_, r) = tcp_flow(seed, &specs(loss), 12, 2, None);
+        let (_, clean) = tcp_flow(seed, &specs(0.0, 0.0), 12, 2, None);
+        for (near, far) in [(0.0, 0.01), (0.0, 0.05), (0.05, 0.0)] {
+            let (_, r) = tcp_flow(seed, &specs(near, far), 12, 2, None);
+            let (which, loss) = if near > 0.0 { ("fast", near) } else { ("slow", far) };
             r.print(
-                &format!("tcp 50/50 at 5/60 ms, {:.0}% loss on the slow link", loss * 100.0),
+                &format!("tcp 50/50 at 5/60 ms, {:.0}% loss on the {which} link", loss * 100.0),
                 seed,
                 clean.goodput,
             );

@@ -75,8 +75,9 @@ impl Budget {
 pub struct Copies {
     slot_len: usize,
     storage: Vec<u8>,
-    /// (link, sequence number, length) of each waiting copy, oldest first.
-    waiting: heapless::Deque<(u8, u32, u16), COPIES>,
+    /// (link, sequence number, length, whether it copies a resent packet) of each waiting
+    /// copy, oldest first.
+    waiting: heapless::Deque<(u8, u32, u16, bool), COPIES>,
     next: usize,
 }
 
@@ -89,20 +90,21 @@ impl Copies {
         Copies { slot_len, storage: vec![0; COPIES * slot_len], waiting: heapless::Deque::new(), next: 0 }
     }
 
-    /// Keeps `packet` to be sent as `seq` on `link`; `false` if every buffer is taken.
-    pub fn push(&mut self, link: usize, seq: u32, packet: &[u8]) -> bool {
+    /// Keeps `packet` to be sent as `seq` on `link` (`resend`: a copy of a packet sent again);
+    /// `false` if every buffer is taken.
+    pub fn push(&mut self, link: usize, seq: u32, packet: &[u8], resend: bool) -> bool {
         if packet.len() > self.slot_len || self.waiting.is_full() {
             return false;
         }
         let slot = (self.next + self.waiting.len()) % COPIES;
         self.storage[slot * self.slot_len..][..packet.len()].copy_from_slice(packet);
-        self.waiting.push_back((link as u8, seq, packet.len() as u16)).is_ok()
+        self.waiting.push_back((link as u8, seq, packet.len() as u16, resend)).is_ok()
     }
 
-    /// The oldest copy: (link, sequence number, packet).
-    pub fn front(&self) -> Option<(usize, u32, &[u8])> {
-        let &(link, seq, len) = self.waiting.front()?;
-        Some((usize::from(link), seq, &self.storage[self.next * self.slot_len..][..usize::from(len)]))
+    /// The oldest copy: (link, sequence number, packet, whether it copies a resent packet).
+    pub fn front(&self) -> Option<(usize, u32, &[u8], bool)> {
+        let &(link, seq, len, resend) = self.waiting.front()?;
+        Some((usize::from(link), seq, &self.storage[self.next * self.slot_len..][..usize::from(len)], resend))
     }
 
     pub fn pop(&mut self) {
@@ -173,15 +175,15 @@ mod tests {
     fn copies_wait_in_order_and_a_full_ring_refuses() {
         let mut c = Copies::new(100);
         for k in 0..COPIES {
-            assert!(c.push(k % 3, k as u32, &[k as u8; 10]));
+            assert!(c.push(k % 3, k as u32, &[k as u8; 10], k % 2 == 0));
         }
-        assert!(!c.push(0, 99, &[0; 10]));
-        assert!(!Copies::new(100).push(0, 0, &[0; 101]), "longer than a buffer");
+        assert!(!c.push(0, 99, &[0; 10], false));
+        assert!(!Copies::new(100).push(0, 0, &[0; 101], false), "longer than a buffer");
         for k in 0..COPIES {
-            let (link, seq, p) = c.front().unwrap();
-            assert_eq!((link, seq, p), (k % 3, k as u32, &[k as u8; 10][..]));
+            let (link, seq, p, resend) = c.front().unwrap();
+            assert_eq!((link, seq, p, resend), (k % 3, k as u32, &[k as u8; 10][..], k % 2 == 0));
             c.pop();
-            assert!(c.push(1, 100 + k as u32, &[7; 5]), "a freed buffer is reused");
+            assert!(c.push(1, 100 + k as u32, &[7; 5], false), "a freed buffer is reused");
         }
         assert_eq!(c.front().unwrap().1, 100);
         c.clear();
