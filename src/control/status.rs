@@ -539,10 +539,9 @@ impl Status {
             out.truncate(end);
             out.push('\n');
         }
-        let drops: Vec<String> =
-            self.drops.iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{r} {n}")).collect();
-        if !drops.is_empty() {
-            let _ = writeln!(out, "drops: {}", drops.join(", "));
+        if self.drops.iter().any(|(_, n)| *n > 0) {
+            out.push_str("drops");
+            write_counters(out, &self.drops);
         }
         if self.handshake_failures > 0 {
             let _ = writeln!(out, "handshake failures: {}", self.handshake_failures);

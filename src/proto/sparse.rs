@@ -40,8 +40,7 @@ fn tcp_is_sparse(tcp: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    const ETHERTYPE_IPV4: u16 = 0x0800;
-    const ETHERTYPE_IPV6: u16 = 0x86dd;
+    use crate::proto::flow::{ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 
     fn ipv4(protocol: u8, l4: &[u8]) -> Vec<u8> {
         let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, protocol, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];

@@ -910,19 +910,28 @@ impl Tunnel {
             self.dup_stats.over_budget += 1;
             return None;
         }
-        let usable = std::mem::replace(&mut self.views[first].usable, false);
+        let second = self.pick_but(now, total, Some(first), urgent);
+        if second.is_none() {
+            self.dup_stats.one_link += 1;
+        }
+        second
+    }
+
+    /// The link the scheduler picks for `total` bytes as if link `not` were not usable
+    /// (`urgent`: full links too, [`Scheduler::pick_urgent`]).
+    fn pick_but(&mut self, now: Instant, total: usize, not: Option<usize>, urgent: bool) -> Option<usize> {
+        let hidden = not.map(|k| (k, std::mem::replace(&mut self.views[k].usable, false)));
         let pick = if urgent {
             self.scheduler.pick_urgent(now, &self.views, total)
         } else {
             self.scheduler.pick(now, &self.views, total)
         };
-        self.views[first].usable = usable;
+        if let Some((k, usable)) = hidden {
+            self.views[k].usable = usable;
+        }
         match pick {
-            Pick::Link(j) => Some(j),
-            _ => {
-                self.dup_stats.one_link += 1;
-                None
-            }
+            Pick::Link(i) => Some(i),
+            _ => None,
         }
     }
 
@@ -1530,21 +1539,13 @@ impl Tunnel {
         Some(t)
     }
 
-    /// Where a resent packet of `total` bytes goes, `not` on link `not`: the arrival scheduler
+    /// Where a resent packet of `total` bytes goes, not on link `not`: the arrival scheduler
     /// knows where it lands first; round-robin does not care, so the shortest round trip.
     fn resend_link(&mut self, now: Instant, total: usize, not: Option<usize>) -> Option<usize> {
-        let hidden = not.map(|k| (k, std::mem::replace(&mut self.views[k].usable, false)));
-        let pick = match self.scheduler_kind {
-            SchedulerKind::Arrival => match self.scheduler.pick_urgent(now, &self.views, total) {
-                Pick::Link(i) => Some(i),
-                _ => None,
-            },
+        match self.scheduler_kind {
+            SchedulerKind::Arrival => self.pick_but(now, total, not, true),
             SchedulerKind::Wrr => self.fastest_link_but(not),
-        };
-        if let Some((k, usable)) = hidden {
-            self.views[k].usable = usable;
         }
-        pick
     }
 
     fn transmit_for(&mut self, now: Instant, i: usize, buf: &mut [u8]) -> Option<Transmit> {

@@ -286,6 +286,22 @@ mod tests {
     }
 
     #[test]
+    fn a_shorter_limit_set_while_a_call_runs_holds_and_can_be_lifted() {
+        let links = [link(10, 5)];
+        let mut s = ArrivalScheduler::new(1);
+        s.set_queue_limit(REALTIME_QUEUE_LIMIT);
+        let now = Instant::ZERO;
+        while s.pick(now, &links, 1250) != Pick::Congested {}
+        let short = s.planned_queue(now, 0);
+        // At most one packet (1 ms at 10 Mbit/s) beyond the limit, and far below the usual one.
+        assert!(short >= REALTIME_QUEUE_LIMIT && short <= REALTIME_QUEUE_LIMIT + Duration::from_millis(1));
+        s.set_queue_limit(QUEUE_LIMIT);
+        assert!(matches!(s.pick(now, &links, 1250), Pick::Link(0)), "room again under the usual limit");
+        while s.pick(now, &links, 1250) != Pick::Congested {}
+        assert!(s.planned_queue(now, 0) >= QUEUE_LIMIT);
+    }
+
+    #[test]
     fn a_full_scheduler_says_when_a_link_has_room_again() {
         let links = [link(10, 5), link(10, 30)];
         let mut s = ArrivalScheduler::new(2);

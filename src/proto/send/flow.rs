@@ -17,8 +17,8 @@ use crate::proto::sparse::SPARSE_MAX;
 /// headers, Opus and game updates are smaller; bulk UDP (QUIC, video) fills its packets.
 pub const REALTIME_MAX: usize = SPARSE_MAX;
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
+pub(crate) const ETHERTYPE_IPV4: u16 = 0x0800;
+pub(crate) const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERNET_HEADER: usize = 14;
 pub const TCP: u8 = 6;
 pub const UDP: u8 = 17;
