@@ -34,7 +34,7 @@ fn a_call_beside_an_upload_survives_a_lossy_link_and_its_cut() {
     let timing = Timing { secs: 12.0, cut_at: 5.0, cut_secs: 2.0 };
     emulated::best_of(2, |attempt| {
         let lab = calls::start_lab(None, Bottleneck::Emu, &TunnelOpts::default());
-        let run = calls::run(&lab, timing, "cubic", Some(calls::DSCP_EF));
+        let run = calls::run(&lab, timing, "cubic", Some(calls::DSCP_EF), Side::Client);
         let floors = CI_FLOORS.check(&run);
         let ok = floors.iter().all(|v| v.met);
         let verdicts: Vec<String> =

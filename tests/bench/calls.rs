@@ -17,6 +17,7 @@
 //! | configuration | `none`: no tuning keys; `mlvpn`: MLVPN's `reorder_buffer_size = 64` | `MLVPN_CALLS_CONFIG` |
 //! | bottleneck | `emu`: the emulator's rate and 50 ms byte queue; `tbf`: the kernel's `tbf` on both veth ends (`burst 64kb latency 50ms`), the emulator adding delay, loss and the cut | `MLVPN_CALLS_BOTTLENECK` |
 //! | the upload's congestion control | `cubic`, `bbr` | `MLVPN_CALLS_CC` |
+//! | direction of the call and the bulk transfer | `up` (client → server, the issue's), `down` | `MLVPN_CALLS_DIR` |
 //!
 //! Also: `MLVPN_CALLS_SECS` (the call's length, default 30), `MLVPN_CALLS_TOS` (the call's TOS
 //! byte, default `0xb8` = DSCP EF; `0` sends it unmarked), `MLVPN_BIN`, `MLVPN_NETNS_KEEP=1`.
@@ -49,22 +50,29 @@ use std::time::Instant;
 const CONFIGS: [&str; 2] = ["none", "mlvpn"];
 const BOTTLENECKS: [Bottleneck; 2] = [Bottleneck::Emu, Bottleneck::Tbf];
 const CCS: [&str; 2] = ["cubic", "bbr"];
+/// `up`: the call and the bulk transfer client → server (the issue's); `down`: server → client.
+const DIRS: [&str; 2] = ["up", "down"];
 
 #[derive(Debug, Clone, Copy)]
 struct Cell {
     config: &'static str,
     bottleneck: Bottleneck,
     cc: &'static str,
+    dir: &'static str,
 }
 
 impl Cell {
+    fn from(&self) -> lab::Side {
+        if self.dir == "up" { lab::Side::Client } else { lab::Side::Server }
+    }
+
     fn opts(&self) -> TunnelOpts {
         let reorder_buffer_size = (self.config == "mlvpn").then_some(64);
         TunnelOpts { reorder_buffer_size, ..TunnelOpts::default() }
     }
 
     fn label(&self) -> String {
-        format!("{} {} {}", self.config, self.bottleneck.label(), self.cc)
+        format!("{} {} {} {}", self.dir, self.config, self.bottleneck.label(), self.cc)
     }
 }
 
@@ -87,7 +95,7 @@ fn pick<T: Copy>(var: &str, all: &[T], name: impl Fn(&T) -> &str) -> Vec<T> {
 fn run_once(bin: &Path, cell: Cell, timing: Timing, tos: Option<u8>) -> Result<CallRun, String> {
     catch_unwind(AssertUnwindSafe(|| {
         let lab = calls::start_lab(Some(bin), cell.bottleneck, &cell.opts());
-        calls::run(&lab, timing, cell.cc, tos)
+        calls::run(&lab, timing, cell.cc, tos, cell.from())
     }))
     .map_err(|e| {
         e.downcast_ref::<String>()
@@ -113,7 +121,9 @@ fn main() {
     for config in pick("MLVPN_CALLS_CONFIG", &CONFIGS, |c| c) {
         for bottleneck in pick("MLVPN_CALLS_BOTTLENECK", &BOTTLENECKS, |b| b.label()) {
             for cc in pick("MLVPN_CALLS_CC", &CCS, |c| c) {
-                cells.push(Cell { config, bottleneck, cc });
+                for dir in pick("MLVPN_CALLS_DIR", &DIRS, |d| d) {
+                    cells.push(Cell { config, bottleneck, cc, dir });
+                }
             }
         }
     }
@@ -170,10 +180,10 @@ fn print_table(results: &[Measured]) {
         calls::limit_mbit()
     );
     println!(
-        "| config | bottleneck | cc | lost | late | dup | p50 / p95 / p99 / max ms | upload Mbit/s with call | \
+        "| dir | config | bottleneck | cc | lost | late | dup | p50 / p95 / p99 / max ms | upload Mbit/s with call | \
          without | call on links: frames per link (copies/packet) | links MB with call | without | CI floors |"
     );
-    println!("|---|---|---|---:|---:|---:|---|---:|---:|---|---|---|---|");
+    println!("|---|---|---|---|---:|---:|---:|---|---:|---:|---|---|---|---|");
     let mb = |r: &CallRun| {
         r.link_bytes.iter().map(|b| format!("{:.0}", *b as f64 / 1e6)).collect::<Vec<_>>().join("/")
     };
@@ -182,7 +192,7 @@ fn print_table(results: &[Measured]) {
             Ok(r) => (format!("{:.1}", r.upload_mbit), mb(r)),
             Err(_) => ("FAILED".into(), String::new()),
         };
-        let head = format!("| {} | {} | {} |", cell.config, cell.bottleneck.label(), cell.cc);
+        let head = format!("| {} | {} | {} | {} |", cell.dir, cell.config, cell.bottleneck.label(), cell.cc);
         let Ok(r) = with else {
             println!("{head} FAILED | | | | | {bare} | | | {bare_mb} | |");
             continue;

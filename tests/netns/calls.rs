@@ -296,30 +296,35 @@ fn finish(p: &mut Proc, within: Duration) -> String {
     }
 }
 
-/// One run on a lab with the tunnel up: the upload with the sender's congestion control `cc`,
-/// link 0 cut as `timing` says, and, when `tos` is `Some`, the call marked with it.
-pub fn run(lab: &EmuLab, timing: Timing, cc: &str, tos: Option<u8>) -> CallRun {
+/// One run on a lab with the tunnel up: the bulk transfer from `from` (client: an upload,
+/// server: a download) with the sender's congestion control `cc`, link 0 cut as `timing` says,
+/// and, when `tos` is `Some`, the call marked with it, in the same direction.
+pub fn run(lab: &EmuLab, timing: Timing, cc: &str, tos: Option<u8>, from: Side) -> CallRun {
+    let to = from.other();
     let mut plan = FlowPlan::new(LEAD + timing.secs + TAIL);
+    plan.from = from;
     plan.cc = Some(cc.into());
     plan.ping_from = f64::INFINITY; // the call is the probe
     let cut = LEAD + timing.cut_at;
     plan.events =
         vec![(cut, "link 0 blackhole on".into()), (cut + timing.cut_secs, "link 0 blackhole off".into())];
-    let dst = Side::Server.tun_ip();
+    let dst = to.tun_ip();
     let (port, secs) = (CALL_PORT.to_string(), timing.secs.to_string());
     let mut ends = None;
     if let Some(tos) = tos {
         let limit = (LEAD + timing.secs + TAIL + 20.0).to_string();
-        let receiver = listener(lab, Side::Server, "call-recv", &["recv", dst, &port, &limit]);
+        let receiver = listener(lab, to, "call-recv", &["recv", dst, &port, &limit]);
         let size = (CALL_FRAME_BYTES - emulated::ETHERNET_HEADER).to_string();
         let mut tap = vec!["tap", &size, &limit];
-        tap.extend(lab.links.iter().map(|l| l.client_if.as_str()));
-        let tap = listener(lab, Side::Client, "call-tap", &tap);
+        tap.extend(
+            lab.links.iter().map(|l| if from == Side::Client { &l.client_if } else { &l.server_if }.as_str()),
+        );
+        let tap = listener(lab, from, "call-tap", &tap);
         let script = lab.dir.join("call.py").to_string_lossy().into_owned();
         let (pps, bytes, tos) = (CALL_PPS.to_string(), CALL_IP_BYTES.to_string(), format!("{tos:#x}"));
         let argv =
             ["python3", &script, "send", dst, &port, &pps, &bytes, &secs, &tos].map(String::from).to_vec();
-        plan.spawns.push(TimedSpawn { at: LEAD, side: Side::Client, name: "call-send".into(), argv });
+        plan.spawns.push(TimedSpawn { at: LEAD, side: from, name: "call-send".into(), argv });
         ends = Some((receiver, tap));
     }
     let mut r = emulated::run_flow(lab, &plan);
@@ -327,11 +332,13 @@ pub fn run(lab: &EmuLab, timing: Timing, cc: &str, tos: Option<u8>) -> CallRun {
         upload_mbit: r.iperf.mean_bps_between(LEAD, LEAD + timing.secs) / 1e6,
         upload_per_second: r.iperf.sparkline_per(10),
         retransmits: r.iperf.retransmits.unwrap_or(f64::NAN),
-        link_bytes: (0..lab.links.len()).map(|i| r.emu_delta(i, "up", "rx_bytes")).collect(),
+        link_bytes: (0..lab.links.len())
+            .map(|i| r.emu_delta(i, if from == Side::Client { "up" } else { "down" }, "rx_bytes"))
+            .collect(),
         pressure: r.pressure.unwrap_or(f64::NAN),
         ..CallRun::default()
     };
-    if let (Some((a, b)), Some((c, d))) = (r.status_ends(Side::Server), r.status_ends(Side::Client)) {
+    if let (Some((a, b)), Some((c, d))) = (r.status_ends(to), r.status_ends(from)) {
         out.daemon_duplicates =
             emulated::num(b, &["drops", "duplicate"]) - emulated::num(a, &["drops", "duplicate"]);
         out.congested = emulated::num(d, &["drops", "congested"]) - emulated::num(c, &["drops", "congested"]);
