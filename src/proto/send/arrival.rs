@@ -41,10 +41,12 @@ pub const QUEUE_LIMIT: Duration = Duration::from_millis(10);
 /// they arrive first, but behind what is queued there, and a call's one-way budget has no room
 /// for 10 ms of someone's upload on every packet. The bulk that no longer fits waits in the
 /// tunnel's flow-fair queue instead ([`super::fq`]), which the call's packets skip.
-/// Measured with `cargo bench --bench calls` (a call beside a CUBIC upload over 3 x 40 Mbit/s
-/// at 20/30/40 ms, 5 % loss on the fastest link): the call's median one-way delay was 29 ms at
-/// 10 ms, 25 ms at 4, 22.7 at 3 and 22.8 at 2; the upload beside the call kept 92-106 % of its
-/// rate alone at 3 ms (three runs), 67-88 % at 2 ms (links run dry between wake-ups).
+/// Measured by setting this constant and running `MLVPN_CALLS_DIR=up MLVPN_CALLS_CONFIG=none
+/// MLVPN_CALLS_BOTTLENECK=emu MLVPN_CALLS_CC=cubic cargo bench --bench calls` (a call beside a
+/// CUBIC upload over 3 x 40 Mbit/s at 20/30/40 ms, 5 % loss on the fastest link): the call's
+/// median one-way delay was 29 ms at 10 ms, 25 at 4, 22.6-22.8 at 3 and 21.6-22.8 at 2; the
+/// upload beside the call kept 92, 106 and 104 % of its rate alone at 3 ms, and 78, 88, 80, 67
+/// and 119 % at 2 ms (links run dry between wake-ups).
 pub const REALTIME_QUEUE_LIMIT: Duration = Duration::from_millis(3);
 
 #[derive(Debug, Clone, Copy, Default)]

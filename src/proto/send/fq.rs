@@ -47,7 +47,8 @@ pub const SEND_QUEUE_MAX_WAIT: Duration = Duration::from_millis(100);
 pub const CODEL_TARGET: Duration = Duration::from_millis(15);
 /// CoDel's interval: a round trip of the paths the tunnel's flows take (RFC 8289 §4.3), which
 /// include the receiver's reorder hold (the slowest link's latency) on top of the Internet's.
-/// Measured in the simulator (`tests/sim/unequal.rs`, one CUBIC flow): RFC 8289's 5/100 ms
+/// Measured by setting both constants and running `cargo test --release --test sim unequal::
+/// -- --nocapture` (`tests/sim/unequal.rs`, one CUBIC flow): RFC 8289's 5/100 ms
 /// cost the flow whose fast link drops from 40 to 10 Mbit/s two more seconds to recover;
 /// 5/200 ms took 3.5 % of the goodput on 40/25/15 Mbit/s and 8 % on 50/50 Mbit/s 55 ms apart
 /// (10/200 ms: 2 % and 4.5 %); 15/300 ms costs nothing measurable there (100 % and 99 %) and
