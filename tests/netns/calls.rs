@@ -370,7 +370,12 @@ pub fn run(lab: &EmuLab, timing: Timing, cc: &str, tos: Option<u8>, from: Side) 
 /// The behaviour CI requires, with margins for a loaded 2-core machine (the bench shows the
 /// real figures): none of the call's packets delivered twice; at most 2 % lost or late; the
 /// median one-way delay within the fastest link's + 15 ms (the call rides the fastest link,
-/// not the upload's queues); and the upload keeps at least 70 % of the bond's limit beside it.
+/// not the upload's queues); and the upload is not starved beside it: at least 35 % of the
+/// bond's limit. That floor is low on purpose: through 5 % loss and a cut, a cubic upload in
+/// this 12 s run lands anywhere from 49 to 89 Mbit/s of 110 from one run to the next (runs on
+/// one quiet machine; the call's figures hardly move), so 70 % failed CI one run in three. The
+/// starvation it guards against read 3.6 Mbit/s; the bench keeps the strict with/without
+/// comparison.
 #[derive(Debug, Clone, Copy)]
 pub struct Floors {
     /// The largest share of the call's packets lost or late.
@@ -392,7 +397,7 @@ pub struct Verdict {
 }
 
 pub const CI_FLOORS: Floors =
-    Floors { unplayable_share: 0.02, p50_over_fastest_ms: 15.0, upload_share: 0.70 };
+    Floors { unplayable_share: 0.02, p50_over_fastest_ms: 15.0, upload_share: 0.35 };
 
 impl Floors {
     /// Each floor against `run`.
