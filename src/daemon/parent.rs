@@ -142,6 +142,15 @@ impl Parent {
                 }
                 self.hooks.push(now, event);
             }
+            ToParent::SetMtu { mtu } => {
+                // Path MTU discovery only ever lowers the device below what was configured.
+                if !(crate::config::IPV6_MIN_MTU.min(self.config.mtu)..=self.config.mtu).contains(&mtu) {
+                    return Err(format!("the child asked for MTU {mtu}, outside 1280..={}", self.config.mtu));
+                }
+                if let Err(e) = tun::set_mtu_of(&self.device, u32::from(mtu)) {
+                    log_error!("cannot set the MTU of {} to {mtu}: {e}", self.device);
+                }
+            }
         }
         Ok(())
     }

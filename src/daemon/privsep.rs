@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `OpenLink(i)` | link `i` of the current configuration | the bound socket's fd, or why not |
 //! | `Hook(event)` | events of configured links (current or previous configuration) | none: the parent runs the script |
+//! | `SetMtu(n)` | from IPv6's 1280 to the configured `mtu` (path MTU discovery lowers it) | none: the parent sets the device's MTU |
 //!
 //! and on its own initiative: on SIGHUP it re-reads the configuration (the child can no longer
 //! read it), checks it, and sends its text to the child; on SIGTERM it passes the signal on.
@@ -43,8 +44,14 @@ pub struct BadMessage(pub &'static str);
 /// Child → parent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToParent {
-    OpenLink { index: u16 },
+    OpenLink {
+        index: u16,
+    },
     Hook(HookEvent),
+    /// The device MTU path MTU discovery asks for.
+    SetMtu {
+        mtu: u16,
+    },
 }
 
 /// Parent → child.
@@ -119,6 +126,7 @@ impl ToParent {
                 }
                 frame(2, &p, out);
             }
+            ToParent::SetMtu { mtu } => frame(3, &mtu.to_be_bytes(), out),
         }
         Ok(())
     }
@@ -127,6 +135,7 @@ impl ToParent {
         let (kind, p) = unframe(msg)?;
         match kind {
             1 if p.len() == 2 => Ok(ToParent::OpenLink { index: u16::from_be_bytes([p[0], p[1]]) }),
+            3 if p.len() == 2 => Ok(ToParent::SetMtu { mtu: u16::from_be_bytes([p[0], p[1]]) }),
             2 if !p.is_empty() => {
                 let (code, name) = (p[0], &p[1..]);
                 Ok(ToParent::Hook(match code {
@@ -302,6 +311,18 @@ impl Privileges {
         }
     }
 
+    /// Sets the device's MTU (`tun` is this process's handle on it): directly, or by asking
+    /// the parent.
+    pub fn set_mtu(&mut self, tun: &crate::sys::tun::Tun, mtu: u16) -> Result<(), String> {
+        match self {
+            Privileges::Own(_) => tun.set_mtu(u32::from(mtu)).map_err(|e| e.to_string()),
+            Privileges::Parent(p) => {
+                ToParent::SetMtu { mtu }.encode(&mut p.out).map_err(|e| e.0.to_string())?;
+                p.channel.send(&p.out, None).map_err(|e| format!("privileged parent: {e}"))
+            }
+        }
+    }
+
     /// Opens link `index`'s socket: directly, or by asking the parent and waiting for the fd.
     pub fn open_link(
         &mut self,
@@ -406,6 +427,7 @@ mod tests {
             ToParent::OpenLink { index: 3 },
             ToParent::Hook(HookEvent::TuntapUp),
             ToParent::Hook(HookEvent::RtunDown("lte-2".into())),
+            ToParent::SetMtu { mtu: 1339 },
         ] {
             m.encode(&mut out).unwrap();
             assert_eq!(ToParent::decode(&out), Ok(m));

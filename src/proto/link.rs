@@ -25,11 +25,12 @@ use super::capacity::{Capacity, Report};
 use super::handshake::{ConfirmLog, Pending};
 use super::loss::LossWindow;
 use super::owd::OwdTracker;
+use super::pmtu::PathMtu;
 use super::rtt::RttEstimator;
 use super::session::Session;
 use super::time::{Duration, Instant};
 use super::timer::{LinkTimer, Timer, TimerTable};
-use super::wire::{Keepalive, flags};
+use super::wire::{Keepalive, ProbeAck, flags};
 use std::net::SocketAddr;
 
 /// Keepalive period of an idle link (MLVPN's).
@@ -58,7 +59,9 @@ pub const PROBE_MIN: Duration = Duration::from_millis(50);
 /// Floor of the dead timeout: low enough to detect a dead link within 0.5 s, high enough that
 /// a scheduling hiccup of the machine is not a dead link.
 pub const DEAD_MIN: Duration = Duration::from_millis(300);
-/// Time between handshake attempts of a client link that is down.
+/// Time between handshake attempts of a client link that is down. A round trip may be longer
+/// (a geostationary satellite: 600 ms), so the hello before the last one is still answered
+/// ([`Link::previous_pending`]); replacing it, such a link never connected.
 pub const HANDSHAKE_RETRY: Duration = Duration::from_millis(500);
 /// Handshake attempts without an answer before we report it (once).
 pub const UNANSWERED_REPORT_AFTER: u32 = 3;
@@ -213,8 +216,10 @@ pub struct Link {
     /// in flight across a re-handshake are not lost).
     pub session: Option<Session>,
     pub previous: Option<Session>,
-    /// Client: the handshake in progress.
+    /// Client: the handshake in progress, and the unanswered hello it replaced (whose challenge
+    /// may still come, on a link slower than [`HANDSHAKE_RETRY`]).
     pub pending: Option<Pending>,
+    pub previous_pending: Option<Pending>,
     /// Server: recent confirms.
     pub confirms: ConfirmLog,
     /// Where to send: the configured remote (client) or the learned peer (server).
@@ -226,6 +231,10 @@ pub struct Link {
     pub peer_owd: Option<(u32, u32)>,
     /// How fast this link carries our packets.
     pub capacity: Capacity,
+    /// How large a datagram its path carries.
+    pub pmtu: PathMtu,
+    /// The peer's path MTU probes that arrived, to acknowledge on this link.
+    pub owe_probe_acks: heapless::Vec<ProbeAck, 4>,
     loss_out: LossWindow,
     loss_in: LossWindow,
     last_rx: Instant,
@@ -257,7 +266,7 @@ pub struct Link {
 }
 
 impl Link {
-    pub fn new(config: LinkConfig, is_client: bool) -> Self {
+    pub fn new(config: LinkConfig, is_client: bool, pmtu: PathMtu) -> Self {
         let capacity = Capacity::new(config.bandwidth_upload, Instant::ZERO);
         Link {
             config,
@@ -266,12 +275,15 @@ impl Link {
             session: None,
             previous: None,
             pending: None,
+            previous_pending: None,
             confirms: ConfirmLog::default(),
             peer: None,
             rtt: RttEstimator::default(),
             owd: OwdTracker::default(),
             peer_owd: None,
             capacity,
+            pmtu,
+            owe_probe_acks: heapless::Vec::new(),
             loss_out: LossWindow::default(),
             loss_in: LossWindow::default(),
             last_rx: Instant::ZERO,
@@ -334,6 +346,12 @@ impl Link {
         self.rtt.rto_or(INITIAL_RTO)
     }
 
+    /// How long a path MTU probe may take to be acknowledged: the retransmission timeout (the
+    /// acknowledgement goes back at once).
+    pub fn probe_timeout(&self) -> Duration {
+        self.rto()
+    }
+
     fn probe_after(&self) -> Duration {
         self.rto().max(PROBE_MIN) + FEEDBACK_DELAY
     }
@@ -363,6 +381,7 @@ impl Link {
         self.hellos_unanswered = 0;
         self.auth_problem_reported = false;
         self.pending = None;
+        self.previous_pending = None;
         timers.stop(LinkTimer::Handshake);
         timers.stop(LinkTimer::Probe);
         timers.set(LinkTimer::Idle, now + self.config.timeout);
@@ -627,6 +646,8 @@ impl Link {
                 }
                 None
             }
+            // The tunnel runs path MTU discovery ([`super::tunnel::Tunnel::handle_timeout`]).
+            LinkTimer::PathMtu => None,
         }
     }
 
@@ -642,7 +663,10 @@ impl Link {
         self.unacked = None;
         self.probes_unanswered = 0;
         self.owe_ack_request = false;
+        self.pmtu.stop();
+        self.owe_probe_acks.clear();
         timers.stop(LinkTimer::Probe);
+        timers.stop(LinkTimer::PathMtu);
         timers.stop(LinkTimer::Feedback);
         timers.stop(LinkTimer::TailProbe);
         timers.stop(LinkTimer::Idle);
@@ -651,6 +675,7 @@ impl Link {
         }
         if self.is_client {
             self.pending = None;
+            self.previous_pending = None;
             self.owe_keepalive = false;
             timers.stop(LinkTimer::Keepalive);
             if reason == DownReason::Closed {
@@ -673,7 +698,7 @@ impl Link {
 
     /// Client: the hello went out; the link is authenticating.
     pub fn on_hello_sent(&mut self, pending: Pending) -> Option<Transition> {
-        self.pending = Some(pending);
+        self.previous_pending = self.pending.replace(pending).filter(|p| !p.confirmed);
         self.owe_hello = false;
         self.stats.tx_packets += 1;
         self.set_state(LinkState::Authenticating, None)
@@ -692,7 +717,8 @@ mod tests {
 
     fn connected(is_client: bool) -> (Link, TimerTable) {
         let mut table = TimerTable::new(1);
-        let mut link = Link::new(LinkConfig { loss_tolerance: 20, ..LinkConfig::new("a") }, is_client);
+        let pmtu = PathMtu::new(1452, 1313);
+        let mut link = Link::new(LinkConfig { loss_tolerance: 20, ..LinkConfig::new("a") }, is_client, pmtu);
         link.install(Session::new(1, session_keys(&Key([0; 32]), &[1; 32], &[2; 32]), is_client, 9));
         link.established(ms(0), &mut LinkTimers { table: &mut table, link: 0 });
         (link, table)

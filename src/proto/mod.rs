@@ -9,6 +9,7 @@ pub mod kdf;
 pub mod link;
 pub mod loss;
 pub mod owd;
+pub mod pmtu;
 pub mod reorder;
 pub mod replay;
 pub mod retransmit;

@@ -14,10 +14,12 @@ pub enum TunnelTimer {
     ReorderFlush = 0,
     /// A link has room for the oldest packet of the send queue.
     SendQueue = 1,
+    /// The links' path MTUs have allowed a larger tunnel MTU for long enough to raise it.
+    TunnelMtu = 2,
 }
 
 impl TunnelTimer {
-    const COUNT: usize = 2;
+    const COUNT: usize = 3;
 }
 
 /// Timers of one link.
@@ -36,10 +38,12 @@ pub enum LinkTimer {
     /// Data went out and nothing since: a keepalive behind it shows the peer whether the last
     /// packets arrived.
     TailProbe = 5,
+    /// Path MTU discovery: a round of probes is due or timed out ([`super::pmtu`]).
+    PathMtu = 6,
 }
 
 impl LinkTimer {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
     pub const ALL: [LinkTimer; LinkTimer::COUNT] = [
         LinkTimer::Keepalive,
         LinkTimer::Feedback,
@@ -47,6 +51,7 @@ impl LinkTimer {
         LinkTimer::Idle,
         LinkTimer::Handshake,
         LinkTimer::TailProbe,
+        LinkTimer::PathMtu,
     ];
 }
 

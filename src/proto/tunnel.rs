@@ -33,21 +33,22 @@ use super::fq::{CODEL_TARGET, FairQueue, FqStats, SEND_QUEUE_LIMIT, SEND_QUEUE_S
 use super::handshake::{self, CookieJar, HandshakeError, Pending};
 use super::kdf::{handshake_key, session_keys};
 use super::link::{
-    DownReason, FEEDBACK_DELAY, Link, LinkConfig, LinkState, LinkTimers, TAIL_PROBE, Transition,
-    UNANSWERED_REPORT_AFTER,
+    DownReason, FEEDBACK_DELAY, HANDSHAKE_RETRY, Link, LinkConfig, LinkState, LinkTimers, TAIL_PROBE,
+    Transition, UNANSWERED_REPORT_AFTER,
 };
 use super::owd::wrapping_diff;
+use super::pmtu::{PathMtu, PmtuState};
 use super::reorder::{Arrival, ReorderBuffer, ReorderStats};
 use super::replay::Replay;
 use super::retransmit::{self, GapList, RetransmitStore};
-use super::sched::{LinkView, Pick, Scheduler, WeightedRoundRobin, is_candidate};
+use super::sched::{LinkView, Pick, Scheduler, WeightedRoundRobin, any_normal, is_candidate};
 use super::session::{OpenError, Session};
 use super::sparse::is_sparse;
 use super::time::{Duration, Instant, mul_div};
 use super::timer::{LinkTimer, Timer, TimerTable, TunnelTimer};
 use super::wire::{
     self, Challenge, Confirm, DATA_OVERHEAD, Disconnect, DisconnectReason, Header, Hello, Keepalive, Kind,
-    Nack, TRANSPORT_HEADER_LEN, WireError,
+    Nack, Probe, ProbeAck, TRANSPORT_HEADER_LEN, WireError,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -70,6 +71,13 @@ pub const SMALL_PACKET: usize = 128;
 pub const REALTIME_HOLD: Duration = Duration::from_secs(1);
 /// Events kept for `poll_event`; more are counted and dropped.
 const EVENT_QUEUE: usize = 256;
+/// How long every connected link's path must have carried a larger tunnel MTU before it is
+/// raised: lowering is immediate, raising waits, so that a link that comes and goes does not
+/// make every flow's MSS follow it.
+pub const TUNNEL_MTU_RAISE_HOLD: Duration = Duration::from_secs(60);
+/// The least a link's path must carry inside the tunnel: IPv6's minimum MTU (RFC 8200
+/// section 5). A path that cannot is unusable rather than the tunnel's limit.
+pub const MIN_INNER_MTU: usize = 1280;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -248,6 +256,13 @@ pub enum Event {
     HandshakeUnanswered { link: usize },
     /// Server: the client's address on `link` changed (NAT rebinding, new WAN address).
     PeerMoved { link: usize, to: SocketAddr },
+    /// What `link`'s path carries changed ([`super::pmtu`]): the path MTU in use (IP packet
+    /// bytes) and where its discovery stands.
+    PathMtu { link: usize, mtu: usize, state: PmtuState },
+    /// The largest packet the tunnel now carries on every link (the engine's MTU: for TAP,
+    /// with the Ethernet header): the shell sets the device's MTU to it, so the kernel tells
+    /// senders (ICMP "fragmentation needed", "packet too big") instead of our dropping.
+    TunnelMtu { mtu: usize },
 }
 
 /// Use of a pool of packet buffers allocated once.
@@ -315,6 +330,26 @@ pub struct Tunnel {
     closed: bool,
     transmit_cursor: usize,
     mtu: usize,
+    /// The tunnel MTU announced last ([`Event::TunnelMtu`]), and since when the links have
+    /// allowed a larger one.
+    tunnel_mtu: usize,
+    tunnel_mtu_raise_since: Option<Instant>,
+    /// Bytes of the send queue's head packet as sealed, to know which links can take it.
+    sendq_head_len: usize,
+}
+
+/// Path MTU discovery for one link of a tunnel carrying up to `mtu` bytes.
+fn new_path_mtu(mtu: usize, ethernet: bool) -> PathMtu {
+    let inner_floor = MIN_INNER_MTU + if ethernet { 14 } else { 0 };
+    PathMtu::new(DATA_OVERHEAD + mtu, DATA_OVERHEAD + inner_floor)
+}
+
+/// IP and UDP header bytes in front of our datagrams to `peer`.
+fn ip_udp_overhead(peer: Option<SocketAddr>) -> usize {
+    match peer {
+        Some(SocketAddr::V6(a)) if a.ip().to_ipv4_mapped().is_none() => 40 + 8,
+        _ => 20 + 8,
+    }
 }
 
 fn new_scheduler(kind: SchedulerKind, links: usize) -> Box<dyn Scheduler> {
@@ -343,6 +378,7 @@ fn initial_views(links: &[LinkConfig]) -> Vec<LinkView> {
             rate: 0,
             delay_us: 0,
             probing: true,
+            max_len: usize::MAX,
         })
         .collect()
 }
@@ -393,7 +429,11 @@ impl Tunnel {
             cookies,
             rng,
             instance,
-            links: config.links.into_iter().map(|c| Link::new(c, client)).collect(),
+            links: config
+                .links
+                .into_iter()
+                .map(|c| Link::new(c, client, new_path_mtu(config.mtu, config.ethernet)))
+                .collect(),
             timers: TimerTable::new(n),
             scheduler_kind: config.scheduler,
             scheduler: new_scheduler(config.scheduler, n),
@@ -424,6 +464,9 @@ impl Tunnel {
             closed: false,
             transmit_cursor: 0,
             mtu: config.mtu,
+            tunnel_mtu: config.mtu,
+            tunnel_mtu_raise_since: None,
+            sendq_head_len: DATA_OVERHEAD + config.mtu,
         };
         if client {
             for i in 0..n {
@@ -486,9 +529,20 @@ impl Tunnel {
                     link.capacity.set_cap(c.bandwidth_upload);
                     link
                 }
-                None => Link::new(c.clone(), client),
+                None => Link::new(c.clone(), client, new_path_mtu(config.mtu, config.ethernet)),
             })
             .collect();
+        if config.mtu != self.mtu || config.ethernet != self.ethernet {
+            // The shell set the device to the new MTU: search again for it.
+            self.tunnel_mtu = config.mtu;
+            self.tunnel_mtu_raise_since = None;
+            for l in &mut self.links {
+                l.pmtu = new_path_mtu(config.mtu, config.ethernet);
+                if l.state.is_connected() {
+                    l.pmtu.start(now, ip_udp_overhead(l.peer));
+                }
+            }
+        }
         let same_links = continued_from.iter().enumerate().all(|(i, f)| *f == Some(i)) && old.len() == n;
         self.timers = self.timers.remapped(&continued_from);
         for (i, from) in continued_from.iter().enumerate() {
@@ -658,7 +712,8 @@ impl Tunnel {
         let all_one_way = self.links.iter().filter(|l| l.is_usable()).all(|l| l.peer_owd.is_some());
         let any_answering = self.links.iter().any(|l| l.is_usable() && !l.is_suspect());
         for (v, l) in self.views.iter_mut().zip(&self.links) {
-            v.usable = l.is_usable() && !(any_answering && l.is_suspect());
+            v.usable = l.is_usable() && !(any_answering && l.is_suspect()) && l.pmtu.max_datagram() > 0;
+            v.max_len = l.pmtu.max_datagram();
             v.rate = l.capacity.pacing_rate();
             v.probing = l.capacity.probing();
             v.delay_us = match (all_one_way, reference, l.peer_owd) {
@@ -675,6 +730,9 @@ impl Tunnel {
         match (t.from.is_connected(), t.to.is_connected()) {
             (false, true) => {
                 self.scheduler.forget_queue(link);
+                let overhead = ip_udp_overhead(self.links[link].peer);
+                self.links[link].pmtu.start(now, overhead);
+                self.after_pmtu(now, link, true);
                 self.connected += 1;
                 if self.connected == 1 {
                     self.push_event(Event::TunnelUp);
@@ -682,6 +740,7 @@ impl Tunnel {
             }
             (true, false) => {
                 self.reroute_unacked(now, link);
+                self.update_tunnel_mtu(now);
                 self.connected -= 1;
                 if self.connected == 0 {
                     self.push_event(Event::TunnelDown);
@@ -899,8 +958,8 @@ impl Tunnel {
     /// The link for the second copy of a real-time packet of `total` bytes going on `first`:
     /// the one it would arrive first on after `first`, if the budget allows.
     fn second_link(&mut self, now: Instant, first: usize, total: usize, urgent: bool) -> Option<usize> {
-        let any_normal = self.views.iter().any(|v| v.usable && !v.fallback_only);
-        let candidates = self.views.iter().filter(|v| is_candidate(v, any_normal));
+        let any_normal = any_normal(&self.views, total);
+        let candidates = self.views.iter().filter(|v| is_candidate(v, any_normal, total));
         let (count, bond_rate) = candidates.fold((0, 0u64), |(n, r), v| (n + 1, r + v.rate));
         if count < 2 {
             self.dup_stats.one_link += 1;
@@ -939,13 +998,18 @@ impl Tunnel {
     /// its fattest flow past [`SEND_QUEUE_LIMIT`] at the links' rates, and refuses the packet
     /// only if its own flow is the fattest.
     fn enqueue(&mut self, now: Instant, flow: usize, packet: &[u8]) -> Result<(), DropReason> {
-        let any_normal = self.views.iter().any(|v| v.usable && !v.fallback_only);
-        let rate: u64 = self.views.iter().filter(|v| is_candidate(v, any_normal)).map(|v| v.rate).sum();
+        let total = DATA_OVERHEAD + packet.len();
+        let any_normal = any_normal(&self.views, total);
+        let rate: u64 =
+            self.views.iter().filter(|v| is_candidate(v, any_normal, total)).map(|v| v.rate).sum();
         let limit = mul_div(rate, (SEND_QUEUE_LIMIT + self.moved_queue()).as_micros(), 1_000_000);
         let Some(q) = &mut self.sendq else {
             self.drops.count(DropReason::Congested);
             return Err(DropReason::Congested);
         };
+        if q.is_empty() {
+            self.sendq_head_len = total;
+        }
         let pushed = q.push(now, flow, packet, limit);
         self.drops.congested += q.take_drops();
         if pushed.is_err() {
@@ -963,7 +1027,7 @@ impl Tunnel {
             return;
         }
         // No link will have room (none is usable): try again at once, and find out.
-        let at = self.scheduler.next_room(now, &self.views).unwrap_or(now);
+        let at = self.scheduler.next_room(now, &self.views, self.sendq_head_len).unwrap_or(now);
         self.timers.set(timer, at);
     }
 
@@ -1053,6 +1117,7 @@ impl Tunnel {
             let q = self.sendq.as_mut()?;
             let head = q.peek(now);
             let len = head.map_or(0, |(p, _)| p.len());
+            self.sendq_head_len = DATA_OVERHEAD + len;
             let pick = match head {
                 None => None,
                 // A buffer for control datagrams only: the packet waits for the next call.
@@ -1075,6 +1140,11 @@ impl Tunnel {
                     if t.is_some() {
                         return t;
                     }
+                }
+                Some(Pick::NoLink) if self.views.iter().any(|v| v.usable) => {
+                    // Too large for every path that is up (the tunnel MTU is about to drop).
+                    q.pop(now);
+                    self.drops.count(DropReason::TooBig);
                 }
                 Some(Pick::NoLink) => {
                     let n = q.clear();
@@ -1170,9 +1240,12 @@ impl Tunnel {
         h: &Header,
         buf: &mut [u8],
     ) -> Result<Received, HandshakeError> {
-        let pending = match &self.links[link].pending {
-            Some(p) if p.session == h.session && !p.confirmed => p.clone(),
-            _ => return Err(HandshakeError::Unexpected),
+        let l = &self.links[link];
+        let answers = |p: &&Pending| p.session == h.session && !p.confirmed;
+        let Some(pending) =
+            l.pending.as_ref().filter(answers).or(l.previous_pending.as_ref().filter(answers)).cloned()
+        else {
+            return Err(HandshakeError::Unexpected);
         };
         let body = handshake::open(&self.handshake_key, h, buf)?;
         let challenge = Challenge::parse(body).map_err(|_| HandshakeError::Malformed)?;
@@ -1180,9 +1253,15 @@ impl Tunnel {
         let keys = session_keys(&self.psk, &pending.client_random, &challenge.server_random);
         self.peer_instance_seen(now, link, challenge.instance);
         let l = &mut self.links[link];
-        l.rtt.on_sample(handshake_rtt(now, challenge.echo_timestamp));
+        let rtt = handshake_rtt(now, challenge.echo_timestamp);
+        l.rtt.on_sample(rtt);
+        // The server's first packet is a round trip away: no new hello before it can come.
+        let retry = HANDSHAKE_RETRY.max(rtt.saturating_mul(2));
+        self.timers.set(Timer::Link(link, LinkTimer::Handshake), now + retry);
+        let l = &mut self.links[link];
         l.install(Session::new(h.session, keys, true, challenge.instance));
         l.pending = Some(Pending { confirmed: true, ..pending.clone() });
+        l.previous_pending = None;
         l.hellos_unanswered = 0;
         let confirm = Confirm {
             instance: self.instance,
@@ -1316,6 +1395,10 @@ impl Tunnel {
                 let backlogged = self.scheduler.backlogged_since(now, link);
                 let (l, mut timers) = self.timers_of(link);
                 let t = l.on_keepalive(now, &ka, backlogged, &mut timers);
+                if let Some((smoothed, min)) = l.peer_owd {
+                    let queueing = wrapping_diff(smoothed, min).max(0) as u64;
+                    l.pmtu.on_queueing(Duration::from_micros(queueing));
+                }
                 let correction = l.capacity.take_correction();
                 if correction != 0 {
                     self.scheduler.correct_queue(now, link, correction);
@@ -1341,22 +1424,112 @@ impl Tunnel {
                 self.on_nack(now, &nack);
                 Received::Consumed
             }
+            Kind::Probe => {
+                let Ok(probe) = Probe::parse(&buf[body_start..]) else {
+                    return self.dropped(DropReason::Malformed);
+                };
+                // Answered on the link it came in on: that is the path it measures. A full
+                // list means a peer probing faster than we answer; it tries again.
+                let size = u16::try_from(buf.len()).unwrap_or(u16::MAX);
+                let _ = self.links[link].owe_probe_acks.push(ProbeAck { id: probe.id, size });
+                Received::Consumed
+            }
+            Kind::ProbeAck => {
+                let Ok(ack) = ProbeAck::parse(&buf[body_start..]) else {
+                    return self.dropped(DropReason::Malformed);
+                };
+                let changed = self.links[link].pmtu.on_ack(now, ack.id, usize::from(ack.size));
+                self.after_pmtu(now, link, changed);
+                Received::Consumed
+            }
             Kind::Hello | Kind::Challenge | Kind::Confirm => unreachable!("handled by handle_datagram"),
         }
     }
 
     /// The peer lost some of our packets: queue those we still have to be sent again.
+    ///
+    /// Losses are also the only sign of a path that stopped carrying our larger datagrams:
+    /// the link's path MTU is checked ([`PathMtu::on_loss`]).
     fn on_nack(&mut self, now: Instant, nack: &Nack) {
-        let Some(store) = &mut self.retransmit else { return };
         for &(session, first, count) in &nack.gaps {
             let link = self.links.iter().position(|l| {
                 l.session.as_ref().is_some_and(|s| s.id == session)
                     || l.previous.as_ref().is_some_and(|s| s.id == session)
             });
-            if let Some(link) = link {
-                store.nack(now, link, first, count);
+            let Some(link) = link else { continue };
+            if let Some(store) = &mut self.retransmit {
+                // The last of a long gap only ([`GapList::LONGEST`]).
+                let resend = count.min(GapList::LONGEST as u16);
+                store.nack(now, link, first + u64::from(count - resend), resend);
+            }
+            let suspect = self.links[link].pmtu.on_loss(now, count);
+            if suspect {
+                // What the link carried since its last report is likely lost too: resend it
+                // now rather than after the next report.
+                self.reroute_unacked(now, link);
+            }
+            self.after_pmtu(now, link, suspect);
+        }
+    }
+
+    /// After link `link`'s path MTU discovery moved: its timer, and if what the path carries
+    /// changed (`changed`), the event, the scheduler's view and the tunnel's MTU.
+    fn after_pmtu(&mut self, now: Instant, link: usize, changed: bool) {
+        let timer = Timer::Link(link, LinkTimer::PathMtu);
+        match self.links[link].pmtu.timeout() {
+            Some(at) => self.timers.set(timer, at),
+            None => self.timers.stop(timer),
+        }
+        if changed {
+            if let Some((mtu, state)) = self.links[link].pmtu.take_report() {
+                self.push_event(Event::PathMtu { link, mtu, state });
+            }
+            self.update_views();
+            self.update_tunnel_mtu(now);
+        }
+    }
+
+    /// The tunnel's MTU: what the smallest connected path found carries, lowered at once,
+    /// raised after [`TUNNEL_MTU_RAISE_HOLD`]. Links still searching, or searching again after
+    /// a black hole, do not count yet: meanwhile the scheduler keeps larger packets off them.
+    fn update_tunnel_mtu(&mut self, now: Instant) {
+        let timer = Timer::Tunnel(TunnelTimer::TunnelMtu);
+        let target = self
+            .links
+            .iter()
+            .filter(|l| l.state.is_connected())
+            .filter_map(|l| l.pmtu.settled())
+            .min()
+            .map_or(self.mtu, |d| d.saturating_sub(DATA_OVERHEAD).min(self.mtu));
+        if target >= self.tunnel_mtu {
+            if target == self.tunnel_mtu {
+                self.tunnel_mtu_raise_since = None;
+                self.timers.stop(timer);
+                return;
+            }
+            let since = *self.tunnel_mtu_raise_since.get_or_insert(now);
+            if now < since + TUNNEL_MTU_RAISE_HOLD {
+                self.timers.set(timer, since + TUNNEL_MTU_RAISE_HOLD);
+                return;
             }
         }
+        self.tunnel_mtu = target;
+        self.tunnel_mtu_raise_since = None;
+        self.timers.stop(timer);
+        self.push_event(Event::TunnelMtu { mtu: target });
+    }
+
+    /// The largest packet every connected link carries now ([`Event::TunnelMtu`]).
+    pub fn tunnel_mtu(&self) -> usize {
+        self.tunnel_mtu
+    }
+
+    /// The shell heard that link `link`'s path carries `path_mtu` bytes (the route's MTU, which
+    /// ICMP may have lowered): a size to probe, not to believe ([`PathMtu::on_hint`]).
+    pub fn handle_path_mtu_hint(&mut self, now: Instant, link: usize, path_mtu: usize) {
+        let Some(l) = self.links.get_mut(link) else { return };
+        let changed = l.pmtu.on_hint(now, path_mtu);
+        self.after_pmtu(now, link, changed);
     }
 
     fn on_data(&mut self, now: Instant, link: usize, buf: &mut [u8], current: bool) -> Received {
@@ -1402,6 +1575,9 @@ impl Tunnel {
     pub fn handle_timeout(&mut self, now: Instant) {
         // A link has room for the send queue's oldest packet: `poll_transmit` sends it.
         self.timers.expire(Timer::Tunnel(TunnelTimer::SendQueue), now);
+        if self.timers.expire(Timer::Tunnel(TunnelTimer::TunnelMtu), now) {
+            self.update_tunnel_mtu(now);
+        }
         if self.timers.expire(Timer::Tunnel(TunnelTimer::ReorderFlush), now) {
             if let Some(r) = &mut self.reorder {
                 r.release_expired(now);
@@ -1410,6 +1586,13 @@ impl Tunnel {
         }
         for i in 0..self.links.len() {
             for kind in LinkTimer::ALL {
+                if kind == LinkTimer::PathMtu {
+                    if self.timers.expire(Timer::Link(i, kind), now) {
+                        let changed = self.links[i].pmtu.on_timeout(now);
+                        self.after_pmtu(now, i, changed);
+                    }
+                    continue;
+                }
                 if self.timers.expire(Timer::Link(i, kind), now) {
                     let (l, mut timers) = self.timers_of(i);
                     let was_suspect = l.is_suspect();
@@ -1598,7 +1781,38 @@ impl Tunnel {
             l.on_keepalive_sent(now, &ka, pn, len, &mut timers);
             return Some(Transmit { link: i, dst, len });
         }
-        None
+        self.transmit_probing(now, i, buf)
+    }
+
+    /// Path MTU discovery's datagrams on link `i`: acknowledgements of the peer's probes, then
+    /// our own probes (which need a buffer for the largest datagram).
+    fn transmit_probing(&mut self, now: Instant, i: usize, buf: &mut [u8]) -> Option<Transmit> {
+        let l = &mut self.links[i];
+        let timeout = l.probe_timeout();
+        let (Some(session), Some(dst)) = (l.session.as_mut(), l.peer) else { return None };
+        if !l.state.is_connected() {
+            return None;
+        }
+        let body = TRANSPORT_HEADER_LEN + super::crypto::TAG_LEN;
+        if let Some(ack) = l.owe_probe_acks.pop() {
+            let len = wire::PROBE_ACK_DATAGRAM_LEN;
+            ack.emit(&mut buf[body..len]);
+            session.seal(Kind::ProbeAck, &mut buf[..len]);
+            l.stats.tx_packets += 1;
+            l.stats.tx_bytes += len as u64;
+            return Some(Transmit { link: i, dst, len });
+        }
+        if buf.len() < DATA_OVERHEAD + self.mtu {
+            return None;
+        }
+        let (id, len) = l.pmtu.poll_probe(now, timeout)?;
+        let len = len.clamp(wire::MIN_PROBE_DATAGRAM_LEN, buf.len());
+        Probe { id }.emit(&mut buf[body..len]);
+        session.seal(Kind::Probe, &mut buf[..len]);
+        l.stats.tx_packets += 1;
+        l.stats.tx_bytes += len as u64;
+        self.after_pmtu(now, i, false);
+        Some(Transmit { link: i, dst, len })
     }
 
     /// The next packet released by the reorder buffer, copied into `buf` (at least MTU bytes).

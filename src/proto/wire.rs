@@ -32,6 +32,8 @@
 //! | 5    | keepalive  | session key     | [`Keepalive`]: timestamps and receive counters    |
 //! | 6    | disconnect | session key     | [`Disconnect`]                                    |
 //! | 7    | nack       | session key     | [`Nack`]: packets a link lost, to be resent       |
+//! | 8    | probe      | session key     | [`Probe`]: an id, zeros up to the size under test |
+//! | 9    | probe ack  | session key     | [`ProbeAck`]: the probe's id and size             |
 //!
 //! The session id is chosen at random by the client for each link session; it lets one server
 //! tell sessions apart, and later serve several client sites behind one port. Packet numbers
@@ -79,6 +81,8 @@ pub enum Kind {
     Keepalive = 5,
     Disconnect = 6,
     Nack = 7,
+    Probe = 8,
+    ProbeAck = 9,
 }
 
 impl Kind {
@@ -91,6 +95,8 @@ impl Kind {
             5 => Kind::Keepalive,
             6 => Kind::Disconnect,
             7 => Kind::Nack,
+            8 => Kind::Probe,
+            9 => Kind::ProbeAck,
             _ => return None,
         })
     }
@@ -473,6 +479,65 @@ impl Nack {
     }
 }
 
+/// "Does a datagram this large cross the path?" Path MTU discovery's probe ([`super::pmtu`],
+/// RFC 8899 section 4.1): sealed like any transport message, so only the peer can answer it,
+/// and padded with zeros to the size under test. The padding is authenticated too: a path that
+/// truncates large datagrams (MLVPN#89) fails the probe instead of passing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    pub id: u32,
+}
+
+impl Probe {
+    /// The body without padding.
+    pub const MIN_LEN: usize = 4;
+
+    pub fn parse(body: &[u8]) -> Result<Self, WireError> {
+        if body.len() < Self::MIN_LEN {
+            return Err(WireError::Truncated);
+        }
+        let (id, padding) = body.split_at(Self::MIN_LEN);
+        if padding.iter().any(|&b| b != 0) {
+            return Err(WireError::Length);
+        }
+        Ok(Probe { id: u32::from_be_bytes(id.try_into().expect("4 bytes")) })
+    }
+
+    /// Writes the id and zeros over the whole of `body`.
+    pub fn emit(&self, body: &mut [u8]) {
+        body.fill(0);
+        body[..Self::MIN_LEN].copy_from_slice(&self.id.to_be_bytes());
+    }
+}
+
+/// "Your probe `id` of `size` bytes arrived", sent back on the link the probe came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeAck {
+    pub id: u32,
+    /// The probe's UDP payload length as received.
+    pub size: u16,
+}
+
+impl ProbeAck {
+    pub const LEN: usize = 6;
+
+    pub fn parse(body: &[u8]) -> Result<Self, WireError> {
+        let mut r = check_len(body, Self::LEN)?;
+        Ok(ProbeAck { id: r.u32(), size: u16::from_be_bytes(r.take()) })
+    }
+
+    pub fn emit(&self, body: &mut [u8]) {
+        let mut w = Writer(body);
+        w.put(&self.id.to_be_bytes());
+        w.put(&self.size.to_be_bytes());
+    }
+}
+
+/// Length of a probe acknowledgement datagram.
+pub const PROBE_ACK_DATAGRAM_LEN: usize = TRANSPORT_HEADER_LEN + TAG_LEN + ProbeAck::LEN;
+/// The smallest probe datagram.
+pub const MIN_PROBE_DATAGRAM_LEN: usize = TRANSPORT_HEADER_LEN + TAG_LEN + Probe::MIN_LEN;
+
 /// Reads the tunnel sequence at the front of an opened data body.
 pub fn parse_data(body: &[u8]) -> Result<(u32, &[u8]), WireError> {
     if body.len() < 4 {
@@ -485,6 +550,21 @@ pub fn parse_data(body: &[u8]) -> Result<(u32, &[u8]), WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_and_ack_round_trip() {
+        let mut body = [0xffu8; 40];
+        Probe { id: 0x0102_0304 }.emit(&mut body);
+        assert_eq!(Probe::parse(&body), Ok(Probe { id: 0x0102_0304 }));
+        assert_eq!(Probe::parse(&body[..4]), Ok(Probe { id: 0x0102_0304 }));
+        assert_eq!(Probe::parse(&body[..3]), Err(WireError::Truncated));
+        body[39] = 1;
+        assert_eq!(Probe::parse(&body), Err(WireError::Length), "padding must be zeros");
+        let mut ack = [0u8; ProbeAck::LEN];
+        ProbeAck { id: 7, size: 1452 }.emit(&mut ack);
+        assert_eq!(ProbeAck::parse(&ack), Ok(ProbeAck { id: 7, size: 1452 }));
+        assert_eq!(ProbeAck::parse(&ack[..5]), Err(WireError::Length));
+    }
 
     #[test]
     fn handshake_messages_are_equal_in_size() {
@@ -517,7 +597,7 @@ mod tests {
         assert_eq!(Header::parse(&[]), Err(WireError::Truncated));
         assert_eq!(Header::parse(&[0x24; 40]), Err(WireError::Version));
         assert_eq!(Header::parse(&[0x10; 40]), Err(WireError::Kind));
-        assert_eq!(Header::parse(&[0x18; 40]), Err(WireError::Kind));
+        assert_eq!(Header::parse(&[0x1a; 40]), Err(WireError::Kind));
         assert_eq!(Header::parse(&[0x14; 28]), Err(WireError::Truncated));
         assert!(Header::parse(&[0x14; 29]).is_ok());
         assert_eq!(Header::parse(&[0x11; 100]), Err(WireError::Length));

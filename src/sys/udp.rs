@@ -53,6 +53,7 @@ impl UdpLink {
                 set_int_option(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)?;
             }
         }
+        dont_fragment(fd.as_raw_fd(), v6)?;
         let mut storage = sockaddr::zeroed_storage();
         let len = sockaddr::write(&addr, &mut storage);
         // SAFETY: `storage` holds a valid sockaddr of `len` bytes and outlives the call.
@@ -153,6 +154,50 @@ impl AsFd for UdpLink {
     }
 }
 
+/// Sets DF on every datagram and keeps the kernel from acting on what it learnt of the path
+/// (`IP_PMTUDISC_PROBE`): path MTU discovery is ours ([`crate::proto::pmtu`]). With the
+/// default (`IP_PMTUDISC_WANT`) the kernel would fragment our datagrams after an ICMP
+/// message, forged or not, and our probes would pass as fragments. `EMSGSIZE` then means only
+/// "larger than this host's interface".
+fn dont_fragment(fd: RawFd, v6: bool) -> io::Result<()> {
+    if v6 {
+        set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE)?;
+        set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)?;
+        // IPv4 peers of a dual-stack socket: the IPv4 option applies to them (Linux).
+        let _ = set_int_option(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE);
+        Ok(())
+    } else {
+        set_int_option(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)
+    }
+}
+
+/// The MTU of the route to `remote` as this host knows it: its interface's, or less if an
+/// ICMP message said so. Asked of a throwaway connected socket (nothing is sent); a hint for
+/// path MTU discovery, not a fact.
+pub fn route_mtu(remote: SocketAddr) -> io::Result<usize> {
+    let remote = sockaddr::canonical(remote);
+    let (domain, level, name) = match remote {
+        SocketAddr::V4(_) => (libc::AF_INET, libc::IPPROTO_IP, libc::IP_MTU),
+        SocketAddr::V6(_) => (libc::AF_INET6, libc::IPPROTO_IPV6, libc::IPV6_MTU),
+    };
+    // SAFETY: plain syscall without pointers.
+    let raw = cvt(unsafe { libc::socket(domain, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `raw` was just returned by socket(2), is open, and has no other owner.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut storage = sockaddr::zeroed_storage();
+    let len = sockaddr::write(&remote, &mut storage);
+    // SAFETY: `storage` holds a valid sockaddr of `len` bytes and outlives the call.
+    cvt(unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr>(),
+            len,
+        )
+    })?;
+    let mtu = get_int_option(fd.as_raw_fd(), level, name)?;
+    usize::try_from(mtu).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "negative MTU"))
+}
+
 /// Tries the privileged option, falls back to the plain one when not permitted.
 fn set_buffer(fd: RawFd, forced: libc::c_int, plain: libc::c_int, size: usize) -> io::Result<()> {
     let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
@@ -223,6 +268,24 @@ mod tests {
         let (n, from) = recv_soon(&b, &mut buf);
         assert_eq!(&buf[..n], b"ping");
         assert_eq!(from, a.local_addr().unwrap());
+    }
+
+    #[test]
+    fn datagrams_carry_df_and_the_route_mtu_is_a_number() {
+        let (a, _) = pair(any_v4());
+        let fd = a.socket.as_raw_fd();
+        let mode = get_int_option(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER).unwrap();
+        assert_eq!(mode, libc::IP_PMTUDISC_PROBE);
+        let (b, _) = pair("[::]:0".parse().unwrap());
+        let fd = b.socket.as_raw_fd();
+        assert_eq!(
+            get_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER).unwrap(),
+            libc::IPV6_PMTUDISC_PROBE
+        );
+        assert_eq!(get_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG).unwrap(), 1);
+        // Loopback's MTU: 64 KiB on Linux.
+        assert!(route_mtu("127.0.0.1:9".parse().unwrap()).unwrap() >= 65_000);
+        assert!(route_mtu("[::1]:9".parse().unwrap()).unwrap() >= 65_000);
     }
 
     #[test]

@@ -152,7 +152,9 @@ fn without_duplication_the_call_skips_the_queue_but_waits_for_resends() {
     let off = call_beside_upload(seed, Some(Duplicate::Off), ISSUE_13, 12);
     let on = call_beside_upload(seed, Some(Duplicate::Auto), ISSUE_13, 12);
     println!("duplicate = off: {off:?}\nduplicate = auto: {on:?}");
-    assert!(off.p50_ms <= 25.0, "{off:?}");
+    // Behind the fastest link's own queue at most (20 ms + the scheduler's 10 ms), never
+    // behind the upload's send queue.
+    assert!(off.p50_ms <= 30.0, "{off:?}");
     assert_eq!(off.dup_bytes, 0);
     assert!(off.p99_ms > on.p99_ms + 10.0, "resent packets come a round trip late");
 }

@@ -412,13 +412,16 @@ impl Sim {
             tcp::encode_ack(packet, *cum, sacks);
             self.tun_in(Side::Server, &mut buf, tcp::ACK_LEN);
         }
+        // Like a kernel's TCP, segments follow the route's MTU: the tunnel's, as path MTU
+        // discovery sets it.
+        let segment = tcp::SEGMENT.min(self.client.tunnel_mtu());
         for n in &segments {
-            let packet = &mut buf[DATA_OVERHEAD..DATA_OVERHEAD + tcp::SEGMENT];
+            let packet = &mut buf[DATA_OVERHEAD..DATA_OVERHEAD + segment];
             packet.fill(0);
             packet[..8].copy_from_slice(&n.to_be_bytes());
             packet[8..16].copy_from_slice(&now.as_micros().to_be_bytes());
             packet[16] = tcp::DATA_MARK;
-            if !self.tun_in(Side::Client, &mut buf, tcp::SEGMENT) {
+            if !self.tun_in(Side::Client, &mut buf, segment) {
                 if let Some(f) = &mut self.tcp {
                     f.refused += 1;
                 }
@@ -508,7 +511,7 @@ impl Sim {
         self.log_mut(side).deliveries.push(Delivery { seq, sent, at: now, len: packet.len(), call });
         if let Some(flow) = &mut self.tcp {
             match (side, packet.get(16)) {
-                (Side::Server, Some(&tcp::DATA_MARK)) if packet.len() == tcp::SEGMENT => {
+                (Side::Server, Some(&tcp::DATA_MARK)) if packet.len() > tcp::ACK_LEN => {
                     flow.receiver.on_segment(now, seq)
                 }
                 (Side::Client, Some(&tcp::ACK_MARK)) if packet.len() == tcp::ACK_LEN => {

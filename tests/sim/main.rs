@@ -6,6 +6,7 @@
 mod calls;
 mod harness;
 mod net;
+mod pmtu;
 mod tcp;
 mod unequal;
 

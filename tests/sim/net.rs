@@ -53,7 +53,14 @@ pub struct PathConfig {
     /// retransmission on Wi-Fi or LTE), 0..1; the others keep their order.
     pub late: f64,
     pub late_by: Duration,
+    /// The largest IP packet the path carries (the simulated datagrams are IPv4: 28 bytes of
+    /// headers on top of the UDP payload); larger ones vanish without a word, as behind a
+    /// router whose ICMP is filtered. `None`: any size.
+    pub mtu: Option<usize>,
 }
+
+/// IPv4 and UDP headers in front of a simulated datagram.
+pub const IP_UDP_HEADERS: usize = 28;
 
 impl PathConfig {
     pub fn new(rate_mbps: f64, delay_ms: u64) -> Self {
@@ -68,6 +75,7 @@ impl PathConfig {
             corrupt: 0.0,
             late: 0.0,
             late_by: Duration::ZERO,
+            mtu: None,
         }
     }
 }
@@ -80,6 +88,8 @@ pub struct PathStats {
     pub dropped_blackhole: u64,
     pub dropped_queue: u64,
     pub dropped_loss: u64,
+    /// Larger than the path's MTU.
+    pub dropped_mtu: u64,
     pub corrupted: u64,
     /// Longest a packet waited in the bottleneck queue.
     pub max_queue: Duration,
@@ -124,6 +134,10 @@ impl Path {
     /// When a packet of `len` bytes sent now arrives, or `None` if it is lost.
     pub fn send(&mut self, now: Instant, len: usize) -> Option<Instant> {
         self.stats.sent += 1;
+        if self.config.mtu.is_some_and(|m| len + IP_UDP_HEADERS > m) {
+            self.stats.dropped_mtu += 1;
+            return None;
+        }
         if self.blackhole {
             self.stats.dropped_blackhole += 1;
             return None;

@@ -79,7 +79,7 @@ pub struct TcpSender {
     /// Whether any segment in flight is SACKed or marked lost (else the pipe is `next - una`).
     scoreboard: bool,
     pub cwnd: f64,
-    ssthresh: f64,
+    pub ssthresh: f64,
     rtt: RttEstimator,
     rto: Duration,
     rto_at: Option<Instant>,

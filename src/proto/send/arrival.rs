@@ -26,7 +26,7 @@
 //! from any router. Small packets (TCP acknowledgements, pings, DNS) and resent ones never wait
 //! or drop ([`Scheduler::pick_urgent`]): they go where they arrive first, full or not.
 
-use super::sched::{LinkView, Pick, Scheduler, is_candidate};
+use super::sched::{LinkView, Pick, Scheduler, any_normal, is_candidate};
 use crate::proto::time::{Duration, Instant, mul_div};
 
 /// Most queueing we put on a link. Short: a ping or a resent packet waits behind it, and every
@@ -93,11 +93,11 @@ impl ArrivalScheduler {
     }
 
     fn choose(&mut self, now: Instant, links: &[LinkView], len: usize, limited: bool) -> Pick {
-        let any_normal = links.iter().any(|l| l.usable && !l.fallback_only);
+        let any_normal = any_normal(links, len);
         let mut best: Option<(i64, usize, u64)> = None;
         let mut candidates = false;
         for (i, l) in links.iter().enumerate() {
-            if !is_candidate(l, any_normal) {
+            if !is_candidate(l, any_normal, len) {
                 continue;
             }
             candidates = true;
@@ -160,12 +160,12 @@ impl Scheduler for ArrivalScheduler {
         self.queues[link] = Queue::default();
     }
 
-    fn next_room(&self, now: Instant, links: &[LinkView]) -> Option<Instant> {
-        let any_normal = links.iter().any(|l| l.usable && !l.fallback_only);
+    fn next_room(&self, now: Instant, links: &[LinkView], len: usize) -> Option<Instant> {
+        let any_normal = any_normal(links, len);
         links
             .iter()
             .enumerate()
-            .filter(|(_, l)| is_candidate(l, any_normal))
+            .filter(|(_, l)| is_candidate(l, any_normal, len))
             .map(|(i, l)| match self.limit_us(l) {
                 None => now,
                 Some(limit) => {
@@ -310,7 +310,7 @@ mod tests {
         let now = Instant::ZERO;
         while s.pick(now, &links, 1250) != Pick::Congested {}
         // Both hold QUEUE_LIMIT (and one packet more at most): room in about a packet's time.
-        let at = s.next_room(now, &links).unwrap();
+        let at = s.next_room(now, &links, 1000).unwrap();
         assert!(at - now <= Duration::from_millis(1), "{at:?}");
         assert!(matches!(s.pick(at, &links, 1250), Pick::Link(_)));
     }

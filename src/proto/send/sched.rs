@@ -17,7 +17,7 @@
 use crate::proto::time::{Duration, Instant};
 
 /// What the scheduler may know of a link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkView {
     /// Up, and neither lossy nor slow.
     pub usable: bool,
@@ -31,6 +31,23 @@ pub struct LinkView {
     /// The link's capacity is still being found: its `rate` is a lower bound, so its queue
     /// is not limited (refusing packets on the strength of a guess would starve a fast link).
     pub probing: bool,
+    /// The largest datagram its path carries ([`crate::proto::pmtu`]): larger packets go
+    /// elsewhere.
+    pub max_len: usize,
+}
+
+impl Default for LinkView {
+    fn default() -> Self {
+        LinkView {
+            usable: false,
+            fallback_only: false,
+            weight: 0,
+            rate: 0,
+            delay_us: 0,
+            probing: false,
+            max_len: usize::MAX,
+        }
+    }
 }
 
 /// A scheduler's answer.
@@ -77,9 +94,9 @@ pub trait Scheduler {
     /// `link` (re)connected: whatever the model held for it before is gone.
     fn forget_queue(&mut self, _link: usize) {}
 
-    /// After [`Pick::Congested`]: the earliest time a link may have room for a full packet
-    /// (`None`: no link will, or the scheduler never refuses).
-    fn next_room(&self, _now: Instant, _links: &[LinkView]) -> Option<Instant> {
+    /// After [`Pick::Congested`]: the earliest time a link whose path carries `len` bytes may
+    /// have room for them (`None`: no link will, or the scheduler never refuses).
+    fn next_room(&self, _now: Instant, _links: &[LinkView], _len: usize) -> Option<Instant> {
         None
     }
 }
@@ -92,15 +109,20 @@ impl std::fmt::Debug for dyn Scheduler {
     }
 }
 
-/// The links allowed to carry data now: usable normal links, or if there are none, usable
-/// fallback links.
-pub fn candidates(links: &[LinkView]) -> impl Iterator<Item = usize> + '_ {
-    let any_normal = links.iter().any(|l| l.usable && !l.fallback_only);
-    links.iter().enumerate().filter(move |(_, l)| is_candidate(l, any_normal)).map(|(i, _)| i)
+/// The links allowed to carry a datagram of `len` bytes now: usable normal links whose path
+/// carries it, or if there are none, such fallback links.
+pub fn candidates(links: &[LinkView], len: usize) -> impl Iterator<Item = usize> + '_ {
+    let any_normal = any_normal(links, len);
+    links.iter().enumerate().filter(move |(_, l)| is_candidate(l, any_normal, len)).map(|(i, _)| i)
 }
 
-pub(crate) fn is_candidate(l: &LinkView, any_normal: bool) -> bool {
-    l.usable && l.fallback_only != any_normal
+/// Whether a normal (not `fallback_only`) link can carry `len` bytes now.
+pub(crate) fn any_normal(links: &[LinkView], len: usize) -> bool {
+    links.iter().any(|l| l.usable && !l.fallback_only && len <= l.max_len)
+}
+
+pub(crate) fn is_candidate(l: &LinkView, any_normal: bool, len: usize) -> bool {
+    l.usable && len <= l.max_len && l.fallback_only != any_normal
 }
 
 /// Scale of virtual time: a byte on a link of weight `w` costs `SCALE / w`.
@@ -132,9 +154,9 @@ impl Scheduler for WeightedRoundRobin {
     fn pick(&mut self, _now: Instant, links: &[LinkView], len: usize) -> Pick {
         debug_assert_eq!(links.len(), self.finish.len());
         let mut best: Option<(u64, usize)> = None;
-        let any_normal = links.iter().any(|l| l.usable && !l.fallback_only);
+        let any_normal = any_normal(links, len);
         for (i, l) in links.iter().enumerate() {
-            let candidate = is_candidate(l, any_normal);
+            let candidate = is_candidate(l, any_normal, len);
             if candidate && !self.was_candidate[i] {
                 self.finish[i] = self.finish[i].max(self.now);
             }
