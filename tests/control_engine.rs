@@ -114,6 +114,7 @@ fn status_from_real_engines() {
         last_reload: 1_699_999_990,
         tuntap_type: "tun",
         tuntap_name: "mlvpn0",
+        tuntap_mtu: 1419,
         local: &local,
         shell_drops: &[("tun_write", 0), ("send", 2)],
     };
@@ -141,6 +142,10 @@ fn status_from_real_engines() {
     assert!(dsl.sent_packets > 0 && dsl.recv_bytes > 0 && dsl.handshakes == 1);
     assert!(dsl.last_packet <= 1_700_000_000 && dsl.last_packet >= 1_700_000_000 - 1);
     assert_eq!(dsl.timeout, LinkConfig::new("x").timeout.as_millis() / 1000);
+    // This carrier drains the engines with control-sized buffers, so no probe leaves: the
+    // search is under way at the size the tunnel needs (1400 + 33 + 28).
+    assert_eq!((dsl.path_mtu.state, dsl.path_mtu.mtu), ("searching", 1461));
+    assert_eq!((sat.path_mtu.state, sat.path_mtu.mtu), ("", 0));
     assert_eq!(s.drops.last(), Some(&("send", 2)));
     assert_eq!(s.reorder.as_ref().map(|r| r.size), Some(32));
 

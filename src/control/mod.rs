@@ -38,4 +38,6 @@ pub use decimal::Ratio;
 pub use json::error_message;
 pub use server::{CLIENT_TIMEOUT, ControlServer, MAX_CLIENTS};
 pub use snapshot::{ShellInfo, snapshot};
-pub use status::{DuplicationStatus, LinkStatus, PoolStatus, QueueStatus, ReorderStatus, Status};
+pub use status::{
+    DuplicationStatus, LinkStatus, PathMtuStatus, PoolStatus, QueueStatus, ReorderStatus, Status,
+};

@@ -3,7 +3,8 @@
 
 use super::decimal::Ratio;
 use super::status::{
-    DuplicationStatus, LinkStatus, PoolStatus, QueueStatus, ReorderStatus, Status, drops_of, link_state_names,
+    DuplicationStatus, LinkStatus, PathMtuStatus, PoolStatus, QueueStatus, ReorderStatus, Status, drops_of,
+    link_state_names,
 };
 use crate::proto::{Instant, Mode, Tunnel};
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ pub struct ShellInfo<'a> {
     /// "tun" | "tap", and the device's name.
     pub tuntap_type: &'a str,
     pub tuntap_name: &'a str,
+    pub tuntap_mtu: u64,
     /// Per link, in the engine's order: the address its socket is bound to (`None` while it
     /// is not bound). Shorter than the engine's links: the rest count as unbound.
     pub local: &'a [Option<SocketAddr>],
@@ -73,6 +75,13 @@ pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
                 handshake_failures: l.stats.handshake_failures,
                 duplicates_sent: l.stats.duplicates_sent,
                 duplicates_dropped: l.stats.duplicates_dropped,
+                path_mtu: PathMtuStatus {
+                    mtu: if l.state.is_connected() { l.pmtu.path_mtu() as u64 } else { 0 },
+                    state: if l.state.is_connected() { l.pmtu.state().name() } else { "" },
+                    probes_sent: l.pmtu.stats.probes_sent,
+                    probes_lost: l.pmtu.stats.probes_lost,
+                    black_holes: l.pmtu.stats.black_holes,
+                },
                 last_packet: if l.stats.rx_packets == 0 {
                     0
                 } else {
@@ -133,6 +142,7 @@ pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
         last_reload: shell.last_reload,
         tuntap_type: shell.tuntap_type.to_string(),
         tuntap_name: shell.tuntap_name.to_string(),
+        tuntap_mtu: shell.tuntap_mtu,
         mode: mode.to_string(),
         handshake_failures: links.iter().map(|l| l.handshake_failures).sum(),
         links,

@@ -9,6 +9,7 @@
 use super::decimal::Ratio;
 use super::json::Writer as JsonWriter;
 use super::prom::{Kind, Writer as PromWriter};
+use crate::proto::pmtu::PmtuState;
 use crate::proto::reorder::ReorderStats;
 use crate::proto::tunnel::DropCounters;
 use crate::proto::{Duration, LinkState};
@@ -29,6 +30,8 @@ pub struct Status {
     /// "tun" | "tap".
     pub tuntap_type: String,
     pub tuntap_name: String,
+    /// The device's MTU now: the configured one, or less when a link's path carries less.
+    pub tuntap_mtu: u64,
     /// "client" | "server".
     pub mode: String,
     pub links: Vec<LinkStatus>,
@@ -65,6 +68,19 @@ pub struct DuplicationStatus {
     pub mode: &'static str,
     /// `packets`, `bytes`, `over_budget`, `one_link`.
     pub counters: [(&'static str, u64); 4],
+}
+
+/// What a link's path carries ([`crate::proto::pmtu`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PathMtuStatus {
+    /// The path MTU in use (IP packet bytes); 0 while the link is down.
+    pub mtu: u64,
+    /// "searching" | "done" | "black_hole" | "unusable"; "" while the link is down.
+    pub state: &'static str,
+    pub probes_sent: u64,
+    pub probes_lost: u64,
+    /// Times the path stopped carrying the size in use.
+    pub black_holes: u64,
 }
 
 /// One link ("tunnel" in MLVPN's words).
@@ -105,6 +121,7 @@ pub struct LinkStatus {
     pub duplicates_sent: u64,
     /// Data packets that arrived here after another copy was delivered.
     pub duplicates_dropped: u64,
+    pub path_mtu: PathMtuStatus,
     /// Unix time of the last packet received, 0 = never.
     pub last_packet: u64,
     /// Seconds without an answer before the link is down.
@@ -209,6 +226,7 @@ impl Status {
         w.open_object(Some("tuntap"));
         w.string("type", &self.tuntap_type);
         w.string("name", &self.tuntap_name);
+        w.u64("mtu", self.tuntap_mtu);
         w.close_object();
         w.open_array(Some("tunnels"));
         for l in &self.links {
@@ -243,6 +261,13 @@ impl Status {
             w.u64("handshake_failures", l.handshake_failures);
             w.u64("duplicates_sent", l.duplicates_sent);
             w.u64("duplicates_dropped", l.duplicates_dropped);
+            w.open_object(Some("path_mtu"));
+            w.u64("mtu", l.path_mtu.mtu);
+            w.string("state", l.path_mtu.state);
+            w.u64("probes_sent", l.path_mtu.probes_sent);
+            w.u64("probes_lost", l.path_mtu.probes_lost);
+            w.u64("black_holes", l.path_mtu.black_holes);
+            w.close_object();
             w.close_object();
         }
         w.close_array();
@@ -346,7 +371,13 @@ impl Status {
                 w.int(&[("tunnel", &l.name), ("state", s)], u64::from(l.state == s));
             }
         }
-        let counters: [(&'static str, &str, Int); 9] = [
+        w.family("mlvpn_link_path_mtu_state", Gauge, "1 for the state of the link's path MTU discovery.");
+        for l in &self.links {
+            for s in PmtuState::ALL.map(PmtuState::name) {
+                w.int(&[("tunnel", &l.name), ("state", s)], u64::from(l.path_mtu.state == s));
+            }
+        }
+        let counters: [(&'static str, &str, Int); 12] = [
             ("mlvpn_link_sent_packets", "Packets sent on the link.", |l| l.sent_packets),
             ("mlvpn_link_recv_packets", "Packets received on the link.", |l| l.recv_packets),
             ("mlvpn_link_sent_bytes", "Bytes sent on the link.", |l| l.sent_bytes),
@@ -362,6 +393,17 @@ impl Status {
             ("mlvpn_link_duplicates_dropped", "Data packets received after another copy.", |l| {
                 l.duplicates_dropped
             }),
+            ("mlvpn_link_path_mtu_probes_sent", "Path MTU probes sent on the link.", |l| {
+                l.path_mtu.probes_sent
+            }),
+            ("mlvpn_link_path_mtu_probes_lost", "Path MTU probes not acknowledged in time.", |l| {
+                l.path_mtu.probes_lost
+            }),
+            (
+                "mlvpn_link_path_mtu_black_holes",
+                "Times the link's path stopped carrying the size in use.",
+                |l| l.path_mtu.black_holes,
+            ),
         ];
         for (name, help, f) in counters {
             w.family(name, Counter, help);
@@ -484,18 +526,29 @@ impl Status {
     pub fn write_table(&self, out: &mut String) {
         let _ = writeln!(
             out,
-            "{} {}: {}, {} {}, pid {}, up {}",
+            "{} {}: {}, {} {} (mtu {}), pid {}, up {}",
             printable(&self.name),
             printable(&self.version),
             printable(&self.mode),
             printable(&self.tuntap_type),
             printable(&self.tuntap_name),
+            self.tuntap_mtu,
             self.pid,
             age(self.uptime_secs),
         );
-        let mut rows: Vec<[String; 8]> = vec![
-            ["LINK", "STATE", "RTT", "LOSS OUT/IN", "BANDWIDTH", "SHARE", "SENT / RECV", "LAST RX"]
-                .map(String::from),
+        let mut rows: Vec<[String; 9]> = vec![
+            [
+                "LINK",
+                "STATE",
+                "RTT",
+                "LOSS OUT/IN",
+                "BANDWIDTH",
+                "PATH MTU",
+                "SHARE",
+                "SENT / RECV",
+                "LAST RX",
+            ]
+            .map(String::from),
         ];
         for l in &self.links {
             let loss = |v: Option<u8>| v.map_or("-".to_string(), |v| format!("{v}%"));
@@ -515,12 +568,13 @@ impl Status {
                 l.srtt.map_or("-".to_string(), |d| format!("{} ms", millis(d).fixed(1))),
                 format!("{}/{}", loss(l.loss_out), loss(l.loss_in)),
                 rate,
+                path_mtu_cell(&l.path_mtu),
                 percent(l.share),
                 format!("{} / {}", bytes(l.sent_bytes), bytes(l.recv_bytes)),
                 last,
             ]);
         }
-        let mut widths = [0usize; 8];
+        let mut widths = [0usize; 9];
         for r in &rows {
             for (w, cell) in widths.iter_mut().zip(r) {
                 *w = (*w).max(cell.chars().count());
@@ -618,6 +672,18 @@ fn seconds(d: Duration) -> Ratio {
 }
 
 /// A fraction as a percentage with one decimal: `62.5%`.
+/// `1400`, `1400?` while the first search runs, `1400!` after a black hole until the search
+/// ends, `none` for a path that is unusable, `-` for a link that is down.
+fn path_mtu_cell(p: &PathMtuStatus) -> String {
+    match p.state {
+        "" => "-".to_string(),
+        "unusable" => "none".to_string(),
+        "searching" => format!("{}?", p.mtu),
+        "black_hole" => format!("{}!", p.mtu),
+        _ => p.mtu.to_string(),
+    }
+}
+
 fn percent(r: Ratio) -> String {
     let (int, thousandths) = r.round(3);
     format!("{}.{}%", int.saturating_mul(100).saturating_add(thousandths / 10), thousandths % 10)

@@ -82,6 +82,8 @@ struct LinkIo {
     tx: Batch,
     send_errors: Throttle,
     recv_errors: Throttle,
+    /// A send was refused as larger than the interface (`EMSGSIZE`): ask the route's MTU.
+    too_big: bool,
 }
 
 impl LinkIo {
@@ -96,6 +98,7 @@ impl LinkIo {
             failing_since: None,
             send_errors: Throttle::new(THROTTLE),
             recv_errors: Throttle::new(THROTTLE),
+            too_big: false,
         }
     }
 }
@@ -403,6 +406,7 @@ impl Daemon {
                 last_reload: *last_reload,
                 tuntap_type: config.tuntap.as_str(),
                 tuntap_name: tun.name(),
+                tuntap_mtu: (engine.tunnel_mtu() - (config.engine_mtu() - usize::from(config.mtu))) as u64,
                 local: &local,
                 shell_drops: &shell_drops,
             };
@@ -555,8 +559,20 @@ impl Daemon {
 
     /// Hands every link's waiting datagrams to the kernel, a batch per syscall.
     fn send_pending(&mut self, now: Instant) {
-        for link in &mut self.links {
-            send_batch(link, &mut self.drops, now);
+        for i in 0..self.links.len() {
+            send_batch(&mut self.links[i], &mut self.drops, now);
+            if std::mem::take(&mut self.links[i].too_big) {
+                self.path_mtu_hint(now, i);
+            }
+        }
+    }
+
+    /// Tells the engine what this host believes link `i`'s path carries (its route's MTU): a
+    /// size for path MTU discovery to check.
+    fn path_mtu_hint(&mut self, now: Instant, i: usize) {
+        let Some(peer) = self.engine.links().get(i).and_then(|l| l.peer) else { return };
+        if let Ok(mtu) = crate::sys::udp::route_mtu(peer) {
+            self.engine.handle_path_mtu_hint(now, i, mtu);
         }
     }
 
@@ -709,7 +725,10 @@ impl Daemon {
                     LinkState::Authenticating => log_debug!("protocol", "link {name}: handshake"),
                 }
                 match (from.is_connected(), to.is_connected()) {
-                    (false, true) => self.privileges.hook(now, HookEvent::RtunUp(name)),
+                    (false, true) => {
+                        self.path_mtu_hint(now, link);
+                        self.privileges.hook(now, HookEvent::RtunUp(name));
+                    }
                     (true, false) => self.privileges.hook(now, HookEvent::RtunDown(name)),
                     _ => {}
                 }
@@ -1033,6 +1052,7 @@ fn send_batch(link: &mut LinkIo, drops: &mut ShellDrops, now: Instant) {
                 if stale {
                     link.failing_since.get_or_insert(now);
                 }
+                link.too_big |= e.raw_os_error() == Some(libc::EMSGSIZE);
                 if let Some(held) = link.send_errors.allow(now) {
                     log_warn!("link {}: send: {e} ({held} more not shown)", link.name);
                 }

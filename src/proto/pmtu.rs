@@ -92,6 +92,9 @@ pub enum PmtuState {
 }
 
 impl PmtuState {
+    pub const ALL: [PmtuState; 4] =
+        [PmtuState::Searching, PmtuState::Done, PmtuState::BlackHole, PmtuState::Unusable];
+
     pub fn name(self) -> &'static str {
         match self {
             PmtuState::Searching => "searching",
@@ -216,7 +219,10 @@ impl PathMtu {
     pub fn settled(&self) -> Option<usize> {
         match self.state {
             PmtuState::Done => Some(self.effective),
-            PmtuState::BlackHole if self.passed > 0 => Some(self.effective),
+            // Only the floor known: the tunnel keeps its MTU (larger packets stay off this
+            // link) until the search finds more, rather than drop to the floor and stay there
+            // for the raise's hold.
+            PmtuState::BlackHole if self.effective > self.floor => Some(self.effective),
             _ => None,
         }
     }
@@ -418,14 +424,22 @@ impl PathMtu {
         let needed = if self.suspect { EVIDENCE_SUSPECT } else { EVIDENCE };
         if self.evidence >= needed {
             // The path shrank. Data uses what passed at once; the round goes on as a search
-            // between it and the size that no longer passes.
+            // below the size that no longer passes, over the common sizes (a suspect's round
+            // has them already, some perhaps still on their way back).
+            let old = self.effective;
             self.suspect = false;
             self.stats.black_holes += 1;
             self.state = PmtuState::BlackHole;
             self.purpose = Some(Purpose::Search);
-            self.too_big = self.too_big.min(self.effective);
-            self.round.clear();
-            self.resolve(now);
+            self.too_big = self.too_big.min(old);
+            self.effective = self.passed;
+            self.round.retain(|p| p.size < old);
+            for size in candidates(self.passed, old - 1, self.floor, self.overhead) {
+                self.add_probe(size);
+            }
+            if self.round.is_empty() {
+                self.resolve(now);
+            }
             return true;
         }
         let size_in_use = self.round.iter().find(|p| p.size > self.passed.max(self.floor)).map(|p| p.tries);

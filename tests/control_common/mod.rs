@@ -1,7 +1,9 @@
 //! Shared by the control tests: a sample snapshot and checks with real parsers.
 #![allow(dead_code)]
 
-use mlvpn::control::{DuplicationStatus, LinkStatus, PoolStatus, QueueStatus, Ratio, ReorderStatus, Status};
+use mlvpn::control::{
+    DuplicationStatus, LinkStatus, PathMtuStatus, PoolStatus, QueueStatus, Ratio, ReorderStatus, Status,
+};
 use mlvpn::proto::Duration;
 
 /// Three links in three states, a name that needs escaping everywhere, unknowns, drops, a
@@ -16,6 +18,7 @@ pub fn sample() -> Status {
         last_reload: 1_700_000_000,
         tuntap_type: "tun".into(),
         tuntap_name: "mlvpn0".into(),
+        tuntap_mtu: 1379,
         mode: "client".into(),
         links: vec![
             LinkStatus {
@@ -42,6 +45,13 @@ pub fn sample() -> Status {
                 handshake_failures: 0,
                 duplicates_sent: 120,
                 duplicates_dropped: 3,
+                path_mtu: PathMtuStatus {
+                    mtu: 1480,
+                    state: "done",
+                    probes_sent: 4,
+                    probes_lost: 0,
+                    black_holes: 0,
+                },
                 last_packet: 1_700_000_099,
                 timeout: 30,
             },
@@ -69,6 +79,13 @@ pub fn sample() -> Status {
                 handshake_failures: 2,
                 duplicates_sent: 0,
                 duplicates_dropped: 117,
+                path_mtu: PathMtuStatus {
+                    mtu: 1440,
+                    state: "black_hole",
+                    probes_sent: 31,
+                    probes_lost: 12,
+                    black_holes: 1,
+                },
                 last_packet: 1_700_000_000,
                 timeout: 30,
             },
@@ -80,6 +97,7 @@ pub fn sample() -> Status {
                 destport: 0,
                 status: "disconnected",
                 state: "down",
+                path_mtu: PathMtuStatus { probes_sent: 9, probes_lost: 9, ..Default::default() },
                 timeout: 60,
                 ..Default::default()
             },

@@ -214,6 +214,20 @@ pub fn transfer(
     seed: u64,
     timeout: Duration,
 ) -> Transfer {
+    let cc = lab::tcp_congestion_control().unwrap_or_default();
+    transfer_cc(lab, from, (dst_ip, port), nbytes, seed, timeout, &cc)
+}
+
+/// [`transfer`] with the sender's congestion control `cc` (empty: the namespace's default).
+pub fn transfer_cc(
+    lab: &Lab,
+    from: Side,
+    (dst_ip, port): (&str, u16),
+    nbytes: u64,
+    seed: u64,
+    timeout: Duration,
+    cc: &str,
+) -> Transfer {
     let script = lab.write_file("xfer.py", include_str!("xfer.py"), 0o700);
     let script = script.to_str().unwrap();
     let t = format!("{}", timeout.as_secs());
@@ -227,11 +241,10 @@ pub fn transfer(
         panic!("xfer receiver not listening: {}", receiver.stderr());
     }
     let (n, seed) = (nbytes.to_string(), seed.to_string());
-    let cc = lab::tcp_congestion_control().unwrap_or_default();
     let mut sender = lab.spawn(
         from,
         &format!("xfer-send-{port}"),
-        &["python3", script, "send", dst_ip, &port_s, &n, &seed, &t, &cc],
+        &["python3", script, "send", dst_ip, &port_s, &n, &seed, &t, cc],
     );
     let start = Instant::now();
     for p in [&mut sender, &mut receiver] {

@@ -166,6 +166,10 @@ pub struct Sim {
     pub echo_len: Option<usize>,
     /// A TCP flow from the client to the server ([`Sim::add_tcp`]).
     pub tcp: Option<TcpFlow>,
+    /// Whether the flow's segments follow the tunnel's MTU, as a kernel's follow the TUN
+    /// device's (true); false keeps them at the configured size, which is what a tunnel that
+    /// only keeps large packets off a small path (and keeps its MTU) offers.
+    pub tcp_follows_tunnel_mtu: bool,
     flights: BinaryHeap<Reverse<Flight>>,
     order: u64,
     buf: Vec<u8>,
@@ -285,6 +289,7 @@ impl Sim {
             capture: None,
             echo_len: None,
             tcp: None,
+            tcp_follows_tunnel_mtu: true,
             flights: BinaryHeap::new(),
             order: 0,
             buf: vec![0u8; 65_536],
@@ -414,7 +419,11 @@ impl Sim {
         }
         // Like a kernel's TCP, segments follow the route's MTU: the tunnel's, as path MTU
         // discovery sets it.
-        let segment = tcp::SEGMENT.min(self.client.tunnel_mtu());
+        let segment = if self.tcp_follows_tunnel_mtu {
+            tcp::SEGMENT.min(self.client.tunnel_mtu())
+        } else {
+            tcp::SEGMENT
+        };
         for n in &segments {
             let packet = &mut buf[DATA_OVERHEAD..DATA_OVERHEAD + segment];
             packet.fill(0);

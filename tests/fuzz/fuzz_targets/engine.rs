@@ -1,6 +1,7 @@
 //! A server engine fed by a fuzzer that plays the client: garbage before authentication, and,
 //! through a real session, arbitrary *authenticated* bodies of every transport kind — so the
-//! code behind decryption (keepalive arithmetic, the reorder buffer, state changes) is reached.
+//! code behind decryption (keepalive arithmetic, the reorder buffer, state changes, path MTU
+//! discovery) is reached.
 //!
 //! Input: a sequence of records `[op, len_hi, len_lo, bytes...]`; `op` picks what to do with
 //! the bytes and how far the clock moves.
@@ -78,9 +79,11 @@ fuzz_target!(|data: &[u8]| {
                 buf[..len].copy_from_slice(bytes);
                 len
             }
-            // An authenticated data, keepalive or disconnect with this body.
+            // An authenticated data, keepalive, disconnect, NACK, path MTU probe or probe
+            // acknowledgement with this body (the top bit of `op` picks the second three).
             k => {
-                let kind = [Kind::Data, Kind::Keepalive, Kind::Disconnect][usize::from(k) - 1];
+                let kinds = [Kind::Data, Kind::Keepalive, Kind::Disconnect, Kind::Nack, Kind::Probe, Kind::ProbeAck];
+                let kind = kinds[usize::from(k) - 1 + 3 * usize::from(op >> 7)];
                 let n = TRANSPORT_HEADER_LEN + 16 + len;
                 buf[TRANSPORT_HEADER_LEN + 16..n].copy_from_slice(bytes);
                 client.seal(kind, &mut buf[..n]);
