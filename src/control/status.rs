@@ -365,16 +365,28 @@ impl Status {
         type Value = fn(&LinkStatus) -> Option<Ratio>;
         w.family("mlvpn_link_up", Gauge, "1 if the link carries data, else 0.");
         self.per_link(&mut w, |l| Some(Ratio::int(u64::from(l.state == "up"))));
-        w.family("mlvpn_link_state", Gauge, "1 for the link's current state, 0 for the others.");
-        for l in &self.links {
-            for s in ["down", "authenticating", "up", "lossy", "slow"] {
-                w.int(&[("tunnel", &l.name), ("state", s)], u64::from(l.state == s));
-            }
-        }
-        w.family("mlvpn_link_path_mtu_state", Gauge, "1 for the state of the link's path MTU discovery.");
-        for l in &self.links {
-            for s in PmtuState::ALL.map(PmtuState::name) {
-                w.int(&[("tunnel", &l.name), ("state", s)], u64::from(l.path_mtu.state == s));
+        type State = fn(&LinkStatus) -> &str;
+        let pmtu_states = PmtuState::ALL.map(PmtuState::name);
+        let states: [(&'static str, &str, &[&str], State); 2] = [
+            (
+                "mlvpn_link_state",
+                "1 for the link's current state, 0 for the others.",
+                &["down", "authenticating", "up", "lossy", "slow"],
+                |l| l.state,
+            ),
+            (
+                "mlvpn_link_path_mtu_state",
+                "1 for where the link's path MTU discovery stands, 0 for the others.",
+                &pmtu_states,
+                |l| l.path_mtu.state,
+            ),
+        ];
+        for (name, help, all, state) in states {
+            w.family(name, Gauge, help);
+            for l in &self.links {
+                for s in all {
+                    w.int(&[("tunnel", &l.name), ("state", s)], u64::from(state(l) == *s));
+                }
             }
         }
         let counters: [(&'static str, &str, Int); 12] = [
@@ -411,7 +423,7 @@ impl Status {
                 w.int(&[("tunnel", &l.name)], f(l));
             }
         }
-        let gauges: [(&'static str, &str, Value); 7] = [
+        let gauges: [(&'static str, &str, Value); 8] = [
             ("mlvpn_link_bandwidth_bytes_per_second", "Configured upload bandwidth (0: none).", |l| {
                 Some(Ratio::int(l.bandwidth))
             }),
@@ -430,6 +442,9 @@ impl Status {
             ),
             ("mlvpn_link_timeout_seconds", "Seconds without an answer before the link is down.", |l| {
                 Some(Ratio::int(l.timeout))
+            }),
+            ("mlvpn_link_path_mtu_bytes", "The largest IP packet the link's path carries, while up.", |l| {
+                (l.path_mtu.mtu > 0).then(|| Ratio::int(l.path_mtu.mtu))
             }),
         ];
         for (name, help, f) in gauges {

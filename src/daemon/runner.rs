@@ -14,7 +14,6 @@ use super::privsep::Privileges;
 use crate::config::{self, Config, TunTap};
 use crate::control::{self, ControlServer, ShellInfo};
 use crate::proto::crypto::Key;
-use crate::proto::pmtu::PmtuState;
 use crate::proto::wire::{DATA_OVERHEAD, MAX_CONTROL_LEN};
 use crate::proto::{DownReason, Duration, Event, Instant, LinkState, Received, Tunnel, kdf};
 use crate::sys::poll::{Interest, Poller};
@@ -754,29 +753,19 @@ impl Daemon {
                 self.link_name(link)
             ),
             Event::PeerMoved { link, to } => log_info!("link {}: peer now at {to}", self.link_name(link)),
+            // One line for every change (searching, done, black_hole, unusable: the last two
+            // are worth a look; `mlvpn status` says more).
             Event::PathMtu { link, mtu, state } => {
-                let name = self.link_name(link);
-                match state {
-                    PmtuState::Done => log_info!("link {name}: path MTU {mtu}"),
-                    PmtuState::Searching => {
-                        log_debug!("protocol", "link {name}: path MTU search, {mtu} meanwhile")
-                    }
-                    PmtuState::BlackHole => log_warn!(
-                        "link {name}: packets of {mtu} bytes stopped passing (path MTU black hole): searching below"
-                    ),
-                    PmtuState::Unusable => log_warn!(
-                        "link {name}: unusable, its path does not carry {} byte packets inside the tunnel",
-                        crate::proto::tunnel::MIN_INNER_MTU
-                    ),
-                }
+                log_info!("link {}: path MTU {mtu} ({})", self.link_name(link), state.name())
             }
             Event::TunnelMtu { mtu } => {
                 // The device's MTU is the engine's less the Ethernet header a TAP device adds.
                 let device = mtu - (self.config.engine_mtu() - usize::from(self.config.mtu));
                 let device = u16::try_from(device).unwrap_or(self.config.mtu);
-                match self.privileges.set_mtu(&self.tun, device) {
-                    Ok(()) => log_info!("{}: mtu {device}, what every link's path carries", self.tun.name()),
-                    Err(e) => log_error!("cannot set the MTU of {} to {device}: {e}", self.tun.name()),
+                if let Err(e) = self.privileges.set_mtu(&self.tun, device) {
+                    log_error!("{}: cannot set the MTU to {device}: {e}", self.tun.name());
+                } else {
+                    log_info!("{}: mtu {device}, for the smallest path", self.tun.name());
                 }
             }
         }

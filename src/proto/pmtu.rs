@@ -253,7 +253,8 @@ impl PathMtu {
         self.state = PmtuState::Searching;
         self.effective = self.upper();
         (self.passed, self.too_big) = (0, usize::MAX);
-        self.new_round(Purpose::Search, core::iter::once(self.upper()));
+        self.new_round(Purpose::Search);
+        self.add_probe(self.upper());
         self.expand_below = true;
         let _ = now;
     }
@@ -270,6 +271,7 @@ impl PathMtu {
     /// knows it: the device's, or what an ICMP message told it). Anyone on the path can forge
     /// ICMP, so this is only a size worth a probe: below the size in use, the size in use is
     /// checked with it. True if what data may use changed (never, until a probe says so).
+    #[inline(never)]
     pub fn on_hint(&mut self, now: Instant, path_mtu: usize) -> bool {
         let size = path_mtu.saturating_sub(self.overhead);
         if size >= self.effective || size < self.floor || self.round.iter().any(|p| p.size == size) {
@@ -297,14 +299,13 @@ impl PathMtu {
     /// check the size in use still passes. True if what data may use changed (a long run makes
     /// the link suspect: the check then probes the smaller sizes too, so that a black hole is
     /// known with its new size after one probe timeout).
+    #[inline(never)]
     pub fn on_loss(&mut self, now: Instant, run: u16) -> bool {
         let suspect = run >= SUSPECT_RUN && !self.queue_standing;
         if suspect && !self.suspect && self.purpose == Some(Purpose::Confirm) {
             // A check for ordinary losses is running: it becomes a suspect's.
             self.suspect = true;
-            for size in candidates(0, self.effective - 1, self.floor, self.overhead) {
-                self.add_probe(size);
-            }
+            self.add_candidates(0, self.effective - 1);
             return true;
         }
         if self.state != PmtuState::Done
@@ -324,14 +325,18 @@ impl PathMtu {
         self.last_confirm = Some(now);
         (self.passed, self.too_big) = (0, usize::MAX);
         (self.evidence, self.small_passed) = (0, false);
-        let below = candidates(0, self.effective - 1, self.floor, self.overhead);
-        let (suspect, floor) = (self.suspect, self.floor);
-        let below = below.filter(move |&s| suspect || s == floor);
-        self.new_round(Purpose::Confirm, core::iter::once(self.effective).chain(below));
+        self.new_round(Purpose::Confirm);
+        self.add_probe(self.effective);
+        if self.suspect {
+            self.add_candidates(0, self.effective - 1);
+        } else {
+            self.add_probe(self.floor);
+        }
     }
 
     /// The next probe to send: (id, datagram length). Arms the round's timer with `timeout`
     /// (the link's retransmission timeout) at the first.
+    #[inline(never)]
     pub fn poll_probe(&mut self, now: Instant, timeout: Duration) -> Option<(u32, usize)> {
         let p = self.round.iter_mut().find(|p| p.owed)?;
         p.owed = false;
@@ -346,6 +351,7 @@ impl PathMtu {
 
     /// The peer received probe `id` as a datagram of `len` bytes. True if what data may use
     /// or the state changed.
+    #[inline(never)]
     pub fn on_ack(&mut self, now: Instant, id: u32, len: usize) -> bool {
         let Some(k) = self.round.iter().position(|p| p.id == id && p.size == len) else {
             return false;
@@ -367,6 +373,7 @@ impl PathMtu {
 
     /// A round's time is up, or a timer of ours is due. True if what data may use or the
     /// state changed.
+    #[inline(never)]
     pub fn on_timeout(&mut self, now: Instant) -> bool {
         if self.due.is_none_or(|t| now < t) {
             return false;
@@ -377,10 +384,8 @@ impl PathMtu {
             match self.state {
                 PmtuState::Done if self.effective < self.upper() => {
                     (self.passed, self.too_big) = (self.effective, usize::MAX);
-                    self.new_round(
-                        Purpose::Raise,
-                        candidates(self.effective, self.upper(), self.floor, self.overhead),
-                    );
+                    self.new_round(Purpose::Raise);
+                    self.add_candidates(self.effective, self.upper());
                 }
                 PmtuState::Unusable => self.start(now, self.overhead),
                 _ => {}
@@ -403,9 +408,7 @@ impl PathMtu {
         self.round.retain(|p| p.size < too_big);
         if purpose == Purpose::Search && self.expand_below {
             self.expand_below = false;
-            for size in candidates(0, self.upper() - 1, self.floor, self.overhead) {
-                self.add_probe(size);
-            }
+            self.add_candidates(0, self.upper() - 1);
         }
         if purpose == Purpose::Search && self.state != PmtuState::Done && self.passed > 0 {
             // The larger sizes went unanswered: until the search ends, what passed.
@@ -434,9 +437,7 @@ impl PathMtu {
             self.too_big = self.too_big.min(old);
             self.effective = self.passed;
             self.round.retain(|p| p.size < old);
-            for size in candidates(self.passed, old - 1, self.floor, self.overhead) {
-                self.add_probe(size);
-            }
+            self.add_candidates(self.passed, old - 1);
             if self.round.is_empty() {
                 self.resolve(now);
             }
@@ -477,8 +478,10 @@ impl PathMtu {
             let (lo, hi) = (self.passed, self.too_big.min(self.upper() + 1));
             if hi.saturating_sub(lo) > GRANULARITY {
                 let step = ((hi - lo) / (ROUND - 1)).max(1);
-                let sizes = (1..ROUND).map(|k| lo + k * step).filter(|&s| s < hi);
-                self.new_round(purpose.unwrap_or(Purpose::Search), sizes);
+                self.new_round(purpose.unwrap_or(Purpose::Search));
+                for size in (1..ROUND).map(|k| lo + k * step).take_while(|&s| s < hi) {
+                    self.add_probe(size);
+                }
             } else {
                 self.finish(now);
             }
@@ -503,24 +506,23 @@ impl PathMtu {
         }
     }
 
-    fn new_round(&mut self, purpose: Purpose, sizes: impl Iterator<Item = usize>) {
-        self.round.clear();
-        for size in sizes {
-            self.add_probe(size);
+    /// Adds the sizes worth a probe in `(lo, hi]`: `hi`, the [`COMMON`] path MTUs between,
+    /// and the floor.
+    #[inline(never)]
+    fn add_candidates(&mut self, lo: usize, hi: usize) {
+        let common = COMMON.map(|p| p.saturating_sub(self.overhead));
+        for size in [hi].iter().chain(&common).chain(&[self.floor]) {
+            if *size > lo && *size <= hi && *size >= self.floor {
+                self.add_probe(*size);
+            }
         }
+    }
+
+    fn new_round(&mut self, purpose: Purpose) {
+        self.round.clear();
         self.purpose = Some(purpose);
         self.due = None;
     }
-}
-
-/// Datagram sizes worth a probe in `(lo, hi]`: `hi`, the [`COMMON`] path MTUs between, and the
-/// floor.
-fn candidates(lo: usize, hi: usize, floor: usize, overhead: usize) -> impl Iterator<Item = usize> {
-    let common = COMMON.into_iter().map(move |p| p.saturating_sub(overhead));
-    core::iter::once(hi)
-        .chain(common)
-        .chain(core::iter::once(floor))
-        .filter(move |&s| s > lo && s <= hi && s >= floor)
 }
 
 #[cfg(test)]

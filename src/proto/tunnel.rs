@@ -345,9 +345,10 @@ fn new_path_mtu(mtu: usize, ethernet: bool) -> PathMtu {
 }
 
 /// IP and UDP header bytes in front of our datagrams to `peer`.
+/// (The shell hands IPv4 peers of a dual-stack socket over as IPv4 addresses.)
 fn ip_udp_overhead(peer: Option<SocketAddr>) -> usize {
     match peer {
-        Some(SocketAddr::V6(a)) if a.ip().to_ipv4_mapped().is_none() => 40 + 8,
+        Some(SocketAddr::V6(_)) => 40 + 8,
         _ => 20 + 8,
     }
 }
@@ -1118,20 +1119,29 @@ impl Tunnel {
             let head = q.peek(now);
             let len = head.map_or(0, |(p, _)| p.len());
             self.sendq_head_len = DATA_OVERHEAD + len;
-            let pick = match head {
-                None => None,
+            let (pick, too_big) = match head {
+                None => (None, false),
                 // A buffer for control datagrams only: the packet waits for the next call.
-                Some(_) if buf.len() < DATA_OVERHEAD + len => None,
+                Some(_) if buf.len() < DATA_OVERHEAD + len => (None, false),
                 Some((packet, _)) => {
                     let pick = self.scheduler.pick(now, &self.views, DATA_OVERHEAD + len);
+                    // Too large for every path that is up (the tunnel MTU is about to drop):
+                    // dropped, as the TUN device would have.
+                    let too_big = pick == Pick::NoLink && self.views.iter().any(|v| v.usable);
                     if let Pick::Link(_) = pick {
                         buf[DATA_OVERHEAD..DATA_OVERHEAD + len].copy_from_slice(packet);
+                    }
+                    if too_big || matches!(pick, Pick::Link(_)) {
                         q.pop(now);
                     }
-                    Some(pick)
+                    (Some(pick), too_big)
                 }
             };
             self.drops.congested += q.take_drops();
+            if too_big {
+                self.drops.count(DropReason::TooBig);
+                continue;
+            }
             match pick {
                 None => return None,
                 Some(Pick::Link(i)) => {
@@ -1140,11 +1150,6 @@ impl Tunnel {
                     if t.is_some() {
                         return t;
                     }
-                }
-                Some(Pick::NoLink) if self.views.iter().any(|v| v.usable) => {
-                    // Too large for every path that is up (the tunnel MTU is about to drop).
-                    q.pop(now);
-                    self.drops.count(DropReason::TooBig);
                 }
                 Some(Pick::NoLink) => {
                     let n = q.clear();
@@ -1474,6 +1479,7 @@ impl Tunnel {
 
     /// After link `link`'s path MTU discovery moved: its timer, and if what the path carries
     /// changed (`changed`), the event, the scheduler's view and the tunnel's MTU.
+    #[inline(never)]
     fn after_pmtu(&mut self, now: Instant, link: usize, changed: bool) {
         let timer = Timer::Link(link, LinkTimer::PathMtu);
         match self.links[link].pmtu.timeout() {
@@ -1492,6 +1498,7 @@ impl Tunnel {
     /// The tunnel's MTU: what the smallest connected path found carries, lowered at once,
     /// raised after [`TUNNEL_MTU_RAISE_HOLD`]. Links still searching, or searching again after
     /// a black hole, do not count yet: meanwhile the scheduler keeps larger packets off them.
+    #[inline(never)]
     fn update_tunnel_mtu(&mut self, now: Instant) {
         let timer = Timer::Tunnel(TunnelTimer::TunnelMtu);
         let target = self
@@ -1786,6 +1793,7 @@ impl Tunnel {
 
     /// Path MTU discovery's datagrams on link `i`: acknowledgements of the peer's probes, then
     /// our own probes (which need a buffer for the largest datagram).
+    #[inline(never)]
     fn transmit_probing(&mut self, now: Instant, i: usize, buf: &mut [u8]) -> Option<Transmit> {
         let l = &mut self.links[i];
         let timeout = l.probe_timeout();
@@ -1794,24 +1802,24 @@ impl Tunnel {
             return None;
         }
         let body = TRANSPORT_HEADER_LEN + super::crypto::TAG_LEN;
-        if let Some(ack) = l.owe_probe_acks.pop() {
-            let len = wire::PROBE_ACK_DATAGRAM_LEN;
-            ack.emit(&mut buf[body..len]);
-            session.seal(Kind::ProbeAck, &mut buf[..len]);
-            l.stats.tx_packets += 1;
-            l.stats.tx_bytes += len as u64;
-            return Some(Transmit { link: i, dst, len });
-        }
-        if buf.len() < DATA_OVERHEAD + self.mtu {
-            return None;
-        }
-        let (id, len) = l.pmtu.poll_probe(now, timeout)?;
-        let len = len.clamp(wire::MIN_PROBE_DATAGRAM_LEN, buf.len());
-        Probe { id }.emit(&mut buf[body..len]);
-        session.seal(Kind::Probe, &mut buf[..len]);
+        let (kind, len, probed) = if let Some(ack) = l.owe_probe_acks.pop() {
+            ack.emit(&mut buf[body..wire::PROBE_ACK_DATAGRAM_LEN]);
+            (Kind::ProbeAck, wire::PROBE_ACK_DATAGRAM_LEN, false)
+        } else {
+            if buf.len() < DATA_OVERHEAD + self.mtu {
+                return None;
+            }
+            let (id, len) = l.pmtu.poll_probe(now, timeout)?;
+            let len = len.max(wire::MIN_PROBE_DATAGRAM_LEN).min(buf.len());
+            Probe { id }.emit(&mut buf[body..len]);
+            (Kind::Probe, len, true)
+        };
+        session.seal(kind, &mut buf[..len]);
         l.stats.tx_packets += 1;
         l.stats.tx_bytes += len as u64;
-        self.after_pmtu(now, i, false);
+        if probed {
+            self.after_pmtu(now, i, false);
+        }
         Some(Transmit { link: i, dst, len })
     }
 

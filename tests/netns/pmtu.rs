@@ -56,7 +56,9 @@ pub fn start_lab(bin: Option<&Path>, bottleneck: Bottleneck, hop: Option<u32>, o
         })
         .collect();
     let mut lab = EmuLab::new(&specs);
-    lab.bin = bin.map(Path::to_path_buf);
+    if let Some(bin) = bin {
+        lab.bin = Some(bin.to_path_buf());
+    }
     if bottleneck == Bottleneck::Tbf {
         for (i, &(rate, _)) in LINKS.iter().enumerate() {
             lab.shape_tbf(i, &emulated::rate(rate), "64kb", "50ms");
