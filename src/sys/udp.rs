@@ -159,10 +159,13 @@ impl AsFd for UdpLink {
 /// default (`IP_PMTUDISC_WANT`) the kernel would fragment our datagrams after an ICMP
 /// message, forged or not, and our probes would pass as fragments. `EMSGSIZE` then means only
 /// "larger than this host's interface".
+///
+/// The IPv6 options are best effort: qemu-user does not emulate them (`ENOPROTOOPT`), and
+/// without them the kernel's default still sets DF, only heeding ICMP too.
 fn dont_fragment(fd: RawFd, v6: bool) -> io::Result<()> {
     if v6 {
-        set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE)?;
-        set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)?;
+        let _ = set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE);
+        let _ = set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1);
         // IPv4 peers of a dual-stack socket: the IPv4 option applies to them (Linux).
         let _ = set_int_option(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE);
         Ok(())
@@ -276,16 +279,22 @@ mod tests {
         let fd = a.socket.as_raw_fd();
         let mode = get_int_option(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER).unwrap();
         assert_eq!(mode, libc::IP_PMTUDISC_PROBE);
-        let (b, _) = pair("[::]:0".parse().unwrap());
-        let fd = b.socket.as_raw_fd();
-        assert_eq!(
-            get_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER).unwrap(),
-            libc::IPV6_PMTUDISC_PROBE
-        );
-        assert_eq!(get_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG).unwrap(), 1);
         // Loopback's MTU: 64 KiB on Linux.
         assert!(route_mtu("127.0.0.1:9".parse().unwrap()).unwrap() >= 65_000);
-        assert!(route_mtu("[::1]:9".parse().unwrap()).unwrap() >= 65_000);
+        let (b, _) = pair("[::]:0".parse().unwrap());
+        let fd = b.socket.as_raw_fd();
+        match get_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER) {
+            Ok(mode) => {
+                assert_eq!(mode, libc::IPV6_PMTUDISC_PROBE);
+                assert_eq!(get_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG).unwrap(), 1);
+                assert!(route_mtu("[::1]:9".parse().unwrap()).unwrap() >= 65_000);
+            }
+            // qemu-user (the cross tests) does not emulate the IPv6 options; a kernel does.
+            Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => {
+                eprintln!("note: IPv6 DF options and IPV6_MTU not checked: {e} (qemu-user?)");
+            }
+            Err(e) => panic!("IPV6_MTU_DISCOVER: {e}"),
+        }
     }
 
     #[test]
