@@ -19,15 +19,21 @@
 //! * **Until it is known**, data may use the needed size (most paths carry it; waiting would
 //!   delay every link's first second); after the first round without an answer at that size,
 //!   only what was acknowledged.
-//! * **Black holes** (RFC 8899 section 4.3): a link that loses packets is checked, at most
-//!   every [`CONFIRM_INTERVAL`], with a probe at the size in use. If that is lost
-//!   [`MAX_PROBES`] times the path shrank: data falls back to the floor and a search below the
-//!   old size starts. A run of [`SUSPECT_RUN`] packets lost in a row while later ones arrive
-//!   is what a shrunken path looks like under load (every large packet lost, keepalives pass;
-//!   random loss makes short runs, and an outage no report at all): then large packets leave
-//!   the link at once, while the probe decides. Waiting for the probe instead lost 0.55 s of a
-//!   40 Mbit/s link's packets in the simulator, more than the resend buffer holds, and a CUBIC
-//!   flow took 5 s to recover; a false alarm costs the link its large packets for a round trip.
+//! * **Black holes** (RFC 8899 section 4.3). A path that shrinks shows as losses: under load
+//!   as a run of [`SUSPECT_RUN`] or more packets lost while later ones arrive (every large
+//!   packet lost, keepalives pass). Then the link is *suspect*: large packets leave it at once
+//!   and the size in use is probed together with the common smaller sizes. Ordinary losses
+//!   start a quieter check, at most every [`CONFIRM_INTERVAL`], with the floor beside the size
+//!   in use. The verdict needs evidence, not just a lost probe: tries in which a smaller probe
+//!   came back and the large one did not within [`ACK_SLACK`] ([`EVIDENCE_SUSPECT`] after a
+//!   long run, [`EVIDENCE`] otherwise), and none of it counts while the link's queue stands
+//!   ([`STANDING_QUEUE`]: a full queue drops runs too, and large packets first). Then data uses
+//!   the largest size that came back, and the search goes on below the old size. Waiting for
+//!   three probe timeouts instead lost 0.55 s of a 40 Mbit/s link's packets in the simulator,
+//!   more than the resend buffer holds, and a CUBIC flow took 5 s to recover; a false alarm
+//!   costs the link its large packets for a round trip.
+//! * **Hints**: what the host's routing says (an interface's MTU, an ICMP message) is a size
+//!   worth a probe ([`PathMtu::on_hint`]), never a verdict: ICMP can be forged.
 //! * **Raising**: a path found smaller is probed above again every [`RAISE_INTERVAL`].
 //! * **Unusable**: a path that carries not even the floor is reported so, carries no data,
 //!   and is searched again every [`UNUSABLE_RETRY`].
