@@ -149,6 +149,15 @@ impl Hooks {
     pub fn idle(&self) -> bool {
         self.running.is_none() && self.queue.is_empty()
     }
+
+    /// A reload's script and environment, for the calls still to come. The call running and
+    /// those queued go on: replacing the whole value killed a running `rtun_down` (the drop
+    /// kills what runs) and lost the queue, when a reload followed a link's fall closely.
+    pub fn reconfigure(&mut self, mut new: Hooks) {
+        self.script = new.script.take();
+        self.device = std::mem::take(&mut new.device);
+        self.env = std::mem::take(&mut new.env);
+    }
 }
 
 impl Drop for Hooks {
@@ -156,5 +165,24 @@ impl Drop for Hooks {
         if let Some(r) = &self.running {
             r.kill();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_keeps_the_calls_queued() {
+        let mut hooks = Hooks::new(None, "mlvpn0", vec![]);
+        hooks.queue.push_back(HookEvent::RtunDown("link1".into()));
+        hooks.reconfigure(Hooks::new(
+            Some("/etc/mlvpn/new.sh".into()),
+            "mlvpn0",
+            vec![("MTU".into(), "1400".into())],
+        ));
+        assert_eq!(hooks.queue.len(), 1, "the queued call survives");
+        assert_eq!(hooks.script.as_deref(), Some(std::path::Path::new("/etc/mlvpn/new.sh")));
+        assert!(hooks.env.iter().any(|(k, v)| k == "MTU" && v == "1400"));
     }
 }

@@ -172,7 +172,7 @@ impl Parent {
             return;
         }
         match make_hooks(&new, &self.device) {
-            Ok(h) => self.hooks = h,
+            Ok(h) => self.hooks.reconfigure(h),
             Err(e) => {
                 log_error!("reload: keeping the running configuration: {e}");
                 return;
