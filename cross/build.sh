@@ -8,7 +8,7 @@
 # also kept in target/cross/sizes.md. With --tiny, builds the smallest variant, whose panics
 # abort without a message (-Cpanic=immediate-abort), into target/cross/tiny/<target>/mlvpn.
 #
-# The default build fails if the mipsel binary is over its budget of 433.3 KiB.
+# The default build fails if the mipsel binary is over its budget of 433.7 KiB.
 #
 # How: every target is built the same way, with the nightly toolchain rebuilding std for
 # size (-Z build-std with std's optimize_for_size feature: the MIPS and 32-bit ARM targets
@@ -38,8 +38,9 @@ BUDGET_TARGET=mipsel-unknown-linux-musl
 # change): the search, black holes and raises (4.7 KB), probes on the wire, the scheduler's
 # per-link size, the tunnel MTU and whole-gap NACKs (2.7 KB), the engine code the daemon
 # inlines with them, DF on the sockets, route-MTU hints and the TUN's MTU set through the
-# privileged parent (4.2 KB), status/JSON/metrics/table (1.7 KB).
-BUDGET_BYTES=443712
+# privileged parent (4.2 KB), status/JSON/metrics/table (1.7 KB); and 0.4 KB for hooks that
+# survive a reload.
+BUDGET_BYTES=444096
 TOOLCHAIN=${MLVPN_CROSS_TOOLCHAIN:-nightly}
 
 variant=default
@@ -144,8 +145,8 @@ case "$variant $targets" in
 default*$BUDGET_TARGET*)
     size=$(wc -c <"$out/$BUDGET_TARGET/mlvpn")
     if [ "$size" -gt "$BUDGET_BYTES" ]; then
-        die "$BUDGET_TARGET binary is $size bytes, over its budget of $BUDGET_BYTES (433.3 KiB)"
+        die "$BUDGET_TARGET binary is $size bytes, over its budget of $BUDGET_BYTES (433.7 KiB)"
     fi
-    echo "$BUDGET_TARGET: $size bytes, within the budget of $BUDGET_BYTES (433.3 KiB)"
+    echo "$BUDGET_TARGET: $size bytes, within the budget of $BUDGET_BYTES (433.7 KiB)"
     ;;
 esac
