@@ -280,7 +280,15 @@ mod tests {
         let mode = get_int_option(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER).unwrap();
         assert_eq!(mode, libc::IP_PMTUDISC_PROBE);
         // Loopback's MTU: 64 KiB on Linux.
-        assert!(route_mtu("127.0.0.1:9".parse().unwrap()).unwrap() >= 65_000);
+        match route_mtu("127.0.0.1:9".parse().unwrap()) {
+            Ok(mtu) => assert!(mtu >= 65_000, "{mtu}"),
+            // qemu-user (the cross tests) does not emulate IP_MTU either: the daemon then
+            // simply has no hint.
+            Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => {
+                eprintln!("note: IP_MTU not checked: {e} (qemu-user?)");
+            }
+            Err(e) => panic!("IP_MTU: {e}"),
+        }
         let (b, _) = pair("[::]:0".parse().unwrap());
         let fd = b.socket.as_raw_fd();
         match get_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER) {
