@@ -81,7 +81,8 @@ struct LinkIo {
     tx: Batch,
     send_errors: Throttle,
     recv_errors: Throttle,
-    /// A send was refused as larger than the interface (`EMSGSIZE`): ask the route's MTU.
+    /// A send was refused as larger than the interface (`EMSGSIZE`), and logged: ask the
+    /// route's MTU.
     too_big: bool,
 }
 
@@ -1041,9 +1042,11 @@ fn send_batch(link: &mut LinkIo, drops: &mut ShellDrops, now: Instant) {
                 if stale {
                     link.failing_since.get_or_insert(now);
                 }
-                link.too_big |= e.raw_os_error() == Some(libc::EMSGSIZE);
                 if let Some(held) = link.send_errors.allow(now) {
                     log_warn!("link {}: send: {e} ({held} more not shown)", link.name);
+                    // The route's MTU is asked (three syscalls) as often as the error is
+                    // logged, not for every large send that fails until the size drops.
+                    link.too_big |= e.raw_os_error() == Some(libc::EMSGSIZE);
                 }
             }
         }
