@@ -4,7 +4,7 @@
 mod control_common;
 
 use control_common::python;
-use mlvpn::control::{ShellInfo, snapshot};
+use mlvpn::control::{ShellInfo, tunnel_snapshot as snapshot};
 use mlvpn::proto::wire::MAX_CONTROL_LEN;
 use mlvpn::proto::{Config, Duration, Instant, LinkConfig, Mode, Received, Tunnel, kdf};
 use std::net::SocketAddr;

@@ -9,8 +9,8 @@ use super::error::{ConfigError, ConfigErrors, ErrorKind};
 use super::ini::{Entry, Section};
 use super::model::{
     Config, ControlBind, DEFAULT_INTERFACE_NAME, DEFAULT_LATENCY_TOLERANCE, DEFAULT_LOSS_TOLERANCE,
-    DEFAULT_REORDER_BUFFER_SIZE, DEFAULT_RETRANSMIT_BUFFER_SIZE, DEFAULT_TIMEOUT, HookEnv, IPV6_MIN_MTU,
-    Link, MTU_MAX, MTU_MIN, Password, TunTap,
+    DEFAULT_MAX_SITES, DEFAULT_REORDER_BUFFER_SIZE, DEFAULT_RETRANSMIT_BUFFER_SIZE, DEFAULT_TIMEOUT, HookEnv,
+    IPV6_MIN_MTU, Link, MAX_SITES_LIMIT, MTU_MAX, MTU_MIN, Password, Site, TunTap,
 };
 use super::value;
 use crate::proto::duplicate::{BudgetLimit, DEFAULT_BUDGET};
@@ -55,6 +55,7 @@ enum G {
     Duplicate,
     DuplicatePorts,
     DuplicateBudget,
+    MaxSites,
 }
 
 /// Keys of `[general]` as spelled in the file. The original spells the tolerances
@@ -88,7 +89,29 @@ const GENERAL_KEYS: &[(&str, G)] = &[
     ("duplicate", G::Duplicate),
     ("duplicate_ports", G::DuplicatePorts),
     ("duplicate_budget", G::DuplicateBudget),
+    ("max_sites", G::MaxSites),
 ];
+
+/// Keys of a `[site:NAME]` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum S {
+    Password,
+    Ip4,
+    Ip6,
+    Ip4Routes,
+    Ip6Routes,
+}
+
+const SITE_KEYS: &[(&str, S)] = &[
+    ("password", S::Password),
+    ("ip4", S::Ip4),
+    ("ip6", S::Ip6),
+    ("ip4_routes", S::Ip4Routes),
+    ("ip6_routes", S::Ip6Routes),
+];
+
+/// Sections named `site:NAME` are a server's sites.
+const SITE_PREFIX: &str = "site:";
 
 /// Keys of a link section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +278,7 @@ struct General {
     duplicate: Option<Duplicate>,
     duplicate_ports: PortList,
     duplicate_budget: Option<BudgetLimit>,
+    max_sites: Option<u16>,
 }
 
 /// Turns sections into a [`Config`], or every error found.
@@ -264,6 +288,7 @@ pub(crate) fn build(file: &str, sections: &[Section<'_>]) -> Result<Config, Conf
     // Sort sections, refusing repeats (the second is skipped: merging would be a guess).
     let mut general: Option<&Section<'_>> = None;
     let mut links: Vec<&Section<'_>> = Vec::new();
+    let mut sites: Vec<&Section<'_>> = Vec::new();
     for s in sections {
         if s.name.starts_with(FILTERS_PREFIX) {
             report.warn(
@@ -272,8 +297,11 @@ pub(crate) fn build(file: &str, sections: &[Section<'_>]) -> Result<Config, Conf
             );
             continue;
         }
-        let first =
-            if s.name == "general" { general } else { links.iter().find(|l| l.name == s.name).copied() };
+        let first = if s.name == "general" {
+            general
+        } else {
+            links.iter().chain(&sites).find(|l| l.name == s.name).copied()
+        };
         match first {
             Some(f) => report.error(
                 s.line,
@@ -281,12 +309,13 @@ pub(crate) fn build(file: &str, sections: &[Section<'_>]) -> Result<Config, Conf
                 ErrorKind::DuplicateSection { name: s.name.into(), first_line: f.line },
             ),
             None if s.name == "general" => general = Some(s),
+            None if s.name.starts_with(SITE_PREFIX) => sites.push(s),
             None => links.push(s),
         }
     }
 
     let g = match general {
-        Some(s) => read_general(&mut report, s),
+        Some(s) => read_general(&mut report, s, !sites.is_empty()),
         None => {
             report.error(0, None, ErrorKind::MissingGeneral);
             General::default()
@@ -297,15 +326,19 @@ pub(crate) fn build(file: &str, sections: &[Section<'_>]) -> Result<Config, Conf
     }
     let links: Vec<(Link, Seen<L>)> = links.iter().map(|s| read_link(&mut report, s, g.mode)).collect();
     check_binds(&mut report, &links);
+    let max_sites = g.max_sites.unwrap_or(DEFAULT_MAX_SITES);
+    let sites: Vec<Site> = sites.iter().filter_map(|s| read_site(&mut report, s)).collect();
+    check_sites(&mut report, &sites, &g, max_sites);
 
     let Report { mut errors, warnings, .. } = report;
     if !errors.is_empty() {
         errors.sort();
         return Err(errors);
     }
-    let (Some(mode), Some(password)) = (g.mode, g.password) else {
-        unreachable!("a missing mode or password is reported as an error");
+    let Some(mode) = g.mode else {
+        unreachable!("a missing mode is reported as an error");
     };
+    let password = g.password;
     let tuntap = g.tuntap.unwrap_or(TunTap::Tun);
     Ok(Config {
         mode,
@@ -332,6 +365,8 @@ pub(crate) fn build(file: &str, sections: &[Section<'_>]) -> Result<Config, Conf
             .zip(g.control_bind_port)
             .map(|(host, port)| ControlBind { host, port }),
         links: links.into_iter().map(|(l, _)| l).collect(),
+        sites,
+        max_sites,
         warnings,
     })
 }
@@ -390,7 +425,7 @@ fn duplicate_budget(value: &str) -> Result<BudgetLimit, ErrorKind> {
     }
 }
 
-fn read_general(report: &mut Report<'_>, s: &Section<'_>) -> General {
+fn read_general(report: &mut Report<'_>, s: &Section<'_>, has_sites: bool) -> General {
     let mut g = General::default();
     let mut seen = Seen::new();
     for e in &s.entries {
@@ -486,6 +521,10 @@ fn read_general(report: &mut Report<'_>, s: &Section<'_>) -> General {
                 g.control_bind_host = if v.is_empty() { None } else { report.check(e, value::host(v)) };
             }
             G::ControlBindPort => g.control_bind_port = report.check(e, value::port(v, 1)),
+            G::MaxSites => {
+                let r = value::number(v, "sites", 1, MAX_SITES_LIMIT.into());
+                g.max_sites = report.check(e, r).map(|n| n as u16);
+            }
         }
     }
 
@@ -494,9 +533,17 @@ fn read_general(report: &mut Report<'_>, s: &Section<'_>) -> General {
         let why = "set it to client or server";
         report.error(s.line, Some("mode"), ErrorKind::MissingKey { section: s.name.into(), why });
     }
-    if seen.line_of(G::Password).is_none() {
-        let why = "both ends need the same one (make one with mlvpn genkey)";
-        report.error(s.line, Some("password"), ErrorKind::MissingKey { section: s.name.into(), why });
+    match seen.line_of(G::Password) {
+        None if !has_sites => {
+            let why = "both ends need the same one (make one with mlvpn genkey)";
+            report.error(s.line, Some("password"), ErrorKind::MissingKey { section: s.name.into(), why });
+        }
+        Some(line) if has_sites => report.error(
+            line,
+            Some("password"),
+            ErrorKind::Sites("a server with [site:NAME] sections has a password per site, none for all"),
+        ),
+        _ => {}
     }
     // The HTTP listener needs both halves. Only reported when the half present is valid, so a
     // bad value gives one error, not two.
@@ -579,6 +626,116 @@ fn read_link(report: &mut Report<'_>, s: &Section<'_>, mode: Option<Mode>) -> (L
     (link, seen)
 }
 
+/// Reads one `[site:NAME]` section; `None` if it is unusable (its errors are reported).
+fn read_site(report: &mut Report<'_>, s: &Section<'_>) -> Option<Site> {
+    let name = &s.name[SITE_PREFIX.len()..];
+    if name.is_empty() || name.contains(':') {
+        report.error(s.line, None, ErrorKind::Sites("a site section is [site:NAME], NAME without `:`"));
+        return None;
+    }
+    let mut site = Site {
+        name: name.into(),
+        line: s.line,
+        password: Password::new(""),
+        hook_env: HookEnv::default(),
+        prefixes: Vec::new(),
+    };
+    let mut seen = Seen::new();
+    for e in &s.entries {
+        let Some((spelling, k)) = lookup(SITE_KEYS, e.key) else {
+            let hint = Some(format!("a site takes {}", names(SITE_KEYS).join(", ")));
+            report.error(e.line, Some(e.key), ErrorKind::UnknownKey { hint });
+            continue;
+        };
+        if !seen.first(report, e, k, spelling) {
+            continue;
+        }
+        let v = e.value;
+        let (ipv6, hosts) = match k {
+            S::Password => {
+                if v.is_empty() {
+                    let kind = ErrorKind::BadValue {
+                        expected: "a password (make one with mlvpn genkey)",
+                        got: "".into(),
+                    };
+                    report.error(e.line, Some(e.key), kind);
+                }
+                site.password = Password::new(v);
+                continue;
+            }
+            S::Ip4 => (false, true),
+            S::Ip6 => (true, true),
+            S::Ip4Routes => (false, false),
+            S::Ip6Routes => (true, false),
+        };
+        let field = match k {
+            S::Ip4 => &mut site.hook_env.ip4,
+            S::Ip6 => &mut site.hook_env.ip6,
+            S::Ip4Routes => &mut site.hook_env.ip4_routes,
+            _ => &mut site.hook_env.ip6_routes,
+        };
+        *field = v.into();
+        if let Some(prefixes) = report.check(e, value::prefixes(v, ipv6, hosts)) {
+            site.prefixes.extend(prefixes);
+        }
+    }
+    if seen.line_of(S::Password).is_none() {
+        let why = "the site's client connects with it (make one with mlvpn genkey)";
+        report.error(s.line, Some("password"), ErrorKind::MissingKey { section: s.name.into(), why });
+    }
+    if site.prefixes.is_empty() && seen.line_of(S::Ip4).is_none() && seen.line_of(S::Ip6).is_none() {
+        let why = "the site's tunnel address: ip4, ip6 or both (it may send from nothing else)";
+        report.error(s.line, Some("ip4"), ErrorKind::MissingKey { section: s.name.into(), why });
+    }
+    Some(site)
+}
+
+/// The rules of a server with sites: a server, a TUN device, at most `max_sites`, and
+/// nothing two sites share (a password, a prefix).
+fn check_sites(report: &mut Report<'_>, sites: &[Site], g: &General, max_sites: u16) {
+    let Some(first) = sites.first() else { return };
+    if g.mode == Some(Mode::Client) {
+        report.error(
+            first.line,
+            None,
+            ErrorKind::Sites("[site:NAME] sections are for a server (mode = server)"),
+        );
+    }
+    if g.tuntap == Some(TunTap::Tap) {
+        report.error(
+            first.line,
+            None,
+            ErrorKind::Sites("a server with sites routes IP packets: tuntap = tun (the default)"),
+        );
+    }
+    if let Some(site) = sites.get(usize::from(max_sites)) {
+        report.error(site.line, None, ErrorKind::TooManySites { max: max_sites });
+    }
+    for (i, site) in sites.iter().enumerate() {
+        let earlier = &sites[..i];
+        if let Some(o) =
+            earlier.iter().find(|o| o.password == site.password && !site.password.expose().is_empty())
+        {
+            let what = "this password".to_string();
+            report.error(
+                site.line,
+                Some("password"),
+                ErrorKind::SiteClash { what, other_site: o.name.clone(), other_line: o.line },
+            );
+        }
+        for p in &site.prefixes {
+            if let Some(o) = earlier.iter().find(|o| o.prefixes.contains(p)) {
+                let what = p.to_string();
+                report.error(
+                    site.line,
+                    None,
+                    ErrorKind::SiteClash { what, other_site: o.name.clone(), other_line: o.line },
+                );
+            }
+        }
+    }
+}
+
 /// Two links may not bind the same local address and port: the second `bind(2)` would fail
 /// at start with a less helpful message. No `bindhost` means every address, which clashes
 /// with any host on the same port. Port 0 (a client's "any port") never clashes.
@@ -626,7 +783,7 @@ mod tests {
     fn defaults() {
         let c = ok(&format!("{GENERAL}{LINK}"));
         assert_eq!(c.mode, Mode::Client);
-        assert_eq!(c.password.expose(), "p");
+        assert_eq!(c.password.as_ref().unwrap().expose(), "p");
         assert_eq!(c.interface_name, "mlvpn0");
         assert_eq!(c.tuntap, TunTap::Tun);
         assert_eq!(c.mtu, 1419);

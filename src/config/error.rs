@@ -58,6 +58,12 @@ pub enum ErrorKind {
     Permissions { mode: u32 },
     /// The operating system could not give us the file.
     Io(String),
+    /// A rule of servers with `[site:NAME]` sections; the text says which.
+    Sites(&'static str),
+    /// More `[site:NAME]` sections than `max_sites`.
+    TooManySites { max: u16 },
+    /// Two sites share what must be theirs alone: `what` is "password" or an address.
+    SiteClash { what: String, other_site: String, other_line: usize },
 }
 
 /// Why a line is not INI.
@@ -93,7 +99,9 @@ impl fmt::Display for Syntax {
             Syntax::EmptyKey => "syntax error: no key before `=`",
             Syntax::BadKey => "syntax error: a key is letters, digits, `_`, `-` and `.`, without spaces",
             Syntax::BadHeader => "syntax error: a section header is `[name]` alone on its line",
-            Syntax::BadSectionName => "syntax error: a section name is letters, digits, `_`, `-` and `.`",
+            Syntax::BadSectionName => {
+                "syntax error: a section name is letters, digits, `_`, `-`, `.` and `:`"
+            }
             Syntax::UnterminatedQuote => {
                 "syntax error: the quote opening this value is not closed on this line"
             }
@@ -145,6 +153,14 @@ impl fmt::Display for ErrorKind {
                 mode & 0o777
             ),
             ErrorKind::Io(e) => write!(f, "cannot read: {e}"),
+            ErrorKind::Sites(why) => f.write_str(why),
+            ErrorKind::TooManySites { max } => {
+                write!(f, "more than max_sites = {max} sites; raise max_sites in [general] to serve more")
+            }
+            ErrorKind::SiteClash { what, other_site, other_line } => write!(
+                f,
+                "{what} is also site [site:{other_site}]'s (line {other_line}); each site needs its own"
+            ),
         }
     }
 }

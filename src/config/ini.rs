@@ -97,11 +97,12 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
 }
 
-/// `[name]`, already trimmed; blanks inside the brackets are allowed (`[ dsl ]`).
+/// `[name]`, already trimmed; blanks inside the brackets are allowed (`[ dsl ]`). Section
+/// names may also hold `:`, for `[site:NAME]`.
 fn header(line: &str) -> Result<&str, Syntax> {
     let inner = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')).ok_or(Syntax::BadHeader)?;
     let name = inner.trim_ascii();
-    if name.is_empty() || !name.chars().all(is_name_char) {
+    if name.is_empty() || !name.chars().all(|c| is_name_char(c) || c == ':') {
         return Err(Syntax::BadSectionName);
     }
     Ok(name)

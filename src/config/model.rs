@@ -199,13 +199,34 @@ impl Link {
     }
 }
 
+/// `max_sites` unless set: room for a large fleet, and a bound on what a server commits to.
+pub const DEFAULT_MAX_SITES: u16 = 256;
+/// Largest `max_sites`.
+pub const MAX_SITES_LIMIT: u16 = 4096;
+
+/// One site of a server: a `[site:NAME]` section. Its client connects with `password` and
+/// may use `ip4`, `ip6` and the networks of `ip4_routes` and `ip6_routes`, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    /// NAME, without `site:`.
+    pub name: String,
+    pub line: usize,
+    pub password: Password,
+    /// The four values as written (`ip4_gateway` and `ip6_gateway` stay empty), for the hook.
+    pub hook_env: HookEnv,
+    /// The site's tunnel addresses (hosts) and its routes, parsed: what routes to it, and
+    /// the only sources it may send from.
+    pub prefixes: Vec<proto::route::Prefix>,
+}
+
 /// A whole, valid `mlvpn.conf`. Build it with [`super::parse`] or [`super::load`].
 ///
 /// `Debug` is safe to log: the password prints as `<redacted>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub mode: Mode,
-    pub password: Password,
+    /// `None` only on a server with sites, each of which has its own.
+    pub password: Option<Password>,
     /// `statuscommand`: the hook script.
     pub status_command: Option<String>,
     pub interface_name: String,
@@ -240,6 +261,10 @@ pub struct Config {
     pub control_bind: Option<ControlBind>,
     /// In file order, which is the engine's link numbering.
     pub links: Vec<Link>,
+    /// A server's `[site:NAME]` sections, in file order; empty for a client, and for a server
+    /// of one site (its password in `[general]`).
+    pub sites: Vec<Site>,
+    pub max_sites: u16,
     /// Things accepted but worth logging (ignored sections, settings with no effect), each
     /// starting with `FILE:LINE:`.
     pub warnings: Vec<String>,
@@ -260,6 +285,24 @@ impl Config {
             duplicate: self.duplicate,
             duplicate_ports: self.duplicate_ports.clone(),
             duplicate_budget: self.duplicate_budget,
+        }
+    }
+
+    /// How the engine serves this file: one tunnel, or one per `[site:NAME]`. `psk` stretches
+    /// a password into its key (the daemon keeps them, so a reload stretches only new ones).
+    pub fn layout(&self, mut psk: impl FnMut(&Password) -> proto::crypto::Key) -> proto::sites::Layout {
+        match &self.password {
+            Some(p) if self.sites.is_empty() => proto::sites::Layout::One(psk(p)),
+            _ => proto::sites::Layout::Many(
+                self.sites
+                    .iter()
+                    .map(|s| proto::sites::SiteConfig {
+                        name: s.name.clone(),
+                        psk: psk(&s.password),
+                        prefixes: s.prefixes.clone(),
+                    })
+                    .collect(),
+            ),
         }
     }
 
@@ -298,7 +341,7 @@ impl Config {
         };
         line(o, "[general]", "");
         line(o, "mode", mode);
-        line(o, "password", "<redacted>");
+        line(o, "password", if self.password.is_some() { "<redacted>" } else { "-" });
         line(o, "statuscommand", opt_str(&self.status_command));
         line(o, "interface_name", format!("{:?}", self.interface_name));
         line(o, "tuntap", self.tuntap.as_str());
@@ -361,6 +404,24 @@ impl Config {
             line(o, "loss_tolerance", opt(l.loss_tolerance));
             line(o, "latency_tolerance", opt(l.latency_tolerance.map(|d| d.as_millis())));
             line(o, "fallback_only", u8::from(l.fallback_only));
+        }
+        if !self.sites.is_empty() {
+            line(o, "max_sites", self.max_sites);
+        }
+        for site in &self.sites {
+            line(o, &format!("[site:{}]  # line {}", site.name, site.line), "");
+            line(o, "password", "<redacted>");
+            let h = &site.hook_env;
+            for (key, value) in [
+                ("ip4", &h.ip4),
+                ("ip6", &h.ip6),
+                ("ip4_routes", &h.ip4_routes),
+                ("ip6_routes", &h.ip6_routes),
+            ] {
+                line(o, key, format!("{value:?}"));
+            }
+            let prefixes: Vec<String> = site.prefixes.iter().map(|p| p.to_string()).collect();
+            line(o, "# routes to it", prefixes.join(" "));
         }
         for w in &self.warnings {
             line(o, &format!("# warning: {w}"), "");

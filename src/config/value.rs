@@ -6,6 +6,7 @@
 //! into a tunnel that never times out; we would rather refuse to start.
 
 use super::error::ErrorKind;
+use crate::proto::route::Prefix;
 
 /// A decimal integer in `min..=max`. `what` names the quantity in the error message.
 pub(crate) fn number(value: &str, what: &'static str, min: u64, max: u64) -> Result<u64, ErrorKind> {
@@ -16,6 +17,34 @@ pub(crate) fn number(value: &str, what: &'static str, min: u64, max: u64) -> Res
     // Only digits, so the one failure left is overflow: out of range too.
     let n: u64 = value.parse().map_err(|_| bad())?;
     if (min..=max).contains(&n) { Ok(n) } else { Err(bad()) }
+}
+
+/// A list of IPv4 (`ipv6` false) or IPv6 prefixes, separated by commas or blanks. With
+/// `hosts`, each is one address, its length (if written, as in `10.42.0.2/24`) ignored: a
+/// site's tunnel address is its own, not its subnet's.
+pub(crate) fn prefixes(value: &str, ipv6: bool, hosts: bool) -> Result<Vec<Prefix>, ErrorKind> {
+    let expected = match (ipv6, hosts) {
+        (false, true) => "IPv4 addresses (10.42.0.2)",
+        (true, true) => "IPv6 addresses (fd42::2)",
+        (false, false) => "IPv4 networks, separated by commas (192.168.10.0/24, 10.8.0.0/16)",
+        (true, false) => "IPv6 networks, separated by commas (2001:db8:10::/48)",
+    };
+    let bad = |got: &str| ErrorKind::BadValue { expected, got: got.to_string() };
+    value
+        .split([',', ' ', '\t'])
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let p: Prefix = w.parse().map_err(|_| bad(w))?;
+            if p.addr().is_ipv6() != ipv6 {
+                return Err(bad(w));
+            }
+            if hosts {
+                let addr: std::net::IpAddr = w.split('/').next().unwrap_or(w).parse().map_err(|_| bad(w))?;
+                return Prefix::new(addr, if ipv6 { 128 } else { 32 }).map_err(|_| bad(w));
+            }
+            Ok(p)
+        })
+        .collect()
 }
 
 /// A port; `min` is 0 where "any port" makes sense (a client's bindport), else 1.
@@ -108,6 +137,22 @@ mod tests {
             let e = number(bad, "seconds", 2, 86400).unwrap_err();
             assert_eq!(e, ErrorKind::BadNumber { what: "seconds", min: 2, max: 86400, got: bad.into() });
         }
+    }
+
+    #[test]
+    fn prefixes_by_family_hosts_and_separators() {
+        let list = |v: &str, v6: bool, hosts: bool| -> Vec<String> {
+            prefixes(v, v6, hosts).unwrap().iter().map(|p| p.to_string()).collect()
+        };
+        assert_eq!(list("192.168.10.0/24, 10.8.0.0/16", false, false), ["192.168.10.0/24", "10.8.0.0/16"]);
+        assert_eq!(list("192.168.10.0/24 10.8.0.0/16", false, false).len(), 2);
+        assert_eq!(list("10.42.0.2/24", false, true), ["10.42.0.2/32"]);
+        assert_eq!(list("fd42::2/64", true, true), ["fd42::2/128"]);
+        assert_eq!(list("", false, false), Vec::<String>::new());
+        assert!(prefixes("fd42::/64", false, false).is_err(), "an IPv6 network in ip4_routes");
+        assert!(prefixes("10.0.0.0/8", true, false).is_err());
+        assert!(prefixes("10.0.0.0/40", false, false).is_err());
+        assert!(prefixes("vpn.example.net", false, true).is_err());
     }
 
     #[test]

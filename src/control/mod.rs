@@ -37,7 +37,7 @@ pub use client::{query, query_http};
 pub use decimal::Ratio;
 pub use json::error_message;
 pub use server::{CLIENT_TIMEOUT, ControlServer, MAX_CLIENTS};
-pub use snapshot::{ShellInfo, snapshot};
+pub use snapshot::{ShellInfo, snapshot, tunnel_snapshot};
 pub use status::{
     DuplicationStatus, LinkStatus, PathMtuStatus, PoolStatus, QueueStatus, ReorderStatus, Status,
 };

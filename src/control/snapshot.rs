@@ -2,10 +2,12 @@
 //! figures to the control socket's units (unix times, percents, shares).
 
 use super::decimal::Ratio;
+use super::status::SiteStatus;
 use super::status::{
     DuplicationStatus, LinkStatus, PathMtuStatus, PoolStatus, QueueStatus, ReorderStatus, Status, drops_of,
     link_state_names,
 };
+use crate::proto::sites::Sites;
 use crate::proto::{Instant, Mode, Tunnel};
 use std::net::SocketAddr;
 
@@ -35,13 +37,79 @@ pub struct ShellInfo<'a> {
 }
 
 /// The snapshot the control server hands out.
-pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
-    let mode = match engine.mode() {
+pub fn snapshot(sites: &Sites, shell: &ShellInfo<'_>) -> Status {
+    match sites.first() {
+        Some(engine) if !sites.is_many() => tunnel_snapshot(engine, shell),
+        _ => sites_snapshot(sites, shell),
+    }
+}
+
+/// A server with sites: every site's links, labelled, the drops of all, and a line per site.
+/// (Reorder, queue and pool figures are per site and not reported yet.)
+fn sites_snapshot(sites: &Sites, shell: &ShellInfo<'_>) -> Status {
+    let mut links = Vec::new();
+    let mut drops = *sites.drops();
+    let mut summary = Vec::new();
+    for (i, (name, tunnel, up)) in sites.iter().enumerate() {
+        let prefixes: Vec<String> = sites.prefixes(i).iter().map(|p| p.to_string()).collect();
+        let mut site = SiteStatus {
+            name: name.to_string(),
+            status: if up {
+                "up"
+            } else if tunnel.is_some() {
+                "down"
+            } else {
+                "idle"
+            },
+            prefixes: prefixes.join(" "),
+            ..SiteStatus::default()
+        };
+        if let Some(t) = tunnel {
+            drops.add(t.drops());
+            let mine = links_of(t, name, shell);
+            site.links_up = mine.iter().filter(|l| l.state == "up").count() as u64;
+            site.sent_bytes = mine.iter().map(|l| l.sent_bytes).sum();
+            site.recv_bytes = mine.iter().map(|l| l.recv_bytes).sum();
+            links.extend(mine);
+        }
+        summary.push(site);
+    }
+    let mut drops = drops_of(&drops);
+    drops.extend_from_slice(shell.shell_drops);
+    Status {
+        handshake_failures: links.iter().map(|l| l.handshake_failures).sum(),
+        links,
+        sites: summary,
+        drops,
+        ..shell_part(sites.mode(), shell)
+    }
+}
+
+/// What the shell alone knows.
+fn shell_part(mode: Mode, shell: &ShellInfo<'_>) -> Status {
+    let mode = match mode {
         Mode::Client => "client",
         Mode::Server => "server",
     };
+    Status {
+        name: shell.name.to_string(),
+        version: shell.version.to_string(),
+        pid: shell.pid,
+        time: shell.unix_now,
+        uptime_secs: shell.now.saturating_since(shell.started).as_micros() / 1_000_000,
+        last_reload: shell.last_reload,
+        tuntap_type: shell.tuntap_type.to_string(),
+        tuntap_name: shell.tuntap_name.to_string(),
+        tuntap_mtu: shell.tuntap_mtu,
+        mode: mode.to_string(),
+        ..Status::default()
+    }
+}
+
+/// One tunnel's links; `site` names their site (empty for a client).
+fn links_of(engine: &Tunnel, site: &str, shell: &ShellInfo<'_>) -> Vec<LinkStatus> {
     let data_sent: u64 = engine.links().iter().map(|l| l.stats.tx_data_packets).sum();
-    let links: Vec<LinkStatus> = engine
+    engine
         .links()
         .iter()
         .enumerate()
@@ -50,6 +118,7 @@ pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
             let local = shell.local.get(i).copied().flatten();
             LinkStatus {
                 name: l.config.name.clone(),
+                site: site.to_string(),
                 bindaddr: local
                     .filter(|a| !a.ip().is_unspecified())
                     .map(|a| a.ip().to_string())
@@ -92,7 +161,12 @@ pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
                 timeout: l.config.timeout.as_millis() / 1000,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// A client, or a server of one site: one tunnel's whole status.
+pub fn tunnel_snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
+    let links = links_of(engine, "", shell);
     let mut drops = drops_of(engine.drops());
     drops.extend_from_slice(shell.shell_drops);
     let pools: Vec<PoolStatus> = engine
@@ -134,16 +208,6 @@ pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
         ],
     });
     Status {
-        name: shell.name.to_string(),
-        version: shell.version.to_string(),
-        pid: shell.pid,
-        time: shell.unix_now,
-        uptime_secs: shell.now.saturating_since(shell.started).as_micros() / 1_000_000,
-        last_reload: shell.last_reload,
-        tuntap_type: shell.tuntap_type.to_string(),
-        tuntap_name: shell.tuntap_name.to_string(),
-        tuntap_mtu: shell.tuntap_mtu,
-        mode: mode.to_string(),
         handshake_failures: links.iter().map(|l| l.handshake_failures).sum(),
         links,
         drops,
@@ -151,5 +215,6 @@ pub fn snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
         pools,
         queue,
         duplication,
+        ..shell_part(engine.mode(), shell)
     }
 }

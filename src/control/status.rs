@@ -34,7 +34,10 @@ pub struct Status {
     pub tuntap_mtu: u64,
     /// "client" | "server".
     pub mode: String,
+    /// Every link; a server with sites lists each connected site's links.
     pub links: Vec<LinkStatus>,
+    /// A server's sites (empty for a client, and a server of one site).
+    pub sites: Vec<SiteStatus>,
     /// Dropped packets by reason, with stable names (see [`drops_of`]).
     pub drops: Vec<(&'static str, u64)>,
     /// `None` when the reorder buffer is off.
@@ -47,6 +50,20 @@ pub struct Status {
     pub queue: Option<QueueStatus>,
     /// `None` only in an empty snapshot.
     pub duplication: Option<DuplicationStatus>,
+}
+
+/// One site of a server ([`crate::proto::sites`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteStatus {
+    pub name: String,
+    /// "up" (a link connected), "down" (connected before), "idle" (never connected since
+    /// the start or its last reload's creation).
+    pub status: &'static str,
+    pub links_up: u64,
+    /// Its addresses and routes, space-separated.
+    pub prefixes: String,
+    pub sent_bytes: u64,
+    pub recv_bytes: u64,
 }
 
 /// The send queue ([`crate::proto::fq`]).
@@ -87,6 +104,8 @@ pub struct PathMtuStatus {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LinkStatus {
     pub name: String,
+    /// Its site, on a server with sites; else empty.
+    pub site: String,
     /// Empty: any address.
     pub bindaddr: String,
     /// 0: any port.
@@ -211,6 +230,18 @@ fn port_or(p: u16, unset: &str) -> String {
     if p == 0 { unset.to_string() } else { p.to_string() }
 }
 
+impl LinkStatus {
+    /// The link's metric labels (`tunnel`, and `site` on a server with sites), then `extra`.
+    fn labels<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut v = vec![("tunnel", self.name.as_str())];
+        if !self.site.is_empty() {
+            v.push(("site", &self.site));
+        }
+        v.extend_from_slice(extra);
+        v
+    }
+}
+
 impl Status {
     /// Appends the status document (MLVPN's `status` command).
     pub fn write_json(&self, out: &mut String) {
@@ -233,6 +264,9 @@ impl Status {
             w.open_object(None);
             // MLVPN's fields, with its types.
             w.string("name", &l.name);
+            if !l.site.is_empty() {
+                w.string("site", &l.site);
+            }
             w.string("mode", &self.mode);
             w.string("bindaddr", if l.bindaddr.is_empty() { "any" } else { &l.bindaddr });
             w.string("bindport", &port_or(l.bindport, "any"));
@@ -271,6 +305,20 @@ impl Status {
             w.close_object();
         }
         w.close_array();
+        if !self.sites.is_empty() {
+            w.open_array(Some("sites"));
+            for site in &self.sites {
+                w.open_object(None);
+                w.string("name", &site.name);
+                w.string("status", site.status);
+                w.u64("links_up", site.links_up);
+                w.string("prefixes", &site.prefixes);
+                w.u64("sentbytes", site.sent_bytes);
+                w.u64("recvbytes", site.recv_bytes);
+                w.close_object();
+            }
+            w.close_array();
+        }
         w.open_object(Some("drops"));
         for (reason, n) in &self.drops {
             w.u64(reason, *n);
@@ -385,7 +433,7 @@ impl Status {
             w.family(name, Gauge, help);
             for l in &self.links {
                 for s in all {
-                    w.int(&[("tunnel", &l.name), ("state", s)], u64::from(state(l) == *s));
+                    w.int(&l.labels(&[("state", s)]), u64::from(state(l) == *s));
                 }
             }
         }
@@ -420,7 +468,7 @@ impl Status {
         for (name, help, f) in counters {
             w.family(name, Counter, help);
             for l in &self.links {
-                w.int(&[("tunnel", &l.name)], f(l));
+                w.int(&l.labels(&[]), f(l));
             }
         }
         let gauges: [(&'static str, &str, Value); 8] = [
@@ -455,8 +503,18 @@ impl Status {
         for l in &self.links {
             for (dir, v) in [("out", l.loss_out), ("in", l.loss_in)] {
                 if let Some(v) = v {
-                    w.ratio(&[("tunnel", &l.name), ("direction", dir)], Ratio::new(u64::from(v), 100));
+                    w.ratio(&l.labels(&[("direction", dir)]), Ratio::new(u64::from(v), 100));
                 }
+            }
+        }
+        if !self.sites.is_empty() {
+            w.family("mlvpn_site_up", Gauge, "1 if the site has a connected link, else 0.");
+            for site in &self.sites {
+                w.int(&[("site", &site.name)], u64::from(site.status == "up"));
+            }
+            w.family("mlvpn_site_links_up", Gauge, "The site's connected links.");
+            for site in &self.sites {
+                w.int(&[("site", &site.name)], site.links_up);
             }
         }
         w.family("mlvpn_drops", Counter, "Packets dropped, by reason.");
@@ -532,7 +590,7 @@ impl Status {
     fn per_link(&self, w: &mut PromWriter<'_>, f: impl Fn(&LinkStatus) -> Option<Ratio>) {
         for l in &self.links {
             if let Some(v) = f(l) {
-                w.ratio(&[("tunnel", &l.name)], v);
+                w.ratio(&l.labels(&[]), v);
             }
         }
     }
@@ -551,8 +609,14 @@ impl Status {
             self.pid,
             age(self.uptime_secs),
         );
-        let mut rows: Vec<[String; 9]> = vec![
+        let sites = !self.sites.is_empty();
+        if sites {
+            let up = self.sites.iter().filter(|s| s.status == "up").count();
+            let _ = writeln!(out, "sites: {up} up of {}", self.sites.len());
+        }
+        let mut rows: Vec<[String; 10]> = vec![
             [
+                "SITE",
                 "LINK",
                 "STATE",
                 "RTT",
@@ -578,6 +642,7 @@ impl Status {
                 format!("{} ago", age(self.time.saturating_sub(l.last_packet)))
             };
             rows.push([
+                printable(&l.site),
                 printable(&l.name),
                 l.state.to_string(),
                 l.srtt.map_or("-".to_string(), |d| format!("{} ms", millis(d).fixed(1))),
@@ -589,15 +654,17 @@ impl Status {
                 last,
             ]);
         }
-        let mut widths = [0usize; 9];
+        let mut widths = [0usize; 10];
         for r in &rows {
             for (w, cell) in widths.iter_mut().zip(r) {
                 *w = (*w).max(cell.chars().count());
             }
         }
+        // The site column only on a server with sites.
+        let first = usize::from(!sites);
         for r in &rows {
             let start = out.len();
-            for (i, cell) in r.iter().enumerate() {
+            for (i, cell) in r.iter().enumerate().skip(first) {
                 out.push_str(cell);
                 if i + 1 < r.len() {
                     let pad = widths[i] - cell.chars().count() + 2;

@@ -7,6 +7,11 @@
 //! background: order matters (the `tuntap_up` script configures the device that `rtun_up`
 //! scripts may rely on), waiting does not. A script that outlives [`HOOK_TIME_LIMIT`] is killed
 //! and logged, and the queue moves on.
+//!
+//! A server with sites adds `site_up SITE` and `site_down SITE` (around its links' calls, as
+//! `tuntap_up` and `tuntap_down` are around the tunnel's), and every call about a site has
+//! `SITE`, `SITE_IP4`, `SITE_IP6`, `SITE_IP4_ROUTES` and `SITE_IP6_ROUTES` in its environment:
+//! what a script needs to route the site's networks to the device.
 
 use crate::proto::{Duration, Instant};
 use crate::sys::process;
@@ -24,8 +29,12 @@ const QUEUE_LIMIT: usize = 64;
 pub enum HookEvent {
     TuntapUp,
     TuntapDown,
-    RtunUp(String),
-    RtunDown(String),
+    /// A link came up: the link, and its site on a server with sites.
+    RtunUp(String, Option<String>),
+    RtunDown(String, Option<String>),
+    /// A site's first link came up, or its last went down.
+    SiteUp(String),
+    SiteDown(String),
 }
 
 impl HookEvent {
@@ -33,11 +42,25 @@ impl HookEvent {
         match self {
             HookEvent::TuntapUp => ("tuntap_up", None),
             HookEvent::TuntapDown => ("tuntap_down", None),
-            HookEvent::RtunUp(l) => ("rtun_up", Some(l)),
-            HookEvent::RtunDown(l) => ("rtun_down", Some(l)),
+            HookEvent::RtunUp(l, _) => ("rtun_up", Some(l)),
+            HookEvent::RtunDown(l, _) => ("rtun_down", Some(l)),
+            HookEvent::SiteUp(s) => ("site_up", Some(s)),
+            HookEvent::SiteDown(s) => ("site_down", Some(s)),
+        }
+    }
+
+    /// The site the call is about.
+    pub fn site(&self) -> Option<&str> {
+        match self {
+            HookEvent::RtunUp(_, s) | HookEvent::RtunDown(_, s) => s.as_deref(),
+            HookEvent::SiteUp(s) | HookEvent::SiteDown(s) => Some(s),
+            HookEvent::TuntapUp | HookEvent::TuntapDown => None,
         }
     }
 }
+
+/// A site's variables for the hook: `SITE` and its addresses and routes.
+pub type SiteEnv = (String, Vec<(String, String)>);
 
 #[derive(Debug)]
 struct Running {
@@ -58,6 +81,8 @@ pub struct Hooks {
     script: Option<PathBuf>,
     device: String,
     env: Vec<(String, String)>,
+    /// Per site, the variables its calls add.
+    sites: Vec<SiteEnv>,
     queue: VecDeque<HookEvent>,
     running: Option<Running>,
 }
@@ -71,6 +96,7 @@ impl Hooks {
             script,
             device: device.into(),
             env,
+            sites: Vec::new(),
             queue: VecDeque::with_capacity(QUEUE_LIMIT),
             running: None,
         }
@@ -127,12 +153,27 @@ impl Hooks {
         }
     }
 
+    /// The variables of each site's calls.
+    pub fn with_sites(mut self, sites: Vec<SiteEnv>) -> Self {
+        self.sites = sites;
+        self
+    }
+
+    /// Whether `site` is one this hook knows (the parent refuses calls about others).
+    pub fn knows_site(&self, site: &str) -> bool {
+        self.sites.iter().any(|(name, _)| name == site)
+    }
+
     fn start(&mut self, now: Instant, event: HookEvent) {
         let Some(script) = &self.script else { return };
         let (ev, link) = event.args();
         let mut args = vec![self.device.as_str(), ev];
         args.extend(link);
-        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        if let Some((name, vars)) = event.site().and_then(|s| self.sites.iter().find(|(n, _)| n == s)) {
+            env.push(("SITE", name));
+            env.extend(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
         log_debug!("hook", "running {} {}", script.display(), args.join(" "));
         match process::spawn_hook(script, &args, &env) {
             Ok(pid) => self.running = Some(Running { pid, event, started: now }),
@@ -157,6 +198,14 @@ impl Hooks {
         self.script = new.script.take();
         self.device = std::mem::take(&mut new.device);
         self.env = std::mem::take(&mut new.env);
+        // A removed site keeps its variables: its `site_down` comes after the reload, and its
+        // script needs them to remove its routes.
+        let old = std::mem::replace(&mut self.sites, std::mem::take(&mut new.sites));
+        for site in old {
+            if !self.knows_site(&site.0) {
+                self.sites.push(site);
+            }
+        }
     }
 }
 
@@ -175,7 +224,7 @@ mod tests {
     #[test]
     fn a_reload_keeps_the_calls_queued() {
         let mut hooks = Hooks::new(None, "mlvpn0", vec![]);
-        hooks.queue.push_back(HookEvent::RtunDown("link1".into()));
+        hooks.queue.push_back(HookEvent::RtunDown("link1".into(), None));
         hooks.reconfigure(Hooks::new(
             Some("/etc/mlvpn/new.sh".into()),
             "mlvpn0",

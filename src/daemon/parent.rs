@@ -135,9 +135,14 @@ impl Parent {
             }
             ToParent::Hook(event) => {
                 use super::hooks::HookEvent::*;
-                if let RtunUp(name) | RtunDown(name) = &event {
+                if let RtunUp(name, _) | RtunDown(name, _) = &event {
                     if !self.known_links.contains(name) {
                         return Err(format!("hook for unknown link {name}"));
+                    }
+                }
+                if let Some(site) = event.site() {
+                    if !self.hooks.knows_site(site) {
+                        return Err(format!("hook for unknown site {site}"));
                     }
                 }
                 self.hooks.push(now, event);
@@ -167,8 +172,12 @@ impl Parent {
         if new.mode != self.config.mode
             || new.interface_name != self.config.interface_name
             || new.tuntap != self.config.tuntap
+            || new.sites.is_empty() != self.config.sites.is_empty()
         {
-            log_error!("reload: mode, interface_name and tuntap cannot change while running; restart mlvpn");
+            log_error!(
+                "reload: mode, interface_name, tuntap and having sites or not cannot change while running; \
+                 restart mlvpn"
+            );
             return;
         }
         match make_hooks(&new, &self.device) {

@@ -114,15 +114,22 @@ impl ToParent {
         match self {
             ToParent::OpenLink { index } => frame(1, &index.to_be_bytes(), out),
             ToParent::Hook(e) => {
-                let (code, name) = match e {
-                    HookEvent::TuntapUp => (1u8, None),
-                    HookEvent::TuntapDown => (2, None),
-                    HookEvent::RtunUp(n) => (3, Some(n)),
-                    HookEvent::RtunDown(n) => (4, Some(n)),
+                let (code, name, site) = match e {
+                    HookEvent::TuntapUp => (1u8, None, None),
+                    HookEvent::TuntapDown => (2, None, None),
+                    HookEvent::RtunUp(n, s) => (3, Some(n), s.as_ref()),
+                    HookEvent::RtunDown(n, s) => (4, Some(n), s.as_ref()),
+                    HookEvent::SiteUp(s) => (5, Some(s), None),
+                    HookEvent::SiteDown(s) => (6, Some(s), None),
                 };
                 let mut p = vec![code];
                 if let Some(n) = name {
                     p.extend_from_slice(name_bytes(n)?);
+                }
+                // A link's site follows a NUL, which no name holds.
+                if let Some(s) = site {
+                    p.push(0);
+                    p.extend_from_slice(name_bytes(s)?);
                 }
                 frame(2, &p, out);
             }
@@ -137,12 +144,18 @@ impl ToParent {
             1 if p.len() == 2 => Ok(ToParent::OpenLink { index: u16::from_be_bytes([p[0], p[1]]) }),
             3 if p.len() == 2 => Ok(ToParent::SetMtu { mtu: u16::from_be_bytes([p[0], p[1]]) }),
             2 if !p.is_empty() => {
-                let (code, name) = (p[0], &p[1..]);
-                Ok(ToParent::Hook(match code {
-                    1 if name.is_empty() => HookEvent::TuntapUp,
-                    2 if name.is_empty() => HookEvent::TuntapDown,
-                    3 => HookEvent::RtunUp(name_from(name)?),
-                    4 => HookEvent::RtunDown(name_from(name)?),
+                let (code, rest) = (p[0], &p[1..]);
+                let (name, site) = match rest.iter().position(|&b| b == 0) {
+                    Some(at) => (&rest[..at], Some(name_from(&rest[at + 1..])?)),
+                    None => (rest, None),
+                };
+                Ok(ToParent::Hook(match (code, site) {
+                    (1, None) if name.is_empty() => HookEvent::TuntapUp,
+                    (2, None) if name.is_empty() => HookEvent::TuntapDown,
+                    (3, site) => HookEvent::RtunUp(name_from(name)?, site),
+                    (4, site) => HookEvent::RtunDown(name_from(name)?, site),
+                    (5, None) => HookEvent::SiteUp(name_from(name)?),
+                    (6, None) => HookEvent::SiteDown(name_from(name)?),
                     _ => return Err(BadMessage("hook event")),
                 }))
             }
@@ -426,7 +439,10 @@ mod tests {
         for m in [
             ToParent::OpenLink { index: 3 },
             ToParent::Hook(HookEvent::TuntapUp),
-            ToParent::Hook(HookEvent::RtunDown("lte-2".into())),
+            ToParent::Hook(HookEvent::RtunDown("lte-2".into(), None)),
+            ToParent::Hook(HookEvent::RtunUp("lte-2".into(), Some("paris".into()))),
+            ToParent::Hook(HookEvent::SiteUp("paris".into())),
+            ToParent::Hook(HookEvent::SiteDown("lyon-1".into())),
             ToParent::SetMtu { mtu: 1339 },
         ] {
             m.encode(&mut out).unwrap();
@@ -438,7 +454,7 @@ mod tests {
         assert!(ToParent::decode(&[1, 0, 3, 0, 1, 2]).is_err(), "wrong length");
         assert!(ToParent::decode(&[9, 0, 0]).is_err());
         assert!(ToParent::decode(&[1, 0]).is_err());
-        assert!(ToParent::Hook(HookEvent::RtunUp("x".repeat(65))).encode(&mut out).is_err());
+        assert!(ToParent::Hook(HookEvent::RtunUp("x".repeat(65), None)).encode(&mut out).is_err());
     }
 
     #[test]

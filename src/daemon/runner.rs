@@ -11,11 +11,13 @@ use super::log::Throttle;
 use super::net::{self, SOCKET_BUFFER};
 use super::offload::{self, Segmenter, VNET_HDR_LEN, VnetHdr};
 use super::privsep::Privileges;
+use crate::config::Password;
 use crate::config::{self, Config, TunTap};
 use crate::control::{self, ControlServer, ShellInfo};
 use crate::proto::crypto::Key;
+use crate::proto::sites::{Layout, Sites};
 use crate::proto::wire::{DATA_OVERHEAD, MAX_CONTROL_LEN};
-use crate::proto::{DownReason, Duration, Event, Instant, LinkState, Received, Tunnel, kdf};
+use crate::proto::{DownReason, Duration, Event, Instant, LinkState, Received, kdf};
 use crate::sys::poll::{Interest, Poller};
 use crate::sys::proctitle::ProcTitle;
 use crate::sys::signals::{Signal, Signals};
@@ -121,12 +123,38 @@ pub struct Identity {
     pub natural_title: bool,
 }
 
+/// Keys stretched from passwords, kept so that a reload stretches only the new ones: each
+/// costs [`kdf::PSK_ROUNDS`] hashes (10 ms on a server, 0.1 s on a router), and a server with
+/// a hundred sites would stall its traffic for a second on every SIGHUP.
+#[derive(Default)]
+struct Keys(Vec<(Password, Key)>);
+
+impl Keys {
+    /// The engines' layout for `config`; forgets the keys it no longer uses.
+    fn layout(&mut self, config: &Config) -> Layout {
+        let mut used = Vec::new();
+        let layout = config.layout(|p| {
+            let key = match self.0.iter().find(|(q, _)| q == p) {
+                Some((_, k)) => k.clone(),
+                None => kdf::psk_from_password(p.expose().as_bytes()),
+            };
+            used.push((p.clone(), key.clone()));
+            key
+        });
+        self.0 = used;
+        layout
+    }
+}
+
 pub struct Daemon {
     identity: Identity,
     config_path: PathBuf,
     config: Config,
-    psk: Key,
-    engine: Tunnel,
+    keys: Keys,
+    engine: Sites,
+    /// Sites up, as the hook was told (`tuntap_up` with the first, `tuntap_down` after the
+    /// last).
+    sites_up: usize,
     control: ControlServer,
     title: Option<ProcTitle>,
     /// Index of the first link's poll slot.
@@ -178,7 +206,20 @@ pub fn make_hooks(config: &Config, device: &str) -> Result<Hooks, StartError> {
         process::check_hook_permissions(s, process::effective_uid())
             .map_err(|e| StartError(format!("statuscommand {}: {e}", s.display())))?;
     }
-    Ok(Hooks::new(script, device, hook_env(config)))
+    let sites = config
+        .sites
+        .iter()
+        .map(|s| {
+            let h = &s.hook_env;
+            let vars = [("SITE_IP4", &h.ip4), ("SITE_IP6", &h.ip6), ("SITE_IP4_ROUTES", &h.ip4_routes)]
+                .into_iter()
+                .chain([("SITE_IP6_ROUTES", &h.ip6_routes)])
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            (s.name.clone(), vars)
+        })
+        .collect();
+    Ok(Hooks::new(script, device, hook_env(config)).with_sites(sites))
 }
 
 /// The TUN device, with offloads when it is a TUN (not TAP), the configuration allows, and the
@@ -278,9 +319,10 @@ impl Daemon {
         tun.set_up(true).map_err(|e| start_error("cannot bring the device up", e))?;
         log_info!("{} {} up, mtu {}", config.tuntap.as_str(), tun.name(), config.mtu);
         let hooks = make_hooks(&config, tun.name())?;
-        let psk = kdf::psk_from_password(config.password.expose().as_bytes());
+        let mut keys = Keys::default();
         let now = clock::now();
-        let engine = Tunnel::new(config.engine_config(), &psk, seed()?, now);
+        let engine = Sites::new(config.engine_config(), keys.layout(&config), seed()?, now)
+            .map_err(|e| start_error("sites", format!("{e:?}")))?;
         let mut poller = Poller::with_capacity(3 + control.slots_needed() + config.links.len());
         poller.register(&signals, Interest::Read);
         poller.register(&tun, Interest::Read);
@@ -296,8 +338,9 @@ impl Daemon {
         let mut d = Daemon {
             identity,
             config_path,
-            psk,
+            keys,
             engine,
+            sites_up: 0,
             control,
             title,
             link_base,
@@ -415,11 +458,17 @@ impl Daemon {
         control.handle(poller, now, &mut snapshot);
     }
 
-    /// `mlvpn: @up ~lossy-or-slow !down`, like MLVPN's, unless `--natural-title`.
+    /// `mlvpn: @up ~lossy-or-slow !down`, like MLVPN's, unless `--natural-title`; a server
+    /// with sites: `mlvpn: 3/100 sites up`.
     fn update_title(&self) {
         let Some(title) = &self.title else { return };
         let mut t = format!("{}:", self.identity.name);
-        for (io, l) in self.links.iter().zip(self.engine.links()) {
+        if self.engine.is_many() {
+            t.push_str(&format!(" {}/{} sites up", self.engine.up_count(), self.config.sites.len()));
+            return title.set(&t);
+        }
+        let links = self.engine.first().map_or(&[][..], |e| e.links());
+        for (io, l) in self.links.iter().zip(links) {
             let mark = match l.state {
                 LinkState::Up => '@',
                 LinkState::Lossy | LinkState::Slow => '~',
@@ -562,17 +611,23 @@ impl Daemon {
         for i in 0..self.links.len() {
             send_batch(&mut self.links[i], &mut self.drops, now);
             if std::mem::take(&mut self.links[i].too_big) {
-                self.path_mtu_hint(now, i);
+                self.path_mtu_hint(now, None, i);
             }
         }
     }
 
-    /// Tells the engine what this host believes link `i`'s path carries (its route's MTU): a
-    /// size for path MTU discovery to check.
-    fn path_mtu_hint(&mut self, now: Instant, i: usize) {
-        let Some(peer) = self.engine.links().get(i).and_then(|l| l.peer) else { return };
-        if let Ok(mtu) = crate::sys::udp::route_mtu(peer) {
-            self.engine.handle_path_mtu_hint(now, i, mtu);
+    /// Tells the engine what this host believes link `i`'s path to `site` carries (its
+    /// route's MTU): a size for path MTU discovery to check. `None`: to every site.
+    fn path_mtu_hint(&mut self, now: Instant, site: Option<usize>, i: usize) {
+        let sites = match site {
+            Some(s) => s..s + 1,
+            None => 0..self.config.sites.len().max(1),
+        };
+        for s in sites {
+            let Some(peer) = self.engine.peer(s, i) else { continue };
+            if let Ok(mtu) = crate::sys::udp::route_mtu(peer) {
+                self.engine.handle_path_mtu_hint(now, s, i, mtu);
+            }
         }
     }
 
@@ -678,20 +733,29 @@ impl Daemon {
                 self.tun_write_failed(now, e);
             }
         }
-        while let Some(event) = self.engine.poll_event() {
-            self.on_event(now, event);
+        while let Some((site, event)) = self.engine.poll_event() {
+            self.on_event(now, site, event);
         }
     }
 
-    fn link_name(&self, i: usize) -> &str {
-        &self.links[i].name
+    /// A link's name for the log: `dsl`, or on a server with sites `paris/dsl`.
+    fn link_name(&self, site: usize, i: usize) -> String {
+        match self.site_name(site) {
+            Some(s) => format!("{s}/{}", self.links[i].name),
+            None => self.links[i].name.clone(),
+        }
     }
 
-    fn on_event(&mut self, now: Instant, event: Event) {
+    /// The site's name, on a server with sites.
+    fn site_name(&self, site: usize) -> Option<String> {
+        self.engine.is_many().then(|| self.engine.name(site).to_string())
+    }
+
+    fn on_event(&mut self, now: Instant, site: usize, event: Event) {
         match event {
             Event::Link { link, from, to, reason } => {
-                let name = self.link_name(link).to_string();
-                let l = &self.engine.links()[link];
+                let name = self.link_name(site, link);
+                let Some(l) = self.engine.tunnel(site).and_then(|t| t.links().get(link)) else { return };
                 match to {
                     LinkState::Up => {
                         let srtt = l.rtt.srtt().map_or(0, |d| d.as_millis());
@@ -724,40 +788,58 @@ impl Daemon {
                     ),
                     LinkState::Authenticating => log_debug!("protocol", "link {name}: handshake"),
                 }
+                let (link_name, site_name) = (self.links[link].name.clone(), self.site_name(site));
                 match (from.is_connected(), to.is_connected()) {
                     (false, true) => {
-                        self.path_mtu_hint(now, link);
-                        self.privileges.hook(now, HookEvent::RtunUp(name));
+                        self.path_mtu_hint(now, Some(site), link);
+                        self.privileges.hook(now, HookEvent::RtunUp(link_name, site_name));
                     }
-                    (true, false) => self.privileges.hook(now, HookEvent::RtunDown(name)),
+                    (true, false) => self.privileges.hook(now, HookEvent::RtunDown(link_name, site_name)),
                     _ => {}
                 }
                 self.update_title();
             }
-            Event::TunnelUp => {
-                log_info!("tunnel up");
-                self.privileges.hook(now, HookEvent::TuntapUp);
-            }
-            Event::TunnelDown => {
-                log_info!("tunnel down: no link left");
-                self.privileges.hook(now, HookEvent::TuntapDown);
-            }
-            Event::PeerRestarted => log_info!("the peer restarted"),
+            Event::TunnelUp => match self.site_name(site) {
+                None => {
+                    log_info!("tunnel up");
+                    self.privileges.hook(now, HookEvent::TuntapUp);
+                }
+                Some(name) => {
+                    log_info!("site {name}: up");
+                    self.site_up(now, name);
+                }
+            },
+            Event::TunnelDown => match self.site_name(site) {
+                None => {
+                    log_info!("tunnel down: no link left");
+                    self.privileges.hook(now, HookEvent::TuntapDown);
+                }
+                Some(name) => {
+                    log_info!("site {name}: down (no link left)");
+                    self.site_down(now, name);
+                }
+            },
+            Event::PeerRestarted => match self.site_name(site) {
+                None => log_info!("the peer restarted"),
+                Some(name) => log_info!("site {name}: its router restarted"),
+            },
             Event::AuthenticationFailed { link, from } => {
                 log_warn!(
                     "link {}: authentication failed from {from} (wrong password?)",
-                    self.link_name(link)
+                    self.link_name(site, link)
                 )
             }
             Event::HandshakeUnanswered { link } => log_warn!(
                 "link {}: no answer to handshake (server down, unreachable, or another password)",
-                self.link_name(link)
+                self.link_name(site, link)
             ),
-            Event::PeerMoved { link, to } => log_info!("link {}: peer now at {to}", self.link_name(link)),
+            Event::PeerMoved { link, to } => {
+                log_info!("link {}: peer now at {to}", self.link_name(site, link))
+            }
             // One line for every change (searching, done, black_hole, unusable: the last two
             // are worth a look; `mlvpn status` says more).
             Event::PathMtu { link, mtu, state } => {
-                log_info!("link {}: path MTU {mtu} ({})", self.link_name(link), state.name())
+                log_info!("link {}: path MTU {mtu} ({})", self.link_name(site, link), state.name())
             }
             Event::TunnelMtu { mtu } => {
                 // The device's MTU is the engine's less the Ethernet header a TAP device adds.
@@ -770,6 +852,26 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// A site's first link came up: the device's `tuntap_up` first if no site was up.
+    fn site_up(&mut self, now: Instant, name: String) {
+        if self.sites_up == 0 {
+            self.privileges.hook(now, HookEvent::TuntapUp);
+        }
+        self.sites_up += 1;
+        self.privileges.hook(now, HookEvent::SiteUp(name));
+        self.update_title();
+    }
+
+    /// A site's last link went down (or the site was removed while up).
+    fn site_down(&mut self, now: Instant, name: String) {
+        self.privileges.hook(now, HookEvent::SiteDown(name));
+        self.sites_up = self.sites_up.saturating_sub(1);
+        if self.sites_up == 0 {
+            self.privileges.hook(now, HookEvent::TuntapDown);
+        }
+        self.update_title();
     }
 
     /// SIGHUP: re-read the configuration and apply it without bouncing what did not change.
@@ -870,16 +972,22 @@ impl Daemon {
         {
             log_warn!("reload: control socket settings change only when mlvpn restarts");
         }
-        if new.password != self.config.password {
-            self.psk = kdf::psk_from_password(new.password.expose().as_bytes());
+        // Which links the hook was last told are up, by site: a removed link gets `rtun_down`
+        // only if it has not had it already (when the peer removed it first, it went down then).
+        let mut connected: Vec<(Option<String>, usize)> = Vec::new();
+        for (s, (_, tunnel, _)) in self.engine.iter().enumerate() {
+            let Some(t) = tunnel else { continue };
+            for (i, l) in t.links().iter().enumerate() {
+                if l.state.is_connected() {
+                    connected.push((self.site_name(s), i));
+                }
+            }
         }
-        // Which links the hook was last told are up: a removed link gets `rtun_down` only if
-        // it has not had it already (when the peer removed it first, it went down then).
-        let connected: Vec<bool> = self.engine.links().iter().map(|l| l.state.is_connected()).collect();
-        let r = match self.engine.reconfigure(now, new.engine_config(), &self.psk) {
+        let layout = self.keys.layout(&new);
+        let r = match self.engine.reconfigure(now, new.engine_config(), layout) {
             Ok(r) => r,
             Err(e) => {
-                log_error!("reload: {e:?}");
+                log_error!("reload: keeping the running configuration: {e:?}");
                 return;
             }
         };
@@ -915,13 +1023,29 @@ impl Daemon {
                 }
             })
             .collect();
+        let removed_sites: Vec<&str> = r.removed.iter().map(|s| s.name.as_str()).collect();
         let mut removed = 0;
-        for (i, io) in old.into_iter().enumerate() {
+        for (i, io) in old.iter().enumerate() {
             let Some(io) = io else { continue };
             removed += 1;
             log_info!("link {}: removed", io.name);
-            if connected.get(i).copied().unwrap_or(false) {
-                self.privileges.hook(now, HookEvent::RtunDown(io.name.clone()));
+            for (site, _) in connected
+                .iter()
+                .filter(|(site, l)| *l == i && !site.as_deref().is_some_and(|s| removed_sites.contains(&s)))
+            {
+                self.privileges.hook(now, HookEvent::RtunDown(io.name.clone(), site.clone()));
+            }
+        }
+        // A removed site's connected links (under their old names), then the site.
+        let old_names: Vec<String> = self.config.links.iter().map(|l| l.name.clone()).collect();
+        for site in &r.removed {
+            log_info!("site {}: removed", site.name);
+            for &i in &site.connected {
+                let link = old_names.get(i).cloned().unwrap_or_default();
+                self.privileges.hook(now, HookEvent::RtunDown(link, Some(site.name.clone())));
+            }
+            if site.was_up {
+                self.site_down(now, site.name.clone());
             }
         }
         if new.mtu != self.config.mtu && matches!(self.privileges, Privileges::Own(_)) {
@@ -931,7 +1055,7 @@ impl Daemon {
             }
         }
         if let (Some(h), Privileges::Own(own)) = (hooks, &mut self.privileges) {
-            *own = h;
+            own.reconfigure(h);
         }
         self.config = new;
         let len = DATA_OVERHEAD + self.config.engine_mtu() + 64;
@@ -943,6 +1067,15 @@ impl Daemon {
         }
         self.install_links(now, links);
         self.last_reload = unix_now();
+        if self.engine.is_many() {
+            log_info!(
+                "reloaded {}: {} sites, {} added, {} removed",
+                self.config_path.display(),
+                self.config.sites.len(),
+                r.added,
+                r.removed.len()
+            );
+        }
         log_info!(
             "reloaded {}: {kept} links unchanged, {moved} with new addresses, {added} added, {removed} removed",
             self.config_path.display(),
@@ -981,7 +1114,7 @@ impl Daemon {
 /// Seals the packet at `buf[DATA_OVERHEAD..][..len]` and queues it on the link the engine picks
 /// (or the engine keeps it for later: it comes out of `poll_transmit` in the next flush).
 fn into_tunnel(
-    engine: &mut Tunnel,
+    engine: &mut Sites,
     links: &mut [LinkIo],
     drops: &mut ShellDrops,
     now: Instant,

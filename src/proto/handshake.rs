@@ -49,8 +49,10 @@ pub enum HandshakeError {
 }
 
 /// Seals a handshake `kind` message whose body `emit` writes, into `buf[..HANDSHAKE_LEN]`.
+/// `key_id` names the pre-shared key `key` derives from ([`super::kdf::key_id`]).
 pub fn seal(
     key: &Key,
+    key_id: u32,
     rng: &mut Csprng,
     kind: Kind,
     session: u32,
@@ -58,7 +60,7 @@ pub fn seal(
     emit: impl FnOnce(&mut [u8]),
 ) -> usize {
     let buf = &mut buf[..HANDSHAKE_LEN];
-    let nonce = Header::emit_handshake(kind, session, &rng.bytes(), buf);
+    let nonce = Header::emit_handshake(kind, session, key_id, &rng.bytes(), buf);
     emit(&mut buf[HANDSHAKE_HEADER_LEN + TAG_LEN..]);
     crypto::seal(key, &nonce, &mut buf[HANDSHAKE_HEADER_LEN..]);
     HANDSHAKE_LEN
@@ -188,7 +190,7 @@ mod tests {
         let key = Key([4; 32]);
         let mut rng = Csprng::new([0; 32]);
         let mut buf = [0u8; HANDSHAKE_LEN];
-        let n = seal(&key, &mut rng, Kind::Hello, 42, &mut buf, |b| hello().emit(b));
+        let n = seal(&key, 7, &mut rng, Kind::Hello, 42, &mut buf, |b| hello().emit(b));
         assert_eq!(n, HANDSHAKE_LEN);
         let h = Header::parse(&buf).unwrap();
         assert_eq!((h.kind, h.session), (Kind::Hello, 42));

@@ -63,6 +63,16 @@ pub fn handshake_key(psk: &Key) -> Key {
     mac(psk, &[b"mlvpn handshake v1"])
 }
 
+/// The key id: 32 bits that name a pre-shared key in the clear, in every handshake header
+/// ([`super::wire::Header::key_id`]), so that a server with many sites finds the site of a
+/// hello with one table lookup instead of trying every site's key. It is a PRF of the key, so
+/// it tells an observer nothing about the key; it does tell them which hellos share one (a
+/// site's handshakes can be linked across address changes, as its link addresses can).
+pub fn key_id(psk: &Key) -> u32 {
+    let id = mac(psk, &[b"mlvpn key id v1"]);
+    u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]])
+}
+
 /// The two directional keys of one link session.
 #[derive(Debug, Clone)]
 pub struct SessionKeys {

@@ -31,7 +31,7 @@ use super::duplicate::{Budget, BudgetLimit, Copies, DupStats};
 use super::flow::{Classifier, Duplicate, PortList};
 use super::fq::{CODEL_TARGET, FairQueue, FqStats, SEND_QUEUE_LIMIT, SEND_QUEUE_SLOTS};
 use super::handshake::{self, CookieJar, HandshakeError, Pending};
-use super::kdf::{handshake_key, session_keys};
+use super::kdf::{handshake_key, key_id, session_keys};
 use super::link::{
     DownReason, FEEDBACK_DELAY, HANDSHAKE_RETRY, Link, LinkConfig, LinkState, LinkTimers, TAIL_PROBE,
     Transition, UNANSWERED_REPORT_AFTER,
@@ -167,6 +167,14 @@ pub enum DropReason {
     Duplicate,
     /// The reorder buffer was full.
     ReorderFull,
+    /// A handshake whose key id names no site of this server ([`super::sites`]).
+    UnknownSite,
+    /// A handshake for a session id another site's link holds ([`super::sites`]).
+    SessionCollision,
+    /// A packet from a site whose inner source address routes to another site, or nowhere.
+    SourceRejected,
+    /// A packet for the tunnel whose destination is in no site's addresses or routes.
+    NoRoute,
 }
 
 /// Dropped packets by reason.
@@ -184,10 +192,14 @@ pub struct DropCounters {
     pub late: u64,
     pub duplicate: u64,
     pub reorder_full: u64,
+    pub unknown_site: u64,
+    pub session_collision: u64,
+    pub source_rejected: u64,
+    pub no_route: u64,
 }
 
 impl DropCounters {
-    fn count(&mut self, d: DropReason) {
+    pub fn count(&mut self, d: DropReason) {
         let c = match d {
             DropReason::Malformed => &mut self.malformed,
             DropReason::Unauthenticated => &mut self.unauthenticated,
@@ -201,12 +213,16 @@ impl DropCounters {
             DropReason::Late => &mut self.late,
             DropReason::Duplicate => &mut self.duplicate,
             DropReason::ReorderFull => &mut self.reorder_full,
+            DropReason::UnknownSite => &mut self.unknown_site,
+            DropReason::SessionCollision => &mut self.session_collision,
+            DropReason::SourceRejected => &mut self.source_rejected,
+            DropReason::NoRoute => &mut self.no_route,
         };
         *c += 1;
     }
 
     /// Every counter with its name, for status and metrics (one list, so none is forgotten).
-    pub fn named(&self) -> [(&'static str, u64); 12] {
+    pub fn named(&self) -> [(&'static str, u64); 16] {
         [
             ("malformed", self.malformed),
             ("unauthenticated", self.unauthenticated),
@@ -220,6 +236,10 @@ impl DropCounters {
             ("late", self.late),
             ("duplicate", self.duplicate),
             ("reorder_full", self.reorder_full),
+            ("unknown_site", self.unknown_site),
+            ("session_collision", self.session_collision),
+            ("source_rejected", self.source_rejected),
+            ("no_route", self.no_route),
         ]
     }
 
@@ -234,6 +254,36 @@ impl DropCounters {
             + self.late
             + self.duplicate
             + self.reorder_full
+            + self.unknown_site
+            + self.session_collision
+            + self.source_rejected
+    }
+
+    /// Adds every counter of `other` (a server's sites, summed).
+    pub fn add(&mut self, other: &DropCounters) {
+        let mut sum = [0u64; 16];
+        for (k, ((_, a), (_, b))) in self.named().iter().zip(other.named()).enumerate() {
+            sum[k] = a + b;
+        }
+        let [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p] = sum;
+        *self = DropCounters {
+            malformed: a,
+            unauthenticated: b,
+            replayed: c,
+            unknown_session: d,
+            stale_handshake: e,
+            unexpected: f,
+            too_big: g,
+            no_link: h,
+            congested: i,
+            late: j,
+            duplicate: k,
+            reorder_full: l,
+            unknown_site: m,
+            session_collision: n,
+            source_rejected: o,
+            no_route: p,
+        };
     }
 }
 
@@ -287,6 +337,8 @@ pub struct Tunnel {
     mode: Mode,
     psk: Key,
     handshake_key: Key,
+    /// Names `psk` in our handshake headers ([`super::kdf::key_id`]).
+    key_id: u32,
     cookies: CookieJar,
     rng: Csprng,
     /// Random per process: tells the peer when we restarted.
@@ -426,6 +478,7 @@ impl Tunnel {
         let mut t = Tunnel {
             mode: config.mode,
             handshake_key: handshake_key(psk),
+            key_id: key_id(psk),
             psk: psk.clone(),
             cookies,
             rng,
@@ -605,6 +658,7 @@ impl Tunnel {
         if *psk != self.psk {
             self.psk = psk.clone();
             self.handshake_key = handshake_key(psk);
+            self.key_id = key_id(psk);
         }
         self.connected = self.links.iter().filter(|l| l.state.is_connected()).count();
         if connected_before > 0 && self.connected == 0 {
@@ -1230,9 +1284,15 @@ impl Tunnel {
             echo_timestamp: hello.timestamp,
             timestamp: now.wire_timestamp(),
         };
-        let n = handshake::seal(&self.handshake_key, &mut self.rng, Kind::Challenge, h.session, buf, |b| {
-            challenge.emit(b)
-        });
+        let n = handshake::seal(
+            &self.handshake_key,
+            self.key_id,
+            &mut self.rng,
+            Kind::Challenge,
+            h.session,
+            buf,
+            |b| challenge.emit(b),
+        );
         self.links[link].stats.tx_packets += 1;
         Ok(Received::Reply(n))
     }
@@ -1276,9 +1336,15 @@ impl Tunnel {
             echo_timestamp: challenge.timestamp,
         };
         l.stats.tx_packets += 1;
-        let n = handshake::seal(&self.handshake_key, &mut self.rng, Kind::Confirm, h.session, buf, |b| {
-            confirm.emit(b)
-        });
+        let n = handshake::seal(
+            &self.handshake_key,
+            self.key_id,
+            &mut self.rng,
+            Kind::Confirm,
+            h.session,
+            buf,
+            |b| confirm.emit(b),
+        );
         Ok(Received::Reply(n))
     }
 
@@ -1765,9 +1831,15 @@ impl Tunnel {
             let session = self.rng.next_u32();
             let client_random = self.rng.bytes();
             let hello = Hello { instance: self.instance, client_random, timestamp: now.wire_timestamp() };
-            let len = handshake::seal(&self.handshake_key, &mut self.rng, Kind::Hello, session, buf, |b| {
-                hello.emit(b)
-            });
+            let len = handshake::seal(
+                &self.handshake_key,
+                self.key_id,
+                &mut self.rng,
+                Kind::Hello,
+                session,
+                buf,
+                |b| hello.emit(b),
+            );
             let t = l.on_hello_sent(Pending { session, client_random, confirmed: false });
             self.on_transition(now, i, t);
             return Some(Transmit { link: i, dst, len });

@@ -9,7 +9,7 @@
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! |version|  kind |               session id (32 bits) ...
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//!   ...           |  handshake: 19 random bytes | transport: packet number (64 bits)
+//!   ...           |  handshake: key id (32 bits), 15 random bytes | transport: packet number (64 bits)
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! |                     tag (16 bytes)                            |
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
@@ -36,7 +36,10 @@
 //! | 9    | probe ack  | session key     | [`ProbeAck`]: the probe's id and size             |
 //!
 //! The session id is chosen at random by the client for each link session; it lets one server
-//! tell sessions apart, and later serve several client sites behind one port. Packet numbers
+//! tell sessions apart, and serve several client sites behind one port
+//! ([`super::sites`]). The key id, a PRF of the sender's pre-shared key
+//! ([`super::kdf::key_id`]), tells such a server which site's key opens a handshake without
+//! trying them all. Packet numbers
 //! count up from 0 per session and direction; with a fresh key per session and direction, no
 //! (key, nonce) pair repeats. The receiver checks packet numbers against a sliding window
 //! ([`super::replay`]).
@@ -55,8 +58,8 @@ pub const VERSION: u8 = 1;
 
 pub const HANDSHAKE_HEADER_LEN: usize = NONCE_LEN;
 pub const TRANSPORT_HEADER_LEN: usize = 13;
-/// Bytes of the handshake header that are random.
-pub const HANDSHAKE_RANDOM_LEN: usize = HANDSHAKE_HEADER_LEN - 5;
+/// Bytes of the handshake header that are random (after the key id).
+pub const HANDSHAKE_RANDOM_LEN: usize = HANDSHAKE_HEADER_LEN - 9;
 /// Bytes in front of the IP packet in a data datagram.
 pub const DATA_OVERHEAD: usize = TRANSPORT_HEADER_LEN + TAG_LEN + 4;
 /// Every handshake datagram has exactly this length.
@@ -172,17 +175,26 @@ impl Header {
         nonce
     }
 
+    /// The key id of a handshake header ([`super::kdf::key_id`]).
+    pub fn key_id(&self) -> u32 {
+        u32::from_be_bytes([self.nonce[5], self.nonce[6], self.nonce[7], self.nonce[8]])
+    }
+
     /// Writes a handshake header into `buf[..HANDSHAKE_HEADER_LEN]` and returns its nonce.
+    /// The session id and the 15 random bytes (152 bits) make the nonce unique; the key id
+    /// is the same for every message sealed with one key.
     pub fn emit_handshake(
         kind: Kind,
         session: u32,
+        key_id: u32,
         random: &[u8; HANDSHAKE_RANDOM_LEN],
         buf: &mut [u8],
     ) -> [u8; NONCE_LEN] {
         debug_assert!(kind.is_handshake());
         buf[0] = kind.byte();
         buf[1..5].copy_from_slice(&session.to_be_bytes());
-        buf[5..HANDSHAKE_HEADER_LEN].copy_from_slice(random);
+        buf[5..9].copy_from_slice(&key_id.to_be_bytes());
+        buf[9..HANDSHAKE_HEADER_LEN].copy_from_slice(random);
         buf[..NONCE_LEN].try_into().expect("24 bytes")
     }
 }
@@ -587,9 +599,12 @@ mod tests {
         assert_eq!(&nonce[13..], &[0; 11]);
 
         let mut hs = [0u8; HANDSHAKE_LEN];
-        let nonce = Header::emit_handshake(Kind::Hello, 7, &[0xaa; 19], &mut hs);
+        let nonce = Header::emit_handshake(Kind::Hello, 7, 0x0a0b_0c0d, &[0xaa; 15], &mut hs);
         assert_eq!(&hs[..24], &nonce);
-        assert_eq!(Header::parse(&hs).unwrap().kind, Kind::Hello);
+        assert_eq!(&hs[5..9], &[0x0a, 0x0b, 0x0c, 0x0d]);
+        let h = Header::parse(&hs).unwrap();
+        assert_eq!(h.kind, Kind::Hello);
+        assert_eq!(h.key_id(), 0x0a0b_0c0d);
     }
 
     #[test]

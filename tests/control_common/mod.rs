@@ -20,9 +20,11 @@ pub fn sample() -> Status {
         tuntap_name: "mlvpn0".into(),
         tuntap_mtu: 1379,
         mode: "client".into(),
+        sites: Vec::new(),
         links: vec![
             LinkStatus {
                 name: "dsl".into(),
+                site: String::new(),
                 bindaddr: String::new(),
                 bindport: 0,
                 destaddr: "203.0.113.1".into(),
@@ -57,6 +59,7 @@ pub fn sample() -> Status {
             },
             LinkStatus {
                 name: "lte \"4G\"\\é\n📶".into(),
+                site: String::new(),
                 bindaddr: "192.0.2.10".into(),
                 bindport: 5081,
                 destaddr: "203.0.113.1".into(),
@@ -91,6 +94,7 @@ pub fn sample() -> Status {
             },
             LinkStatus {
                 name: "sat".into(),
+                site: String::new(),
                 bindaddr: String::new(),
                 bindport: 0,
                 destaddr: String::new(),

@@ -10,7 +10,7 @@
 use libfuzzer_sys::fuzz_target;
 use mlvpn::proto::crypto::Csprng;
 use mlvpn::proto::handshake;
-use mlvpn::proto::kdf::{handshake_key, psk_from_password, session_keys};
+use mlvpn::proto::kdf::{handshake_key, key_id, psk_from_password, session_keys};
 use mlvpn::proto::session::Session;
 use mlvpn::proto::wire::{Challenge, Confirm, Header, Hello, Kind, TRANSPORT_HEADER_LEN};
 use mlvpn::proto::{Config, Duration, Instant, LinkConfig, Mode, Received, Tunnel};
@@ -42,7 +42,7 @@ fn connect(now: Instant) -> (Tunnel, Session) {
     let from: SocketAddr = "10.0.0.2:4000".parse().unwrap();
     let mut buf = [0u8; 256];
     let hello = Hello { instance: 1, client_random: [5; 32], timestamp: 0 };
-    let n = handshake::seal(&hk, &mut rng, Kind::Hello, 77, &mut buf, |b| hello.emit(b));
+    let n = handshake::seal(&hk, key_id(psk()), &mut rng, Kind::Hello, 77, &mut buf, |b| hello.emit(b));
     let Received::Reply(n) = server.handle_datagram(now, 0, from, &mut buf[..n]) else { panic!("no challenge") };
     let h = Header::parse(&buf[..n]).unwrap();
     let challenge = Challenge::parse(handshake::open(&hk, &h, &mut buf[..n]).unwrap()).unwrap();
@@ -53,7 +53,7 @@ fn connect(now: Instant) -> (Tunnel, Session) {
         epoch: challenge.epoch,
         echo_timestamp: challenge.timestamp,
     };
-    let n = handshake::seal(&hk, &mut rng, Kind::Confirm, 77, &mut buf, |b| confirm.emit(b));
+    let n = handshake::seal(&hk, key_id(psk()), &mut rng, Kind::Confirm, 77, &mut buf, |b| confirm.emit(b));
     assert_eq!(server.handle_datagram(now, 0, from, &mut buf[..n]), Received::Consumed);
     let keys = session_keys(psk(), &[5; 32], &challenge.server_random);
     (server, Session::new(77, keys, true, challenge.instance))

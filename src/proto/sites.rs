@@ -1,0 +1,605 @@
+//! One endpoint's engines: a client's one tunnel, or a server's tunnel per site.
+//!
+//! A server with many sites (branch offices, a fleet of routers) listens on one set of link
+//! ports for all of them. Each site has its own pre-shared key, its own addresses and routes,
+//! and, once it first connects, its own [`Tunnel`]: sessions, reorder buffer, resend store and
+//! scheduler. Nothing is shared between sites but the sockets and the TUN device.
+//!
+//! * **Which site a datagram is for.** A hello or confirm names its key in the clear
+//!   ([`super::kdf::key_id`]): one table lookup finds the site, and a key id no site has is
+//!   dropped unanswered, at the cost of that lookup. Transport datagrams are found by
+//!   (link, session id), registered when a site's confirm creates the session. A client picks
+//!   session ids at random, so two sites may pick the same on one link: the second one's
+//!   handshake is dropped ([`DropReason::SessionCollision`]) and its next hello, with a new
+//!   id, gets through.
+//! * **Cryptokey routing**, as WireGuard's allowed IPs: a packet from the TUN device goes to
+//!   the site whose addresses or routes hold its destination, longest prefix first
+//!   ([`super::route`]); a packet from a site is delivered only if its source routes back to
+//!   that same site. A site can use only its own addresses, and traffic between sites goes
+//!   through the server's kernel (and its firewall) like any other.
+//! * **Memory.** A site costs its key and its prefixes until its first hello that
+//!   authenticates; then its tunnel is built. The tunnel's large buffers are mapped once and
+//!   take memory only as far as they are written ([`crate::sys::alloc`]), so an idle site
+//!   stays small.
+//! * **One device MTU.** The TUN device is shared, so its MTU is the smallest of the sites'
+//!   tunnel MTUs ([`Event::TunnelMtu`]) among the sites that are up.
+//!
+//! A client, and a server configured the old way (one password, no sites), is one site that
+//! takes every datagram and every packet, as before: no lookup, no filter.
+
+use super::crypto::{Csprng, Key};
+use super::handshake;
+use super::kdf::{handshake_key, key_id};
+use super::route::{Prefix, RouteTable, Side, packet_addr};
+use super::time::Instant;
+use super::tunnel::{
+    Config, DropCounters, DropReason, Event, Mode, Received, ReconfigureError, Transmit, Tunnel,
+};
+use super::wire::{DATA_OVERHEAD, HANDSHAKE_LEN, Header, Kind};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+
+/// One site of a server: who it is, and what it may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteConfig {
+    pub name: String,
+    /// The pre-shared key from the site's password ([`super::kdf::psk_from_password`]).
+    pub psk: Key,
+    /// Its tunnel addresses and the networks behind it.
+    pub prefixes: Vec<Prefix>,
+}
+
+/// How an endpoint is laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// A client, or a server of one site: every datagram and packet is that tunnel's.
+    One(Key),
+    /// A server of many sites.
+    Many(Vec<SiteConfig>),
+}
+
+/// Why a layout cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayoutError {
+    /// Two sites have the same key (or, by a 2^-32 chance, the same key id).
+    SameKey { first: String, second: String },
+    /// Two sites claim the same prefix.
+    SamePrefix { first: String, second: String, prefix: Prefix },
+    /// Client and server, or one site and many, cannot swap in a running process.
+    Changed,
+}
+
+#[derive(Debug)]
+struct Site {
+    config: SiteConfig,
+    handshake_key: Key,
+    key_id: u32,
+    tunnel: Option<Box<Tunnel>>,
+    /// Has a connected link (between its tunnel's `TunnelUp` and `TunnelDown`).
+    up: bool,
+}
+
+/// A site in a server's report of a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedSite {
+    pub name: String,
+    /// Its links that were connected: they owe the hook an `rtun_down`.
+    pub connected: Vec<usize>,
+    pub was_up: bool,
+}
+
+/// What [`Sites::reconfigure`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SitesReconfigured {
+    /// For each link of the new configuration, the index it had before, or `None` if new.
+    pub continued_from: Vec<Option<usize>>,
+    /// Disconnects to send on the old sockets: (old link index, destination, datagram).
+    pub goodbyes: Vec<(usize, SocketAddr, Vec<u8>)>,
+    pub added: usize,
+    pub removed: Vec<RemovedSite>,
+}
+
+/// Every engine of one endpoint: see the module's documentation.
+#[derive(Debug)]
+pub struct Sites {
+    config: Config,
+    sites: Vec<Site>,
+    /// Many sites: look datagrams and packets up; one: hand them all to it.
+    many: bool,
+    by_key: HashMap<u32, usize>,
+    /// (link, session id) → site, for transport datagrams.
+    sessions: HashMap<(usize, u32), usize>,
+    routes: RouteTable,
+    rng: Csprng,
+    /// What was dropped before reaching a site's tunnel.
+    drops: DropCounters,
+    /// The site `poll_transmit` asks first: one datagram per site in turn.
+    cursor: usize,
+    /// The device MTU announced last (many sites).
+    device_mtu: usize,
+    events: VecDeque<(usize, Event)>,
+    /// A datagram buffer for the goodbyes of removed sites.
+    scratch: Vec<u8>,
+}
+
+impl Sites {
+    /// The engines for `layout`; `seed` as for [`Tunnel::new`]. A client's or a single site's
+    /// tunnel is built at once; a server's sites', when they first connect.
+    pub fn new(config: Config, layout: Layout, seed: [u8; 32], now: Instant) -> Result<Sites, LayoutError> {
+        let mut rng = Csprng::new(seed);
+        let many = matches!(layout, Layout::Many(_));
+        let mut s = Sites {
+            device_mtu: config.mtu,
+            scratch: vec![0; DATA_OVERHEAD + config.mtu],
+            config,
+            sites: Vec::new(),
+            many,
+            by_key: HashMap::new(),
+            sessions: HashMap::new(),
+            routes: RouteTable::default(),
+            rng: Csprng::new(rng.bytes()),
+            drops: DropCounters::default(),
+            cursor: 0,
+            events: VecDeque::new(),
+        };
+        match layout {
+            Layout::One(psk) => {
+                let tunnel = Tunnel::new(s.config.clone(), &psk, rng.bytes(), now);
+                s.sites.push(Site {
+                    handshake_key: handshake_key(&psk),
+                    key_id: key_id(&psk),
+                    config: SiteConfig { name: String::new(), psk, prefixes: Vec::new() },
+                    tunnel: Some(Box::new(tunnel)),
+                    up: false,
+                });
+            }
+            Layout::Many(sites) => {
+                tables(&sites.iter().collect::<Vec<_>>())?;
+                s.sites = sites.into_iter().map(new_site).collect();
+                s.index();
+            }
+        }
+        Ok(s)
+    }
+
+    /// Rebuilds the key, route and session tables from the sites (checked by [`tables`]).
+    fn index(&mut self) {
+        let configs: Vec<&SiteConfig> = self.sites.iter().map(|s| &s.config).collect();
+        (self.by_key, self.routes) = tables(&configs).unwrap_or_default();
+        self.sessions.clear();
+        for (i, site) in self.sites.iter().enumerate() {
+            let Some(t) = &site.tunnel else { continue };
+            for (link, l) in t.links().iter().enumerate() {
+                for s in l.session.iter().chain(l.previous.iter()) {
+                    self.sessions.insert((link, s.id), i);
+                }
+            }
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.config.mode
+    }
+
+    /// Serves many sites (a server with `[site:NAME]` sections).
+    pub fn is_many(&self) -> bool {
+        self.many
+    }
+
+    /// The client's (or single site's) tunnel.
+    pub fn first(&self) -> Option<&Tunnel> {
+        self.sites.first()?.tunnel.as_deref()
+    }
+
+    /// Every site: its name (empty for a client or a single site), its tunnel once built, and
+    /// whether it is up.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&Tunnel>, bool)> {
+        self.sites.iter().map(|s| (s.config.name.as_str(), s.tunnel.as_deref(), s.up))
+    }
+
+    pub fn name(&self, site: usize) -> &str {
+        self.sites.get(site).map_or("", |s| &s.config.name)
+    }
+
+    pub fn prefixes(&self, site: usize) -> &[Prefix] {
+        self.sites.get(site).map_or(&[], |s| &s.config.prefixes)
+    }
+
+    pub fn tunnel(&self, site: usize) -> Option<&Tunnel> {
+        self.sites.get(site)?.tunnel.as_deref()
+    }
+
+    /// Sites whose tunnel has a connected link.
+    pub fn up_count(&self) -> usize {
+        self.sites.iter().filter(|s| s.up).count()
+    }
+
+    /// What was dropped before reaching any site.
+    pub fn drops(&self) -> &DropCounters {
+        &self.drops
+    }
+
+    /// Client: where link `link` sends.
+    pub fn set_remote(&mut self, link: usize, addr: SocketAddr) {
+        for t in self.tunnels_mut() {
+            t.set_remote(link, addr);
+        }
+    }
+
+    fn tunnels_mut(&mut self) -> impl Iterator<Item = &mut Tunnel> {
+        self.sites.iter_mut().filter_map(|s| s.tunnel.as_deref_mut())
+    }
+
+    fn dropped(&mut self, d: DropReason) -> Received {
+        self.drops.count(d);
+        Received::Dropped(d)
+    }
+
+    /// The largest packet the device may carry: the site's, or the smallest of the sites up.
+    pub fn tunnel_mtu(&self) -> usize {
+        match self.first() {
+            Some(t) if !self.many => t.tunnel_mtu(),
+            _ => self.device_mtu,
+        }
+    }
+
+    /// As [`Tunnel::handle_datagram`], for the site the datagram names.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        link: usize,
+        from: SocketAddr,
+        dg: &mut [u8],
+    ) -> Received {
+        if !self.many {
+            return match self.sites[0].tunnel.as_mut() {
+                Some(t) => t.handle_datagram(now, link, from, dg),
+                None => Received::Dropped(DropReason::Unexpected),
+            };
+        }
+        let Ok(h) = Header::parse(dg) else { return self.dropped(DropReason::Malformed) };
+        let site = match h.kind {
+            Kind::Hello | Kind::Confirm => match self.handshake_site(now, link, &h, dg) {
+                Ok(site) => site,
+                Err(d) => return self.dropped(d),
+            },
+            Kind::Challenge => return self.dropped(DropReason::Unexpected),
+            _ => match self.sessions.get(&(link, h.session)) {
+                Some(&site) => site,
+                None => return self.dropped(DropReason::UnknownSession),
+            },
+        };
+        let Some(t) = self.sites[site].tunnel.as_mut() else {
+            return self.dropped(DropReason::UnknownSession);
+        };
+        let r = t.handle_datagram(now, link, from, dg);
+        match r {
+            Received::Consumed if h.kind == Kind::Confirm => self.register(site, link, h.session),
+            Received::Deliver(ref range) if !self.source_ok(site, &dg[range.clone()]) => {
+                return self.dropped(DropReason::SourceRejected);
+            }
+            _ => {}
+        }
+        r
+    }
+
+    /// The site of a hello or confirm: by its key id, unless another site holds its session
+    /// id on this link. A site's tunnel is built on its first hello that authenticates.
+    fn handshake_site(
+        &mut self,
+        now: Instant,
+        link: usize,
+        h: &Header,
+        dg: &[u8],
+    ) -> Result<usize, DropReason> {
+        let site = *self.by_key.get(&h.key_id()).ok_or(DropReason::UnknownSite)?;
+        if let Some(&other) = self.sessions.get(&(link, h.session)) {
+            if other != site && self.holds(other, link, h.session) {
+                return Err(DropReason::SessionCollision);
+            }
+        }
+        if self.sites[site].tunnel.is_some() {
+            return Ok(site);
+        }
+        if h.kind != Kind::Hello {
+            // A confirm answers a challenge of this site's tunnel, which does not exist.
+            return Err(DropReason::StaleHandshake);
+        }
+        // Opened on a copy: the tunnel opens it again in place. Only the first hello of a
+        // site pays twice.
+        let mut copy = [0u8; HANDSHAKE_LEN];
+        copy.copy_from_slice(dg);
+        if handshake::open(&self.sites[site].handshake_key, h, &mut copy).is_err() {
+            return Err(DropReason::Unauthenticated);
+        }
+        let seed = self.rng.bytes();
+        let s = &mut self.sites[site];
+        s.tunnel = Some(Box::new(Tunnel::new(self.config.clone(), &s.config.psk, seed, now)));
+        Ok(site)
+    }
+
+    /// Whether `site`'s tunnel still accepts session `id` on `link`.
+    fn holds(&self, site: usize, link: usize, id: u32) -> bool {
+        let Some(t) = self.sites[site].tunnel.as_deref() else { return false };
+        t.links().get(link).is_some_and(|l| l.session.iter().chain(l.previous.iter()).any(|s| s.id == id))
+    }
+
+    /// A confirm made session `id` on `site`'s `link`: route its datagrams there, and forget
+    /// the ids of that link the site no longer accepts.
+    fn register(&mut self, site: usize, link: usize, id: u32) {
+        self.sessions.insert((link, id), site);
+        let stale: Vec<(usize, u32)> = self
+            .sessions
+            .iter()
+            .filter(|&(&(l, i), &s)| s == site && l == link && i != id)
+            .map(|(k, _)| *k)
+            .collect();
+        for (l, i) in stale {
+            if !self.holds(site, l, i) {
+                self.sessions.remove(&(l, i));
+            }
+        }
+    }
+
+    /// Whether a packet `site` sent may enter: its source routes back to `site`.
+    fn source_ok(&self, site: usize, packet: &[u8]) -> bool {
+        packet_addr(packet, Side::Source).and_then(|a| self.routes.lookup(a)) == Some(site)
+    }
+
+    /// As [`Tunnel::handle_tun`], for the site the packet's destination routes to.
+    pub fn handle_tun(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<Option<Transmit>, DropReason> {
+        let site = if self.many {
+            let packet = buf.get(DATA_OVERHEAD..DATA_OVERHEAD + len).unwrap_or(&[]);
+            let Some(dst) = packet_addr(packet, Side::Destination) else {
+                self.drops.count(DropReason::Malformed);
+                return Err(DropReason::Malformed);
+            };
+            match self.routes.lookup(dst) {
+                Some(site) => site,
+                None => {
+                    self.drops.count(DropReason::NoRoute);
+                    return Err(DropReason::NoRoute);
+                }
+            }
+        } else {
+            0
+        };
+        match self.sites[site].tunnel.as_mut() {
+            Some(t) => t.handle_tun(now, buf, len),
+            None => {
+                self.drops.count(DropReason::NoLink);
+                Err(DropReason::NoLink)
+            }
+        }
+    }
+
+    /// As [`Tunnel::handle_path_mtu_hint`], for one site's link.
+    pub fn handle_path_mtu_hint(&mut self, now: Instant, site: usize, link: usize, path_mtu: usize) {
+        if let Some(t) = self.sites.get_mut(site).and_then(|s| s.tunnel.as_deref_mut()) {
+            t.handle_path_mtu_hint(now, link, path_mtu);
+        }
+    }
+
+    /// Where `site`'s `link` sends.
+    pub fn peer(&self, site: usize, link: usize) -> Option<SocketAddr> {
+        self.tunnel(site)?.links().get(link)?.peer
+    }
+
+    /// When [`Sites::handle_timeout`] must run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sites.iter().filter_map(|s| s.tunnel.as_ref()?.poll_timeout()).min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for t in self.tunnels_mut() {
+            if t.poll_timeout().is_some_and(|at| at <= now) {
+                t.handle_timeout(now);
+            }
+        }
+    }
+
+    /// The next datagram to send, one site after the other.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        let n = self.sites.len();
+        for k in 0..n {
+            let i = (self.cursor + k) % n;
+            let Some(t) = self.sites[i].tunnel.as_mut() else { continue };
+            if let Some(tx) = t.poll_transmit(now, buf) {
+                self.cursor = (i + 1) % n;
+                return Some(tx);
+            }
+        }
+        None
+    }
+
+    /// The next packet a site's reorder buffer releases, into `buf`; packets whose source is
+    /// not their site's are dropped on the way.
+    pub fn poll_deliver(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        for i in 0..self.sites.len() {
+            while let Some(n) = self.sites[i].tunnel.as_mut().and_then(|t| t.poll_deliver(now, buf)) {
+                if !self.many || self.source_ok(i, &buf[..n]) {
+                    return Some(n);
+                }
+                self.drops.count(DropReason::SourceRejected);
+            }
+        }
+        None
+    }
+
+    /// The next event, with the site it is about. With many sites, each site's
+    /// [`Event::TunnelUp`] and [`Event::TunnelDown`] say that site came up or went down, and
+    /// [`Event::TunnelMtu`] is the device's: the smallest MTU of the sites up.
+    pub fn poll_event(&mut self) -> Option<(usize, Event)> {
+        if let Some(e) = self.events.pop_front() {
+            return Some(e);
+        }
+        for i in 0..self.sites.len() {
+            while let Some(e) = self.sites[i].tunnel.as_mut().and_then(|t| t.poll_event()) {
+                match e {
+                    Event::TunnelUp => self.sites[i].up = true,
+                    Event::TunnelDown => self.sites[i].up = false,
+                    _ => {}
+                }
+                if !self.many {
+                    return Some((i, e));
+                }
+                match e {
+                    Event::TunnelMtu { .. } => {}
+                    e => self.events.push_back((i, e)),
+                }
+                self.update_device_mtu(i);
+                if let Some(e) = self.events.pop_front() {
+                    return Some(e);
+                }
+            }
+        }
+        None
+    }
+
+    /// Many sites: announces the smallest tunnel MTU of the sites up, if it changed.
+    fn update_device_mtu(&mut self, cause: usize) {
+        let mtu = self
+            .sites
+            .iter()
+            .filter(|s| s.up)
+            .filter_map(|s| Some(s.tunnel.as_ref()?.tunnel_mtu()))
+            .min()
+            .unwrap_or(self.config.mtu);
+        if mtu != self.device_mtu {
+            self.device_mtu = mtu;
+            self.events.push_back((cause, Event::TunnelMtu { mtu }));
+        }
+    }
+
+    /// Shutting down: every site's links owe their peers a disconnect.
+    pub fn close(&mut self, now: Instant) {
+        for t in self.tunnels_mut() {
+            t.close(now);
+        }
+    }
+
+    /// Applies a new configuration: links matched by name in every site, as
+    /// [`Tunnel::reconfigure`] does; sites matched by name, so that a site that stays keeps
+    /// its sessions (a changed password applies to its next handshakes), a new one waits for
+    /// its first hello, and a removed one says goodbye on its connected links.
+    pub fn reconfigure(
+        &mut self,
+        now: Instant,
+        config: Config,
+        layout: Layout,
+    ) -> Result<SitesReconfigured, LayoutError> {
+        match (&layout, self.many) {
+            (Layout::One(_), false) | (Layout::Many(_), true) => {}
+            _ => return Err(LayoutError::Changed),
+        }
+        if config.mode != self.config.mode {
+            return Err(LayoutError::Changed);
+        }
+        let continued_from: Vec<Option<usize>> =
+            config.links.iter().map(|c| self.config.links.iter().position(|l| l.name == c.name)).collect();
+        let mut report = SitesReconfigured { continued_from, ..Default::default() };
+        let wanted: Vec<SiteConfig> = match layout {
+            Layout::One(psk) => {
+                vec![SiteConfig { name: String::new(), psk, prefixes: Vec::new() }]
+            }
+            Layout::Many(sites) => sites,
+        };
+        tables(&wanted.iter().collect::<Vec<_>>())?;
+        let mut old: Vec<Option<Site>> = std::mem::take(&mut self.sites).into_iter().map(Some).collect();
+        let mut sites = Vec::with_capacity(wanted.len());
+        for c in wanted {
+            let kept = old.iter_mut().find(|s| s.as_ref().is_some_and(|s| s.config.name == c.name));
+            let mut site = match kept.and_then(Option::take) {
+                Some(mut s) => {
+                    if s.config.psk != c.psk {
+                        s.handshake_key = handshake_key(&c.psk);
+                        s.key_id = key_id(&c.psk);
+                    }
+                    s.config = c;
+                    s
+                }
+                None => {
+                    report.added += 1;
+                    new_site(c)
+                }
+            };
+            if let Some(t) = site.tunnel.as_mut() {
+                let r = t.reconfigure(now, config.clone(), &site.config.psk).map_err(|e| match e {
+                    ReconfigureError::ModeChanged => LayoutError::Changed,
+                })?;
+                report.goodbyes.extend(r.goodbyes);
+            }
+            sites.push(site);
+        }
+        for s in old.into_iter().flatten() {
+            report.removed.push(self.retire(now, s, &mut report.goodbyes));
+        }
+        self.sites = sites;
+        self.config = config;
+        self.scratch.resize(DATA_OVERHEAD + self.config.mtu, 0);
+        self.cursor = 0;
+        self.index();
+        if self.many {
+            let cause = self.sites.len().saturating_sub(1);
+            self.update_device_mtu(cause);
+        }
+        Ok(report)
+    }
+
+    /// A site removed by a reload: its disconnects join `goodbyes`, and its tunnel goes.
+    fn retire(
+        &mut self,
+        now: Instant,
+        site: Site,
+        goodbyes: &mut Vec<(usize, SocketAddr, Vec<u8>)>,
+    ) -> RemovedSite {
+        let mut removed = RemovedSite { name: site.config.name, connected: Vec::new(), was_up: site.up };
+        if let Some(mut t) = site.tunnel {
+            removed.connected = t
+                .links()
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.state.is_connected())
+                .map(|(i, _)| i)
+                .collect();
+            t.close(now);
+            while let Some(tx) = t.poll_transmit(now, &mut self.scratch) {
+                goodbyes.push((tx.link, tx.dst, self.scratch[..tx.len].to_vec()));
+            }
+        }
+        removed
+    }
+}
+
+/// The key and route tables of `sites`, or what two of them share.
+fn tables(sites: &[&SiteConfig]) -> Result<(HashMap<u32, usize>, RouteTable), LayoutError> {
+    let mut by_key = HashMap::new();
+    let mut routes = RouteTable::default();
+    for (i, site) in sites.iter().enumerate() {
+        if let Some(first) = by_key.insert(key_id(&site.psk), i) {
+            return Err(LayoutError::SameKey { first: sites[first].name.clone(), second: site.name.clone() });
+        }
+        for p in &site.prefixes {
+            if let Some(first) = routes.insert(*p, i) {
+                let (first, second) = (sites[first].name.clone(), site.name.clone());
+                return Err(LayoutError::SamePrefix { first, second, prefix: *p });
+            }
+        }
+    }
+    Ok((by_key, routes))
+}
+
+fn new_site(config: SiteConfig) -> Site {
+    Site {
+        handshake_key: handshake_key(&config.psk),
+        key_id: key_id(&config.psk),
+        config,
+        tunnel: None,
+        up: false,
+    }
+}
