@@ -7,6 +7,7 @@ mod calls;
 mod harness;
 mod net;
 mod pmtu;
+mod sites;
 mod tcp;
 mod unequal;
 
