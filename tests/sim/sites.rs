@@ -292,7 +292,7 @@ impl World {
     }
 
     /// The server's TUN hands it `p`.
-    fn from_server_tun(&mut self, p: &[u8]) {
+    fn server_tun_reads(&mut self, p: &[u8]) {
         self.buf[DATA_OVERHEAD..DATA_OVERHEAD + p.len()].copy_from_slice(p);
         if let Ok(Some(tx)) = self.server.handle_tun(self.now, &mut self.buf, p.len()) {
             self.server_sends(tx.link, tx.dst, tx.len);
@@ -301,7 +301,7 @@ impl World {
     }
 
     /// Client `c`'s TUN hands it `p`.
-    fn from_client_tun(&mut self, c: usize, p: &[u8]) {
+    fn client_tun_reads(&mut self, c: usize, p: &[u8]) {
         self.buf[DATA_OVERHEAD..DATA_OVERHEAD + p.len()].copy_from_slice(p);
         if let Ok(Some(tx)) = self.clients[c].engine.handle_tun(self.now, &mut self.buf, p.len()) {
             self.client_sends(c, tx.link, tx.len);
@@ -319,10 +319,10 @@ impl World {
             for c in 0..self.clients.len() {
                 let n = c as u8;
                 id += 1;
-                self.from_server_tun(&packet(Ipv4Addr::new(10, 42, 0, 1), lan_host(n, 7), 600, id));
-                self.from_client_tun(c, &packet(lan_host(n, 7), Ipv4Addr::new(10, 42, 0, 1), 600, id));
+                self.server_tun_reads(&packet(Ipv4Addr::new(10, 42, 0, 1), lan_host(n, 7), 600, id));
+                self.client_tun_reads(c, &packet(lan_host(n, 7), Ipv4Addr::new(10, 42, 0, 1), 600, id));
             }
-            t = t + step;
+            t += step;
         }
         self.run_until(to);
     }
@@ -365,7 +365,7 @@ fn sites_connect_and_get_only_the_packets_routed_to_them() {
         assert_eq!(w.strays, 0);
         assert_eq!(w.server.drops().source_rejected, 0);
         // A destination no site has is dropped and counted.
-        w.from_server_tun(&packet(Ipv4Addr::new(10, 42, 0, 1), Ipv4Addr::new(172, 16, 0, 1), 100, 1));
+        w.server_tun_reads(&packet(Ipv4Addr::new(10, 42, 0, 1), Ipv4Addr::new(172, 16, 0, 1), 100, 1));
         assert_eq!(w.server.drops().no_route, 1);
         println!(
             "seed {seed}: paris got {}, lyon got {}, server got {}",
@@ -385,10 +385,10 @@ fn a_site_cannot_send_from_another_sites_addresses() {
     for (i, src) in
         [lan_host(1, 9), Ipv4Addr::new(10, 42, 0, 3), Ipv4Addr::new(8, 8, 8, 8)].into_iter().enumerate()
     {
-        w.from_client_tun(0, &packet(src, Ipv4Addr::new(10, 42, 0, 1), 200, 900 + i as u32));
+        w.client_tun_reads(0, &packet(src, Ipv4Addr::new(10, 42, 0, 1), 200, 900 + i as u32));
     }
     // And one honest packet, which passes.
-    w.from_client_tun(0, &packet(Ipv4Addr::new(10, 42, 0, 2), Ipv4Addr::new(10, 42, 0, 1), 200, 999));
+    w.client_tun_reads(0, &packet(Ipv4Addr::new(10, 42, 0, 2), Ipv4Addr::new(10, 42, 0, 1), 200, 999));
     w.run_until(ms(4000));
     let got: Vec<u32> = w.server_got[before..].iter().map(|(_, id)| *id).collect();
     assert_eq!(got, [999], "only the packet from paris's own address entered");
