@@ -514,7 +514,7 @@ impl Shape {
         ((self.bytes_per_sec() * 0.050) as u64).max(3 * self.burst_bytes())
     }
 
-    fn tbf_args(&self) -> Vec<String> {
+    pub fn tbf_args(&self) -> Vec<String> {
         let kbit = (self.rate_mbit * 1000.0).round() as u64;
         vec![
             "rate".into(),
@@ -630,6 +630,42 @@ impl HookCall {
 
 static LAB_SEQ: AtomicUsize = AtomicUsize::new(0);
 
+/// A fresh lab id (`<pid>-<n>`) and its private directory; removes what SIGKILLed runs left
+/// first. Namespaces named `mlvpn-<id>-...` are cleaned up by later runs if this one dies.
+pub fn new_lab_dir() -> (String, PathBuf) {
+    static STALE: Once = Once::new();
+    STALE.call_once(remove_stale);
+    need_tools();
+    let id = format!("{}-{}", std::process::id(), LAB_SEQ.fetch_add(1, Ordering::Relaxed));
+    let dir = std::env::temp_dir().join(format!("{TMP_PREFIX}{id}"));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir(&dir).expect("create lab directory");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod lab directory");
+    (id, dir)
+}
+
+/// A namespace name for lab `id`.
+pub fn ns_name(id: &str, suffix: &str) -> String {
+    format!("{NS_PREFIX}{id}-{suffix}")
+}
+
+/// Starts `argv` in namespace `ns`, output to `<dir>/<name>.out` and `.err`.
+pub fn spawn_in(ns: &str, dir: &Path, name: &str, argv: &[&str]) -> Proc {
+    let stdout_path = dir.join(format!("{name}.out"));
+    let stderr_path = dir.join(format!("{name}.err"));
+    let program = if argv[0].contains('/') { PathBuf::from(argv[0]) } else { tool(argv[0]) };
+    let child = Command::new(tool("ip"))
+        .args(["netns", "exec", ns])
+        .arg(program)
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&stdout_path).expect("create stdout file"))
+        .stderr(fs::File::create(&stderr_path).expect("create stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {argv:?}: {e}"));
+    Proc { name: name.into(), child, stdout_path, stderr_path, status: None }
+}
+
 /// Two namespaces joined by N veth links, and whatever runs in them. See the module doc.
 #[derive(Debug)]
 pub struct Lab {
@@ -647,17 +683,7 @@ pub struct Lab {
 impl Lab {
     /// Creates the namespaces and links. Panics (after cleaning up) if the kernel refuses.
     pub fn new(links: &[LinkSpec]) -> Lab {
-        static STALE: Once = Once::new();
-        STALE.call_once(remove_stale);
-        need_tools();
-
-        let pid = std::process::id();
-        let seq = LAB_SEQ.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{pid}-{seq}");
-        let dir = std::env::temp_dir().join(format!("{TMP_PREFIX}{id}"));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir(&dir).expect("create lab directory");
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod lab directory");
+        let (id, dir) = new_lab_dir();
 
         let mut lab = Lab {
             id: id.clone(),
@@ -691,7 +717,7 @@ impl Lab {
 
     /// The namespace name of a side.
     pub fn ns(&self, side: Side) -> String {
-        format!("{NS_PREFIX}{}-{}", self.id, side.letter())
+        ns_name(&self.id, &side.letter().to_string())
     }
 
     fn add_link(&mut self, i: usize, spec: LinkSpec) {
@@ -763,19 +789,7 @@ impl Lab {
 
     /// Starts `argv` inside a side's namespace, output to `<dir>/<name>.out` and `.err`.
     pub fn spawn(&self, side: Side, name: &str, argv: &[&str]) -> Proc {
-        let stdout_path = self.dir.join(format!("{name}.out"));
-        let stderr_path = self.dir.join(format!("{name}.err"));
-        let program = if argv[0].contains('/') { PathBuf::from(argv[0]) } else { tool(argv[0]) };
-        let child = Command::new(tool("ip"))
-            .args(["netns", "exec", &self.ns(side)])
-            .arg(program)
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&stdout_path).expect("create stdout file"))
-            .stderr(fs::File::create(&stderr_path).expect("create stderr file"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {argv:?}: {e}"));
-        Proc { name: name.into(), child, stdout_path, stderr_path, status: None }
+        spawn_in(&self.ns(side), &self.dir, name, argv)
     }
 
     /// Runs `argv` in a side's namespace to completion; kills it after `timeout`.
@@ -1244,7 +1258,7 @@ pub fn tail(text: &str, n: usize) -> String {
 }
 
 /// Kills every process left in a namespace, then deletes it.
-fn kill_namespace(ns: &str) {
+pub fn kill_namespace(ns: &str) {
     for sig in [libc::SIGTERM, libc::SIGKILL] {
         let pids = Command::new(tool("ip"))
             .args(["netns", "pids", ns])
