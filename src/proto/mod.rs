@@ -18,6 +18,7 @@ pub mod rtt;
 pub mod send;
 pub mod session;
 pub mod sites;
+pub mod sorted;
 pub mod sparse;
 pub mod time;
 pub mod timer;

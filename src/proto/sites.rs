@@ -31,12 +31,13 @@ use super::crypto::{Csprng, Key};
 use super::handshake;
 use super::kdf::{handshake_key, key_id};
 use super::route::{Prefix, RouteTable, Side, packet_addr};
+use super::sorted::SortedMap;
 use super::time::Instant;
 use super::tunnel::{
     Config, DropCounters, DropReason, Event, Mode, Received, ReconfigureError, Transmit, Tunnel,
 };
 use super::wire::{DATA_OVERHEAD, HANDSHAKE_LEN, Header, Kind};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 /// One site of a server: who it is, and what it may use.
@@ -106,9 +107,9 @@ pub struct Sites {
     sites: Vec<Site>,
     /// Many sites: look datagrams and packets up; one: hand them all to it.
     many: bool,
-    by_key: HashMap<u32, usize>,
+    by_key: SortedMap<u32, usize>,
     /// (link, session id) → site, for transport datagrams.
-    sessions: HashMap<(usize, u32), usize>,
+    sessions: SortedMap<(usize, u32), usize>,
     routes: RouteTable,
     rng: Csprng,
     /// What was dropped before reaching a site's tunnel.
@@ -134,8 +135,8 @@ impl Sites {
             config,
             sites: Vec::new(),
             many,
-            by_key: HashMap::new(),
-            sessions: HashMap::new(),
+            by_key: SortedMap::default(),
+            sessions: SortedMap::default(),
             routes: RouteTable::default(),
             rng: Csprng::new(rng.bytes()),
             drops: DropCounters::default(),
@@ -264,8 +265,8 @@ impl Sites {
                 Err(d) => return self.dropped(d),
             },
             Kind::Challenge => return self.dropped(DropReason::Unexpected),
-            _ => match self.sessions.get(&(link, h.session)) {
-                Some(&site) => site,
+            _ => match self.sessions.get((link, h.session)) {
+                Some(site) => site,
                 None => return self.dropped(DropReason::UnknownSession),
             },
         };
@@ -292,8 +293,8 @@ impl Sites {
         h: &Header,
         dg: &[u8],
     ) -> Result<usize, DropReason> {
-        let site = *self.by_key.get(&h.key_id()).ok_or(DropReason::UnknownSite)?;
-        if let Some(&other) = self.sessions.get(&(link, h.session)) {
+        let site = self.by_key.get(h.key_id()).ok_or(DropReason::UnknownSite)?;
+        if let Some(other) = self.sessions.get((link, h.session)) {
             if other != site && self.holds(other, link, h.session) {
                 return Err(DropReason::SessionCollision);
             }
@@ -331,12 +332,12 @@ impl Sites {
         let stale: Vec<(usize, u32)> = self
             .sessions
             .iter()
-            .filter(|&(&(l, i), &s)| s == site && l == link && i != id)
+            .filter(|&&((l, i), s)| s == site && l == link && i != id)
             .map(|(k, _)| *k)
             .collect();
         for (l, i) in stale {
             if !self.holds(site, l, i) {
-                self.sessions.remove(&(l, i));
+                self.sessions.remove((l, i));
             }
         }
     }
@@ -577,11 +578,11 @@ impl Sites {
 }
 
 /// The key and route tables of `sites`, or what two of them share.
-fn tables(sites: &[&SiteConfig]) -> Result<(HashMap<u32, usize>, RouteTable), LayoutError> {
-    let mut by_key = HashMap::new();
+fn tables(sites: &[&SiteConfig]) -> Result<(SortedMap<u32, usize>, RouteTable), LayoutError> {
+    let mut by_key = SortedMap::default();
     let mut routes = RouteTable::default();
     for (i, site) in sites.iter().enumerate() {
-        if let Some(first) = by_key.insert(key_id(&site.psk), i) {
+        if let Some(first) = by_key.insert_first(key_id(&site.psk), i) {
             return Err(LayoutError::SameKey { first: sites[first].name.clone(), second: site.name.clone() });
         }
         for p in &site.prefixes {
