@@ -29,22 +29,21 @@ pub(crate) fn prefixes(value: &str, ipv6: bool, hosts: bool) -> Result<Vec<Prefi
         (false, false) => "IPv4 networks, separated by commas (192.168.10.0/24, 10.8.0.0/16)",
         (true, false) => "IPv6 networks, separated by commas (2001:db8:10::/48)",
     };
-    let bad = |got: &str| ErrorKind::BadValue { expected, got: got.to_string() };
-    value
-        .split([',', ' ', '\t'])
-        .filter(|w| !w.is_empty())
-        .map(|w| {
-            let p: Prefix = w.parse().map_err(|_| bad(w))?;
-            if p.addr().is_ipv6() != ipv6 {
-                return Err(bad(w));
-            }
-            if hosts {
-                let addr: std::net::IpAddr = w.split('/').next().unwrap_or(w).parse().map_err(|_| bad(w))?;
-                return Prefix::new(addr, if ipv6 { 128 } else { 32 }).map_err(|_| bad(w));
-            }
-            Ok(p)
-        })
-        .collect()
+    let mut out = Vec::new();
+    for word in value.split([',', ' ', '\t']) {
+        if word.is_empty() {
+            continue;
+        }
+        let parsed = match word.split_once('/') {
+            Some((a, _)) if hosts => a.parse::<Prefix>(),
+            _ => word.parse::<Prefix>(),
+        };
+        match parsed {
+            Ok(p) if p.addr().is_ipv6() == ipv6 => out.push(p),
+            _ => return Err(ErrorKind::BadValue { expected, got: word.to_string() }),
+        }
+    }
+    Ok(out)
 }
 
 /// A port; `min` is 0 where "any port" makes sense (a client's bindport), else 1.

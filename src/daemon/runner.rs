@@ -322,7 +322,7 @@ impl Daemon {
         let mut keys = Keys::default();
         let now = clock::now();
         let engine = Sites::new(config.engine_config(), keys.layout(&config), seed()?, now)
-            .map_err(|e| start_error("sites", format!("{e:?}")))?;
+            .map_err(|e| start_error("sites", e))?;
         let mut poller = Poller::with_capacity(3 + control.slots_needed() + config.links.len());
         poller.register(&signals, Interest::Read);
         poller.register(&tun, Interest::Read);
@@ -987,7 +987,7 @@ impl Daemon {
         let r = match self.engine.reconfigure(now, new.engine_config(), layout) {
             Ok(r) => r,
             Err(e) => {
-                log_error!("reload: keeping the running configuration: {e:?}");
+                log_error!("reload: keeping the running configuration: {e}");
                 return;
             }
         };

@@ -78,10 +78,10 @@ impl FromStr for Prefix {
             Some((a, l)) => (a, Some(l)),
             None => (s, None),
         };
-        let addr: IpAddr = addr.trim().parse().map_err(|_| PrefixError::Address)?;
+        let addr: IpAddr = addr.parse().map_err(|_| PrefixError::Address)?;
         let len = match len {
             None => bits(addr).1,
-            Some(l) => l.trim().parse().map_err(|_| PrefixError::Length)?,
+            Some(l) => l.parse().map_err(|_| PrefixError::Length)?,
         };
         Prefix::new(addr, len)
     }

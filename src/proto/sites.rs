@@ -37,7 +37,6 @@ use super::tunnel::{
     Config, DropCounters, DropReason, Event, Mode, Received, ReconfigureError, Transmit, Tunnel,
 };
 use super::wire::{DATA_OVERHEAD, HANDSHAKE_LEN, Header, Kind};
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 /// One site of a server: who it is, and what it may use.
@@ -80,6 +79,20 @@ struct Site {
     up: bool,
 }
 
+impl std::fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LayoutError::SameKey { first, second } => {
+                write!(f, "sites {first} and {second} have the same key")
+            }
+            LayoutError::SamePrefix { first, second, prefix } => {
+                write!(f, "sites {first} and {second} both claim {prefix}")
+            }
+            LayoutError::Changed => f.write_str("switching between one site and several needs a restart"),
+        }
+    }
+}
+
 /// A site in a server's report of a reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemovedSite {
@@ -118,9 +131,8 @@ pub struct Sites {
     cursor: usize,
     /// The device MTU announced last (many sites).
     device_mtu: usize,
-    events: VecDeque<(usize, Event)>,
-    /// A datagram buffer for the goodbyes of removed sites.
-    scratch: Vec<u8>,
+    /// A device MTU change, announced after the event that caused it.
+    pending: Option<(usize, Event)>,
 }
 
 impl Sites {
@@ -131,7 +143,6 @@ impl Sites {
         let many = matches!(layout, Layout::Many(_));
         let mut s = Sites {
             device_mtu: config.mtu,
-            scratch: vec![0; DATA_OVERHEAD + config.mtu],
             config,
             sites: Vec::new(),
             many,
@@ -141,7 +152,7 @@ impl Sites {
             rng: Csprng::new(rng.bytes()),
             drops: DropCounters::default(),
             cursor: 0,
-            events: VecDeque::new(),
+            pending: None,
         };
         match layout {
             Layout::One(psk) => {
@@ -252,36 +263,43 @@ impl Sites {
         from: SocketAddr,
         dg: &mut [u8],
     ) -> Received {
-        if !self.many {
-            return match self.sites[0].tunnel.as_mut() {
-                Some(t) => t.handle_datagram(now, link, from, dg),
-                None => Received::Dropped(DropReason::Unexpected),
-            };
-        }
-        let Ok(h) = Header::parse(dg) else { return self.dropped(DropReason::Malformed) };
-        let site = match h.kind {
-            Kind::Hello | Kind::Confirm => match self.handshake_site(now, link, &h, dg) {
-                Ok(site) => site,
+        // One call of the tunnel below, for one site or many: the router binary keeps one
+        // copy of the engine's receive path.
+        let (site, confirm) = if self.many {
+            match self.site_of(now, link, dg) {
+                Ok(found) => found,
                 Err(d) => return self.dropped(d),
-            },
-            Kind::Challenge => return self.dropped(DropReason::Unexpected),
-            _ => match self.sessions.get((link, h.session)) {
-                Some(site) => site,
-                None => return self.dropped(DropReason::UnknownSession),
-            },
+            }
+        } else {
+            (0, None)
         };
         let Some(t) = self.sites[site].tunnel.as_mut() else {
             return self.dropped(DropReason::UnknownSession);
         };
         let r = t.handle_datagram(now, link, from, dg);
+        if !self.many {
+            return r;
+        }
         match r {
-            Received::Consumed if h.kind == Kind::Confirm => self.register(site, link, h.session),
+            Received::Consumed if confirm.is_some() => self.register(site, link, confirm.unwrap_or(0)),
             Received::Deliver(ref range) if !self.source_ok(site, &dg[range.clone()]) => {
                 return self.dropped(DropReason::SourceRejected);
             }
             _ => {}
         }
         r
+    }
+
+    /// Many sites: the site a datagram is for, and the session id of a confirm (which, once
+    /// accepted, routes that session's datagrams to the site).
+    fn site_of(&mut self, now: Instant, link: usize, dg: &[u8]) -> Result<(usize, Option<u32>), DropReason> {
+        let h = Header::parse(dg).map_err(|_| DropReason::Malformed)?;
+        match h.kind {
+            Kind::Hello => Ok((self.handshake_site(now, link, &h, dg)?, None)),
+            Kind::Confirm => Ok((self.handshake_site(now, link, &h, dg)?, Some(h.session))),
+            Kind::Challenge => Err(DropReason::Unexpected),
+            _ => Ok((self.sessions.get((link, h.session)).ok_or(DropReason::UnknownSession)?, None)),
+        }
     }
 
     /// The site of a hello or confirm: by its key id, unless another site holds its session
@@ -436,7 +454,7 @@ impl Sites {
     /// [`Event::TunnelUp`] and [`Event::TunnelDown`] say that site came up or went down, and
     /// [`Event::TunnelMtu`] is the device's: the smallest MTU of the sites up.
     pub fn poll_event(&mut self) -> Option<(usize, Event)> {
-        if let Some(e) = self.events.pop_front() {
+        if let Some(e) = self.pending.take() {
             return Some(e);
         }
         for i in 0..self.sites.len() {
@@ -449,20 +467,20 @@ impl Sites {
                 if !self.many {
                     return Some((i, e));
                 }
-                match e {
-                    Event::TunnelMtu { .. } => {}
-                    e => self.events.push_back((i, e)),
-                }
                 self.update_device_mtu(i);
-                if let Some(e) = self.events.pop_front() {
-                    return Some(e);
+                if !matches!(e, Event::TunnelMtu { .. }) {
+                    return Some((i, e));
+                }
+                if let Some(mtu) = self.pending.take() {
+                    return Some(mtu);
                 }
             }
         }
         None
     }
 
-    /// Many sites: announces the smallest tunnel MTU of the sites up, if it changed.
+    /// Many sites: the smallest tunnel MTU of the sites up becomes the device's; a change is
+    /// the next event.
     fn update_device_mtu(&mut self, cause: usize) {
         let mtu = self
             .sites
@@ -473,7 +491,7 @@ impl Sites {
             .unwrap_or(self.config.mtu);
         if mtu != self.device_mtu {
             self.device_mtu = mtu;
-            self.events.push_back((cause, Event::TunnelMtu { mtu }));
+            self.pending = Some((cause, Event::TunnelMtu { mtu }));
         }
     }
 
@@ -538,11 +556,10 @@ impl Sites {
             sites.push(site);
         }
         for s in old.into_iter().flatten() {
-            report.removed.push(self.retire(now, s, &mut report.goodbyes));
+            report.removed.push(Self::retire(s, &mut report.goodbyes));
         }
         self.sites = sites;
         self.config = config;
-        self.scratch.resize(DATA_OVERHEAD + self.config.mtu, 0);
         self.cursor = 0;
         self.index();
         if self.many {
@@ -553,12 +570,7 @@ impl Sites {
     }
 
     /// A site removed by a reload: its disconnects join `goodbyes`, and its tunnel goes.
-    fn retire(
-        &mut self,
-        now: Instant,
-        site: Site,
-        goodbyes: &mut Vec<(usize, SocketAddr, Vec<u8>)>,
-    ) -> RemovedSite {
+    fn retire(site: Site, goodbyes: &mut Vec<(usize, SocketAddr, Vec<u8>)>) -> RemovedSite {
         let mut removed = RemovedSite { name: site.config.name, connected: Vec::new(), was_up: site.up };
         if let Some(mut t) = site.tunnel {
             removed.connected = t
@@ -568,10 +580,7 @@ impl Sites {
                 .filter(|(_, l)| l.state.is_connected())
                 .map(|(i, _)| i)
                 .collect();
-            t.close(now);
-            while let Some(tx) = t.poll_transmit(now, &mut self.scratch) {
-                goodbyes.push((tx.link, tx.dst, self.scratch[..tx.len].to_vec()));
-            }
+            goodbyes.extend(t.goodbyes(|_| false));
         }
         removed
     }

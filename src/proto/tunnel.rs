@@ -557,19 +557,7 @@ impl Tunnel {
         let continued_from: Vec<Option<usize>> =
             config.links.iter().map(|c| self.links.iter().position(|l| l.config.name == c.name)).collect();
         let connected_before = self.connected;
-        let mut goodbyes = Vec::new();
-        let mut buf = [0u8; wire::DISCONNECT_DATAGRAM_LEN];
-        for (i, l) in self.links.iter_mut().enumerate() {
-            if continued_from.contains(&Some(i)) || !l.state.is_connected() {
-                continue;
-            }
-            if let (Some(s), Some(dst)) = (l.session.as_mut(), l.peer) {
-                let len = buf.len();
-                Disconnect { reason: DisconnectReason::Reconfigured }.emit(&mut buf[len - Disconnect::LEN..]);
-                s.seal(Kind::Disconnect, &mut buf);
-                goodbyes.push((i, dst, buf.to_vec()));
-            }
-        }
+        let goodbyes = self.goodbyes(|i| continued_from.contains(&Some(i)));
         let mut old: Vec<Option<Link>> = std::mem::take(&mut self.links).into_iter().map(Some).collect();
         let client = is_client(self.mode);
         let n = config.links.len();
@@ -668,6 +656,25 @@ impl Tunnel {
         self.update_reorder_wait(now);
         self.update_reorder_timer();
         Ok(Reconfigured { continued_from, goodbyes })
+    }
+
+    /// A disconnect (reason: reconfigured) for each connected link but those `kept` says to
+    /// keep: (link, destination, datagram), for a reload to send before the links go.
+    pub fn goodbyes(&mut self, kept: impl Fn(usize) -> bool) -> Vec<(usize, SocketAddr, Vec<u8>)> {
+        let mut goodbyes = Vec::new();
+        let mut buf = [0u8; wire::DISCONNECT_DATAGRAM_LEN];
+        for (i, l) in self.links.iter_mut().enumerate() {
+            if kept(i) || !l.state.is_connected() {
+                continue;
+            }
+            if let (Some(s), Some(dst)) = (l.session.as_mut(), l.peer) {
+                let len = buf.len();
+                Disconnect { reason: DisconnectReason::Reconfigured }.emit(&mut buf[len - Disconnect::LEN..]);
+                s.seal(Kind::Disconnect, &mut buf);
+                goodbyes.push((i, dst, buf.to_vec()));
+            }
+        }
+        goodbyes
     }
 
     pub fn links(&self) -> &[Link] {
