@@ -8,7 +8,7 @@
 # also kept in target/cross/sizes.md. With --tiny, builds the smallest variant, whose panics
 # abort without a message (-Cpanic=immediate-abort), into target/cross/tiny/<target>/mlvpn.
 #
-# The default build fails if the mipsel binary is over its budget of 433.7 KiB.
+# The default build fails if the mipsel binary is over its budget of 447.6 KiB.
 #
 # How: every target is built the same way, with the nightly toolchain rebuilding std for
 # size (-Z build-std with std's optimize_for_size feature: the MIPS and 32-bit ARM targets
@@ -39,8 +39,14 @@ BUDGET_TARGET=mipsel-unknown-linux-musl
 # per-link size, the tunnel MTU and whole-gap NACKs (2.7 KB), the engine code the daemon
 # inlines with them, DF on the sockets, route-MTU hints and the TUN's MTU set through the
 # privileged parent (4.2 KB), status/JSON/metrics/table (1.7 KB); and 0.4 KB for hooks that
-# survive a reload. (`cross/size-diff.sh BASE` reproduces such tables.)
-BUDGET_BYTES=444112
+# survive a reload. Issue 14 (many sites per server, on routers too) came to 39.7 KB and
+# did not fit under the 448 KiB cap as it was; its size pass: one call of each engine entry
+# point for one site or many, sorted vectors instead of hash maps, goodbyes sealed directly,
+# no event queue, one status path (-9.6 KB of its code); our own code at opt-level "z" and
+# std and the crates at "s" (Cargo.toml: -10 KB at equal speed); panics without their file
+# and line (-11 KB, below). Left: 458,336 bytes, raised by 13.9 KiB to 447.6 KiB.
+# (`cross/size-diff.sh BASE` reproduces such tables.)
+BUDGET_BYTES=458336
 TOOLCHAIN=${MLVPN_CROSS_TOOLCHAIN:-nightly}
 
 variant=default
@@ -112,6 +118,10 @@ for t in $targets; do
         # functions marked #[inline], the crypto's rounds among them, keep their own, larger
         # threshold, and a router's small instruction cache favours the smaller code.
         flags="$flags -C llvm-args=-inline-threshold=25"
+        # Panics keep their message but not their file, line and column (11 KB on MIPS: a
+        # location per bounds check, unwrap and division). A router's panic is found again
+        # by its message, or by running the same case on an x86_64 build, which keeps them.
+        flags="$flags -Zlocation-detail=none"
         ;;
     esac
     case $t in
@@ -145,8 +155,8 @@ case "$variant $targets" in
 default*$BUDGET_TARGET*)
     size=$(wc -c <"$out/$BUDGET_TARGET/mlvpn")
     if [ "$size" -gt "$BUDGET_BYTES" ]; then
-        die "$BUDGET_TARGET binary is $size bytes, over its budget of $BUDGET_BYTES (433.7 KiB)"
+        die "$BUDGET_TARGET binary is $size bytes, over its budget of $BUDGET_BYTES (447.6 KiB)"
     fi
-    echo "$BUDGET_TARGET: $size bytes, within the budget of $BUDGET_BYTES (433.7 KiB)"
+    echo "$BUDGET_TARGET: $size bytes, within the budget of $BUDGET_BYTES (447.6 KiB)"
     ;;
 esac

@@ -643,7 +643,7 @@ fn read_site(report: &mut Report<'_>, s: &Section<'_>) -> Option<Site> {
     let mut seen = Seen::new();
     for e in &s.entries {
         let Some((spelling, k)) = lookup(SITE_KEYS, e.key) else {
-            let hint = Some(format!("a site takes {}", names(SITE_KEYS).join(", ")));
+            let hint = Some("a site takes password, ip4, ip6, ip4_routes, ip6_routes".into());
             report.error(e.line, Some(e.key), ErrorKind::UnknownKey { hint });
             continue;
         };

@@ -420,8 +420,11 @@ impl Config {
             ] {
                 line(o, key, format!("{value:?}"));
             }
-            let prefixes: Vec<String> = site.prefixes.iter().map(|p| p.to_string()).collect();
-            line(o, "# routes to it", prefixes.join(" "));
+            let mut prefixes = String::new();
+            for p in &site.prefixes {
+                let _ = write!(prefixes, " {p}");
+            }
+            line(o, "# routes to it", &prefixes[1.min(prefixes.len())..]);
         }
         for w in &self.warnings {
             line(o, &format!("# warning: {w}"), "");

@@ -9,6 +9,7 @@ use super::status::{
 };
 use crate::proto::sites::Sites;
 use crate::proto::{Instant, Mode, Tunnel};
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 /// What the engine does not know.
@@ -36,53 +37,50 @@ pub struct ShellInfo<'a> {
     pub shell_drops: &'a [(&'static str, u64)],
 }
 
-/// The snapshot the control server hands out.
+/// The snapshot the control server hands out. A server with sites: every site's links,
+/// labelled, the drops of all, and a line per site (reorder, queue and pool figures are per
+/// site and not reported yet).
 pub fn snapshot(sites: &Sites, shell: &ShellInfo<'_>) -> Status {
-    match sites.first() {
-        Some(engine) if !sites.is_many() => tunnel_snapshot(engine, shell),
-        _ => sites_snapshot(sites, shell),
-    }
-}
-
-/// A server with sites: every site's links, labelled, the drops of all, and a line per site.
-/// (Reorder, queue and pool figures are per site and not reported yet.)
-fn sites_snapshot(sites: &Sites, shell: &ShellInfo<'_>) -> Status {
-    let mut links = Vec::new();
-    let mut drops = *sites.drops();
-    let mut summary = Vec::new();
+    let many = sites.is_many();
+    let mut status = Status { drops: drops_of(sites.drops()), ..shell_part(sites.mode(), shell) };
+    status.drops.extend_from_slice(shell.shell_drops);
     for (i, (name, tunnel, up)) in sites.iter().enumerate() {
-        let prefixes: Vec<String> = sites.prefixes(i).iter().map(|p| p.to_string()).collect();
+        // One call for one site or many: the router binary keeps one copy of it.
+        let drops = if many { &[][..] } else { shell.shell_drops };
+        let one = tunnel.map(|t| tunnel_snapshot(t, &ShellInfo { shell_drops: drops, ..*shell }));
+        if !many {
+            return one.unwrap_or(status);
+        }
         let mut site = SiteStatus {
             name: name.to_string(),
-            status: if up {
-                "up"
-            } else if tunnel.is_some() {
-                "down"
-            } else {
-                "idle"
+            status: match (up, tunnel.is_some()) {
+                (true, _) => "up",
+                (false, true) => "down",
+                (false, false) => "idle",
             },
-            prefixes: prefixes.join(" "),
             ..SiteStatus::default()
         };
-        if let Some(t) = tunnel {
-            drops.add(t.drops());
-            let mine = links_of(t, name, shell);
-            site.links_up = mine.iter().filter(|l| l.state == "up").count() as u64;
-            site.sent_bytes = mine.iter().map(|l| l.sent_bytes).sum();
-            site.recv_bytes = mine.iter().map(|l| l.recv_bytes).sum();
-            links.extend(mine);
+        for p in sites.prefixes(i) {
+            let sep = if site.prefixes.is_empty() { "" } else { " " };
+            let _ = write!(site.prefixes, "{sep}{p}");
         }
-        summary.push(site);
+        if let Some(mut one) = one {
+            // The same reasons in the same order, the shell's last: summed by position.
+            for (sum, (_, n)) in status.drops.iter_mut().zip(&one.drops) {
+                sum.1 += n;
+            }
+            for l in &mut one.links {
+                l.site = site.name.clone();
+                site.links_up += u64::from(l.state == "up");
+                site.sent_bytes += l.sent_bytes;
+                site.recv_bytes += l.recv_bytes;
+            }
+            status.handshake_failures += one.handshake_failures;
+            status.links.append(&mut one.links);
+        }
+        status.sites.push(site);
     }
-    let mut drops = drops_of(&drops);
-    drops.extend_from_slice(shell.shell_drops);
-    Status {
-        handshake_failures: links.iter().map(|l| l.handshake_failures).sum(),
-        links,
-        sites: summary,
-        drops,
-        ..shell_part(sites.mode(), shell)
-    }
+    status
 }
 
 /// What the shell alone knows.
@@ -106,8 +104,8 @@ fn shell_part(mode: Mode, shell: &ShellInfo<'_>) -> Status {
     }
 }
 
-/// One tunnel's links; `site` names their site (empty for a client).
-fn links_of(engine: &Tunnel, site: &str, shell: &ShellInfo<'_>) -> Vec<LinkStatus> {
+/// One tunnel's links.
+fn links_of(engine: &Tunnel, shell: &ShellInfo<'_>) -> Vec<LinkStatus> {
     let data_sent: u64 = engine.links().iter().map(|l| l.stats.tx_data_packets).sum();
     engine
         .links()
@@ -118,7 +116,7 @@ fn links_of(engine: &Tunnel, site: &str, shell: &ShellInfo<'_>) -> Vec<LinkStatu
             let local = shell.local.get(i).copied().flatten();
             LinkStatus {
                 name: l.config.name.clone(),
-                site: site.to_string(),
+                site: String::new(),
                 bindaddr: local
                     .filter(|a| !a.ip().is_unspecified())
                     .map(|a| a.ip().to_string())
@@ -166,7 +164,7 @@ fn links_of(engine: &Tunnel, site: &str, shell: &ShellInfo<'_>) -> Vec<LinkStatu
 
 /// A client, or a server of one site: one tunnel's whole status.
 pub fn tunnel_snapshot(engine: &Tunnel, shell: &ShellInfo<'_>) -> Status {
-    let links = links_of(engine, "", shell);
+    let links = links_of(engine, shell);
     let mut drops = drops_of(engine.drops());
     drops.extend_from_slice(shell.shell_drops);
     let pools: Vec<PoolStatus> = engine

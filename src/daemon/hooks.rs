@@ -13,6 +13,7 @@
 //! `SITE`, `SITE_IP4`, `SITE_IP6`, `SITE_IP4_ROUTES` and `SITE_IP6_ROUTES` in its environment:
 //! what a script needs to route the site's networks to the device.
 
+use crate::config::HookEnv;
 use crate::proto::{Duration, Instant};
 use crate::sys::process;
 use crate::{log_debug, log_error, log_warn};
@@ -59,8 +60,8 @@ impl HookEvent {
     }
 }
 
-/// A site's variables for the hook: `SITE` and its addresses and routes.
-pub type SiteEnv = (String, Vec<(String, String)>);
+/// A site's name and addresses, for the variables of its calls.
+pub type SiteEnv = (String, HookEnv);
 
 #[derive(Debug)]
 struct Running {
@@ -170,9 +171,14 @@ impl Hooks {
         let mut args = vec![self.device.as_str(), ev];
         args.extend(link);
         let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        if let Some((name, vars)) = event.site().and_then(|s| self.sites.iter().find(|(n, _)| n == s)) {
-            env.push(("SITE", name));
-            env.extend(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if let Some((name, h)) = event.site().and_then(|s| self.sites.iter().find(|(n, _)| n == s)) {
+            env.extend([
+                ("SITE", name.as_str()),
+                ("SITE_IP4", &h.ip4),
+                ("SITE_IP6", &h.ip6),
+                ("SITE_IP4_ROUTES", &h.ip4_routes),
+                ("SITE_IP6_ROUTES", &h.ip6_routes),
+            ]);
         }
         log_debug!("hook", "running {} {}", script.display(), args.join(" "));
         match process::spawn_hook(script, &args, &env) {

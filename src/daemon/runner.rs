@@ -206,19 +206,7 @@ pub fn make_hooks(config: &Config, device: &str) -> Result<Hooks, StartError> {
         process::check_hook_permissions(s, process::effective_uid())
             .map_err(|e| StartError(format!("statuscommand {}: {e}", s.display())))?;
     }
-    let sites = config
-        .sites
-        .iter()
-        .map(|s| {
-            let h = &s.hook_env;
-            let vars = [("SITE_IP4", &h.ip4), ("SITE_IP6", &h.ip6), ("SITE_IP4_ROUTES", &h.ip4_routes)]
-                .into_iter()
-                .chain([("SITE_IP6_ROUTES", &h.ip6_routes)])
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect();
-            (s.name.clone(), vars)
-        })
-        .collect();
+    let sites = config.sites.iter().map(|s| (s.name.clone(), s.hook_env.clone())).collect();
     Ok(Hooks::new(script, device, hook_env(config)).with_sites(sites))
 }
 
@@ -1023,27 +1011,21 @@ impl Daemon {
                 }
             })
             .collect();
-        let removed_sites: Vec<&str> = r.removed.iter().map(|s| s.name.as_str()).collect();
         let mut removed = 0;
-        for (i, io) in old.iter().enumerate() {
-            let Some(io) = io else { continue };
+        for io in old.iter().flatten() {
             removed += 1;
             log_info!("link {}: removed", io.name);
-            for (site, _) in connected
-                .iter()
-                .filter(|(site, l)| *l == i && !site.as_deref().is_some_and(|s| removed_sites.contains(&s)))
-            {
-                self.privileges.hook(now, HookEvent::RtunDown(io.name.clone(), site.clone()));
+        }
+        // `rtun_down` for each link that was up and is gone, by itself or with its site.
+        for (site, i) in &connected {
+            let site_gone = r.removed.iter().any(|s| Some(&s.name) == site.as_ref());
+            if site_gone || old[*i].is_some() {
+                let link = self.config.links[*i].name.clone();
+                self.privileges.hook(now, HookEvent::RtunDown(link, site.clone()));
             }
         }
-        // A removed site's connected links (under their old names), then the site.
-        let old_names: Vec<String> = self.config.links.iter().map(|l| l.name.clone()).collect();
         for site in &r.removed {
             log_info!("site {}: removed", site.name);
-            for &i in &site.connected {
-                let link = old_names.get(i).cloned().unwrap_or_default();
-                self.privileges.hook(now, HookEvent::RtunDown(link, Some(site.name.clone())));
-            }
             if site.was_up {
                 self.site_down(now, site.name.clone());
             }

@@ -97,8 +97,6 @@ impl std::fmt::Display for LayoutError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemovedSite {
     pub name: String,
-    /// Its links that were connected: they owe the hook an `rtun_down`.
-    pub connected: Vec<usize>,
     pub was_up: bool,
 }
 
@@ -139,7 +137,6 @@ impl Sites {
     /// The engines for `layout`; `seed` as for [`Tunnel::new`]. A client's or a single site's
     /// tunnel is built at once; a server's sites', when they first connect.
     pub fn new(config: Config, layout: Layout, seed: [u8; 32], now: Instant) -> Result<Sites, LayoutError> {
-        let mut rng = Csprng::new(seed);
         let many = matches!(layout, Layout::Many(_));
         let mut s = Sites {
             device_mtu: config.mtu,
@@ -149,35 +146,18 @@ impl Sites {
             by_key: SortedMap::default(),
             sessions: SortedMap::default(),
             routes: RouteTable::default(),
-            rng: Csprng::new(rng.bytes()),
+            rng: Csprng::new(seed),
             drops: DropCounters::default(),
             cursor: 0,
             pending: None,
         };
-        match layout {
-            Layout::One(psk) => {
-                let tunnel = Tunnel::new(s.config.clone(), &psk, rng.bytes(), now);
-                s.sites.push(Site {
-                    handshake_key: handshake_key(&psk),
-                    key_id: key_id(&psk),
-                    config: SiteConfig { name: String::new(), psk, prefixes: Vec::new() },
-                    tunnel: Some(Box::new(tunnel)),
-                    up: false,
-                });
-            }
-            Layout::Many(sites) => {
-                tables(&sites.iter().collect::<Vec<_>>())?;
-                s.sites = sites.into_iter().map(new_site).collect();
-                s.index();
-            }
-        }
+        let config = s.config.clone();
+        s.reconfigure(now, config, layout)?;
         Ok(s)
     }
 
-    /// Rebuilds the key, route and session tables from the sites (checked by [`tables`]).
+    /// Rebuilds the session table from the sites' tunnels.
     fn index(&mut self) {
-        let configs: Vec<&SiteConfig> = self.sites.iter().map(|s| &s.config).collect();
-        (self.by_key, self.routes) = tables(&configs).unwrap_or_default();
         self.sessions.clear();
         for (i, site) in self.sites.iter().enumerate() {
             let Some(t) = &site.tunnel else { continue };
@@ -331,10 +311,15 @@ impl Sites {
         if handshake::open(&self.sites[site].handshake_key, h, &mut copy).is_err() {
             return Err(DropReason::Unauthenticated);
         }
+        self.build(site, now);
+        Ok(site)
+    }
+
+    /// Builds `site`'s tunnel (the one place that does: the router binary keeps one copy).
+    fn build(&mut self, site: usize, now: Instant) {
         let seed = self.rng.bytes();
         let s = &mut self.sites[site];
         s.tunnel = Some(Box::new(Tunnel::new(self.config.clone(), &s.config.psk, seed, now)));
-        Ok(site)
     }
 
     /// Whether `site`'s tunnel still accepts session `id` on `link`.
@@ -528,7 +513,7 @@ impl Sites {
             }
             Layout::Many(sites) => sites,
         };
-        tables(&wanted.iter().collect::<Vec<_>>())?;
+        (self.by_key, self.routes) = tables(&wanted.iter().collect::<Vec<_>>())?;
         let mut old: Vec<Option<Site>> = std::mem::take(&mut self.sites).into_iter().map(Some).collect();
         let mut sites = Vec::with_capacity(wanted.len());
         for c in wanted {
@@ -562,6 +547,9 @@ impl Sites {
         self.config = config;
         self.cursor = 0;
         self.index();
+        if !self.many && self.sites[0].tunnel.is_none() {
+            self.build(0, now);
+        }
         if self.many {
             let cause = self.sites.len().saturating_sub(1);
             self.update_device_mtu(cause);
@@ -571,18 +559,10 @@ impl Sites {
 
     /// A site removed by a reload: its disconnects join `goodbyes`, and its tunnel goes.
     fn retire(site: Site, goodbyes: &mut Vec<(usize, SocketAddr, Vec<u8>)>) -> RemovedSite {
-        let mut removed = RemovedSite { name: site.config.name, connected: Vec::new(), was_up: site.up };
         if let Some(mut t) = site.tunnel {
-            removed.connected = t
-                .links()
-                .iter()
-                .enumerate()
-                .filter(|(_, l)| l.state.is_connected())
-                .map(|(i, _)| i)
-                .collect();
             goodbyes.extend(t.goodbyes(|_| false));
         }
-        removed
+        RemovedSite { name: site.config.name, was_up: site.up }
     }
 }
 

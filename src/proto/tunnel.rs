@@ -258,33 +258,6 @@ impl DropCounters {
             + self.session_collision
             + self.source_rejected
     }
-
-    /// Adds every counter of `other` (a server's sites, summed).
-    pub fn add(&mut self, other: &DropCounters) {
-        let mut sum = [0u64; 16];
-        for (k, ((_, a), (_, b))) in self.named().iter().zip(other.named()).enumerate() {
-            sum[k] = a + b;
-        }
-        let [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p] = sum;
-        *self = DropCounters {
-            malformed: a,
-            unauthenticated: b,
-            replayed: c,
-            unknown_session: d,
-            stale_handshake: e,
-            unexpected: f,
-            too_big: g,
-            no_link: h,
-            congested: i,
-            late: j,
-            duplicate: k,
-            reorder_full: l,
-            unknown_site: m,
-            session_collision: n,
-            source_rejected: o,
-            no_route: p,
-        };
-    }
 }
 
 /// Something the shell may want to log or act on.
