@@ -140,18 +140,19 @@ fn seq_diff(a: u32, b: u32) -> i32 {
 }
 
 impl ReorderBuffer {
-    /// A buffer of `capacity` slots of `slot_len` bytes each, allocated now and never again.
+    /// A buffer of `capacity` slots of `slot_len` bytes each, allocated with the first packet
+    /// and never again (a server's idle sites keep none).
     pub fn new(capacity: usize, slot_len: usize) -> Self {
         assert!((1..=MAX_CAPACITY).contains(&capacity), "reorder capacity out of range");
         assert!(slot_len <= u16::MAX as usize);
         ReorderBuffer {
             capacity: capacity as u32,
             slot_len,
-            storage: vec![0; capacity * slot_len],
-            lens: vec![0; capacity],
-            free: (0..capacity as u16).rev().collect(),
-            window: vec![EMPTY; capacity],
-            ready: VecDeque::with_capacity(capacity),
+            storage: Vec::new(),
+            lens: Vec::new(),
+            free: Vec::new(),
+            window: Vec::new(),
+            ready: VecDeque::new(),
             next: None,
             highest: 0,
             newest_bulk: None,
@@ -159,6 +160,18 @@ impl ReorderBuffer {
             first_due: None,
             stats: ReorderStats::default(),
             peak: 0,
+        }
+    }
+
+    /// Allocates the buffers and the window, once.
+    fn allocate(&mut self) {
+        if self.window.is_empty() {
+            let capacity = self.capacity as usize;
+            self.storage = vec![0; capacity * self.slot_len];
+            self.lens = vec![0; capacity];
+            self.free = (0..capacity as u16).rev().collect();
+            self.window = vec![EMPTY; capacity];
+            self.ready = VecDeque::with_capacity(capacity);
         }
     }
 
@@ -217,6 +230,7 @@ impl ReorderBuffer {
     /// A sparse packet `seq`: deliver it now, whatever is missing before it; the sequence goes
     /// on past its place.
     pub fn pass(&mut self, seq: u32) -> Arrival {
+        self.allocate();
         let next = match self.place(seq) {
             Ok(next) => next,
             Err(a) => return a,
@@ -252,6 +266,7 @@ impl ReorderBuffer {
         if payload.len() > self.slot_len {
             return Arrival::TooBig;
         }
+        self.allocate();
         let next = match self.place(seq) {
             Ok(next) => next,
             Err(a) => return a,
@@ -345,7 +360,7 @@ impl ReorderBuffer {
     pub fn deadline(&self) -> Option<Instant> {
         let due = self.first_due.map(|(_, d)| d);
         let head =
-            self.next.map(|n| self.window[self.slot(n)]).filter(|e| e.is_packet() && self.ready.is_empty());
+            self.next.and_then(|n| self.window.get(self.slot(n)).copied()).filter(|e| e.is_packet() && self.ready.is_empty());
         match (due, head) {
             (Some(d), Some(h)) => Some(d.min(h.hold_until)),
             (d, h) => d.or(h.map(|h| h.hold_until)),
@@ -370,7 +385,7 @@ impl ReorderBuffer {
             None => loop {
                 let next = self.next?;
                 let slot = self.slot(next);
-                let e = self.window[slot];
+                let e = *self.window.get(slot)?;
                 if e.buffer == NO_BUFFER || (e.is_packet() && e.hold_until > now) {
                     return None;
                 }

@@ -38,8 +38,12 @@ struct Slot {
 
 const FREE: Slot = Slot { seq: 0, len: 0, link: 0, pn: 0, sent: Instant::ZERO, used: false, queued: false };
 
+/// Its slots are allocated with the first packet recorded: a server's idle sites (connected,
+/// carrying keepalives only) keep none.
 #[derive(Debug)]
 pub struct RetransmitStore {
+    capacity: usize,
+    links: usize,
     slots: Vec<Slot>,
     data: Vec<u8>,
     slot_len: usize,
@@ -59,21 +63,33 @@ pub struct RetransmitStore {
 impl RetransmitStore {
     pub fn new(capacity: usize, slot_len: usize, links: usize) -> Self {
         RetransmitStore {
-            slots: vec![FREE; capacity],
-            data: vec![0; capacity * slot_len],
+            capacity,
+            links,
+            slots: Vec::new(),
+            data: Vec::new(),
             slot_len,
             next: 0,
             active: capacity.min(FIRST_SLOTS),
             keep: MAX_AGE,
-            by_pn: vec![vec![u32::MAX; capacity]; links],
-            queue: VecDeque::with_capacity(capacity),
+            by_pn: Vec::new(),
+            queue: VecDeque::new(),
             resent: 0,
             unknown: 0,
         }
     }
 
+    /// Allocates the slots, once.
+    fn allocate(&mut self) {
+        if self.slots.is_empty() {
+            self.slots = vec![FREE; self.capacity];
+            self.data = vec![0; self.capacity * self.slot_len];
+            self.by_pn = vec![vec![u32::MAX; self.capacity]; self.links];
+            self.queue = VecDeque::with_capacity(self.capacity);
+        }
+    }
+
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.capacity
     }
 
     /// Bytes of one slot.
@@ -93,7 +109,11 @@ impl RetransmitStore {
 
     /// The links changed: link `i` now is old link `from[i]` (or new).
     pub fn remap_links(&mut self, from: &[Option<usize>]) {
-        let capacity = self.slots.len();
+        self.links = from.len();
+        if self.slots.is_empty() {
+            return;
+        }
+        let capacity = self.capacity;
         self.by_pn = from
             .iter()
             .map(|f| f.and_then(|i| self.by_pn.get(i).cloned()).unwrap_or_else(|| vec![u32::MAX; capacity]))
@@ -109,7 +129,7 @@ impl RetransmitStore {
     }
 
     fn index(&self, pn: u64) -> usize {
-        (pn % self.slots.len() as u64) as usize
+        (pn % self.capacity as u64) as usize
     }
 
     /// Remembers data packet `seq` (`payload`), sent on `link` as packet number `pn`.
@@ -117,6 +137,7 @@ impl RetransmitStore {
         if payload.len() > self.slot_len {
             return;
         }
+        self.allocate();
         let i = self.next;
         self.next = i + 1;
         if self.next == self.active {
@@ -156,6 +177,10 @@ impl RetransmitStore {
 
     /// The peer did not get packet numbers `first .. first + count` on `link`.
     pub fn nack(&mut self, now: Instant, link: usize, first: u64, count: u16) {
+        if self.slots.is_empty() {
+            self.unknown += u64::from(count);
+            return;
+        }
         for pn in first..first.saturating_add(u64::from(count)) {
             let k = self.index(pn);
             let i = self.by_pn[link][k];
@@ -177,6 +202,9 @@ impl RetransmitStore {
     /// inner flow a loss, and a dead link has no later packets to reveal the gap by NACK.
     pub fn requeue_unacked(&mut self, now: Instant, link: usize, acked: Option<u64>) -> usize {
         let mut queued = 0;
+        if self.slots.is_empty() {
+            return 0;
+        }
         for i in (self.next..self.active).chain(0..self.next) {
             let s = &mut self.slots[i];
             let lost = s.used && s.link as usize == link && acked.is_none_or(|a| s.pn > a);

@@ -86,8 +86,9 @@ pub struct Copies {
 pub const COPIES: usize = 16;
 
 impl Copies {
+    /// Its buffers come with the first copy: a server's idle sites keep none.
     pub fn new(slot_len: usize) -> Self {
-        Copies { slot_len, storage: vec![0; COPIES * slot_len], waiting: heapless::Deque::new(), next: 0 }
+        Copies { slot_len, storage: Vec::new(), waiting: heapless::Deque::new(), next: 0 }
     }
 
     /// Keeps `packet` to be sent as `seq` on `link` (`resend`: a copy of a packet sent again);
@@ -95,6 +96,9 @@ impl Copies {
     pub fn push(&mut self, link: usize, seq: u32, packet: &[u8], resend: bool) -> bool {
         if packet.len() > self.slot_len || self.waiting.is_full() {
             return false;
+        }
+        if self.storage.is_empty() {
+            self.storage = vec![0; COPIES * self.slot_len];
         }
         let slot = (self.next + self.waiting.len()) % COPIES;
         self.storage[slot * self.slot_len..][..packet.len()].copy_from_slice(packet);
