@@ -152,8 +152,8 @@ fn pair(bandwidth: u64) -> Pair {
     }
     assert_eq!(p.client.connected_links(), LINKS);
     assert_eq!(p.server.connected_links(), LINKS);
-    // And a few data packets each way: the resend store and the copies' buffers are
-    // allocated once, with a tunnel's first data (an idle site of a server keeps none).
+    // And a few data packets each way: the resend store and the reorder buffer are allocated
+    // once, with a tunnel's first data (an idle site of a server keeps none).
     for k in 0..8u64 {
         for from_client in [true, false] {
             p.a[DATA_OVERHEAD..DATA_OVERHEAD + 8].copy_from_slice(&(900_000 + k).to_be_bytes());
@@ -163,6 +163,18 @@ fn pair(bandwidth: u64) -> Pair {
             }
             p.settle();
         }
+    }
+    // A burst, which the send queue takes where the links are slow: its buffers too come
+    // with their first use.
+    for k in 0..32u64 {
+        p.a[DATA_OVERHEAD..DATA_OVERHEAD + 8].copy_from_slice(&(950_000 + k).to_be_bytes());
+        if let Ok(Some(tx)) = p.client.handle_tun(p.now, &mut p.a, 1200) {
+            p.carry(true, tx.link, tx.len);
+        }
+    }
+    for _ in 0..50 {
+        p.now += Duration::from_millis(20);
+        p.settle();
     }
     p
 }

@@ -288,17 +288,18 @@ impl Config {
         }
     }
 
-    /// How the engine serves this file: one tunnel, or one per `[site:NAME]`. `psk` stretches
-    /// a password into its key (the daemon keeps them, so a reload stretches only new ones).
-    pub fn layout(&self, mut psk: impl FnMut(&Password) -> proto::crypto::Key) -> proto::sites::Layout {
+    /// How the engine serves this file: one tunnel, or one per `[site:NAME]`.
+    pub fn layout(&self) -> proto::sites::Layout {
+        use proto::sites::{Layout, Secret, SiteConfig};
+        let secret = |p: &Password| Secret::Password(p.expose().as_bytes().to_vec());
         match &self.password {
-            Some(p) if self.sites.is_empty() => proto::sites::Layout::One(psk(p)),
-            _ => proto::sites::Layout::Many(
+            Some(p) if self.sites.is_empty() => Layout::One(secret(p)),
+            _ => Layout::Many(
                 self.sites
                     .iter()
-                    .map(|s| proto::sites::SiteConfig {
+                    .map(|s| SiteConfig {
                         name: s.name.clone(),
-                        psk: psk(&s.password),
+                        secret: secret(&s.password),
                         prefixes: s.prefixes.clone(),
                     })
                     .collect(),

@@ -72,8 +72,6 @@ pub fn snapshot(sites: &Sites, shell: &ShellInfo<'_>) -> Status {
             for l in &mut one.links {
                 l.site = site.name.clone();
                 site.links_up += u64::from(l.state == "up");
-                site.sent_bytes += l.sent_bytes;
-                site.recv_bytes += l.recv_bytes;
             }
             status.handshake_failures += one.handshake_failures;
             status.links.append(&mut one.links);

@@ -62,8 +62,6 @@ pub struct SiteStatus {
     pub links_up: u64,
     /// Its addresses and routes, space-separated.
     pub prefixes: String,
-    pub sent_bytes: u64,
-    pub recv_bytes: u64,
 }
 
 /// The send queue ([`crate::proto::fq`]).
@@ -313,8 +311,6 @@ impl Status {
                 w.string("status", site.status);
                 w.u64("links_up", site.links_up);
                 w.string("prefixes", &site.prefixes);
-                w.u64("sentbytes", site.sent_bytes);
-                w.u64("recvbytes", site.recv_bytes);
                 w.close_object();
             }
             w.close_array();

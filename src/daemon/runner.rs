@@ -11,13 +11,11 @@ use super::log::Throttle;
 use super::net::{self, SOCKET_BUFFER};
 use super::offload::{self, Segmenter, VNET_HDR_LEN, VnetHdr};
 use super::privsep::Privileges;
-use crate::config::Password;
 use crate::config::{self, Config, TunTap};
 use crate::control::{self, ControlServer, ShellInfo};
-use crate::proto::crypto::Key;
-use crate::proto::sites::{Layout, Sites};
+use crate::proto::sites::Sites;
 use crate::proto::wire::{DATA_OVERHEAD, MAX_CONTROL_LEN};
-use crate::proto::{DownReason, Duration, Event, Instant, LinkState, Received, kdf};
+use crate::proto::{DownReason, Duration, Event, Instant, LinkState, Received};
 use crate::sys::poll::{Interest, Poller};
 use crate::sys::proctitle::ProcTitle;
 use crate::sys::signals::{Signal, Signals};
@@ -123,34 +121,10 @@ pub struct Identity {
     pub natural_title: bool,
 }
 
-/// Keys stretched from passwords, kept so that a reload stretches only the new ones: each
-/// costs [`kdf::PSK_ROUNDS`] hashes (10 ms on a server, 0.1 s on a router), and a server with
-/// a hundred sites would stall its traffic for a second on every SIGHUP.
-#[derive(Default)]
-struct Keys(Vec<(Password, Key)>);
-
-impl Keys {
-    /// The engines' layout for `config`; forgets the keys it no longer uses.
-    fn layout(&mut self, config: &Config) -> Layout {
-        let mut used = Vec::new();
-        let layout = config.layout(|p| {
-            let key = match self.0.iter().find(|(q, _)| q == p) {
-                Some((_, k)) => k.clone(),
-                None => kdf::psk_from_password(p.expose().as_bytes()),
-            };
-            used.push((p.clone(), key.clone()));
-            key
-        });
-        self.0 = used;
-        layout
-    }
-}
-
 pub struct Daemon {
     identity: Identity,
     config_path: PathBuf,
     config: Config,
-    keys: Keys,
     engine: Sites,
     /// Sites up, as the hook was told (`tuntap_up` with the first, `tuntap_down` after the
     /// last).
@@ -307,9 +281,8 @@ impl Daemon {
         tun.set_up(true).map_err(|e| start_error("cannot bring the device up", e))?;
         log_info!("{} {} up, mtu {}", config.tuntap.as_str(), tun.name(), config.mtu);
         let hooks = make_hooks(&config, tun.name())?;
-        let mut keys = Keys::default();
         let now = clock::now();
-        let engine = Sites::new(config.engine_config(), keys.layout(&config), seed()?, now)
+        let engine = Sites::new(config.engine_config(), config.layout(), seed()?, now)
             .map_err(|e| start_error("sites", e))?;
         let mut poller = Poller::with_capacity(3 + control.slots_needed() + config.links.len());
         poller.register(&signals, Interest::Read);
@@ -326,7 +299,6 @@ impl Daemon {
         let mut d = Daemon {
             identity,
             config_path,
-            keys,
             engine,
             sites_up: 0,
             control,
@@ -971,8 +943,7 @@ impl Daemon {
                 }
             }
         }
-        let layout = self.keys.layout(&new);
-        let r = match self.engine.reconfigure(now, new.engine_config(), layout) {
+        let r = match self.engine.reconfigure(now, new.engine_config(), new.layout()) {
             Ok(r) => r,
             Err(e) => {
                 log_error!("reload: keeping the running configuration: {e}");
@@ -1049,15 +1020,6 @@ impl Daemon {
         }
         self.install_links(now, links);
         self.last_reload = unix_now();
-        if self.engine.is_many() {
-            log_info!(
-                "reloaded {}: {} sites, {} added, {} removed",
-                self.config_path.display(),
-                self.config.sites.len(),
-                r.added,
-                r.removed.len()
-            );
-        }
         log_info!(
             "reloaded {}: {kept} links unchanged, {moved} with new addresses, {added} added, {removed} removed",
             self.config_path.display(),

@@ -163,9 +163,12 @@ impl ReorderBuffer {
         }
     }
 
-    /// Allocates the buffers and the window, once.
+    /// Allocates the buffers and the window, once (out of line: the receive path keeps only
+    /// the test).
+    #[cold]
+    #[inline(never)]
     fn allocate(&mut self) {
-        if self.window.is_empty() {
+        {
             let capacity = self.capacity as usize;
             self.storage = vec![0; capacity * self.slot_len];
             self.lens = vec![0; capacity];
@@ -230,7 +233,9 @@ impl ReorderBuffer {
     /// A sparse packet `seq`: deliver it now, whatever is missing before it; the sequence goes
     /// on past its place.
     pub fn pass(&mut self, seq: u32) -> Arrival {
-        self.allocate();
+        if self.window.is_empty() {
+            self.allocate();
+        }
         let next = match self.place(seq) {
             Ok(next) => next,
             Err(a) => return a,
@@ -266,7 +271,9 @@ impl ReorderBuffer {
         if payload.len() > self.slot_len {
             return Arrival::TooBig;
         }
-        self.allocate();
+        if self.window.is_empty() {
+            self.allocate();
+        }
         let next = match self.place(seq) {
             Ok(next) => next,
             Err(a) => return a,
@@ -359,8 +366,10 @@ impl ReorderBuffer {
     /// order its hold. (Call after draining [`ReorderBuffer::pop`].)
     pub fn deadline(&self) -> Option<Instant> {
         let due = self.first_due.map(|(_, d)| d);
-        let head =
-            self.next.and_then(|n| self.window.get(self.slot(n)).copied()).filter(|e| e.is_packet() && self.ready.is_empty());
+        let head = self
+            .next
+            .and_then(|n| self.window.get(self.slot(n)).copied())
+            .filter(|e| e.is_packet() && self.ready.is_empty());
         match (due, head) {
             (Some(d), Some(h)) => Some(d.min(h.hold_until)),
             (d, h) => d.or(h.map(|h| h.hold_until)),

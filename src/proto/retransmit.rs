@@ -78,9 +78,11 @@ impl RetransmitStore {
         }
     }
 
-    /// Allocates the slots, once.
+    /// Allocates the slots, once (out of line: the send path keeps only the test).
+    #[cold]
+    #[inline(never)]
     fn allocate(&mut self) {
-        if self.slots.is_empty() {
+        {
             self.slots = vec![FREE; self.capacity];
             self.data = vec![0; self.capacity * self.slot_len];
             self.by_pn = vec![vec![u32::MAX; self.capacity]; self.links];
@@ -137,7 +139,9 @@ impl RetransmitStore {
         if payload.len() > self.slot_len {
             return;
         }
-        self.allocate();
+        if self.slots.is_empty() {
+            self.allocate();
+        }
         let i = self.next;
         self.next = i + 1;
         if self.next == self.active {

@@ -39,12 +39,30 @@ use super::tunnel::{
 use super::wire::{DATA_OVERHEAD, HANDSHAKE_LEN, Header, Kind};
 use std::net::SocketAddr;
 
+/// What a site's key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// The configured password, stretched here ([`super::kdf::psk_from_password`]) only when
+    /// it is new: a reload of a hundred sites does not stall the traffic for a second.
+    Password(Vec<u8>),
+    /// A key already stretched (tests, tools).
+    Key(Key),
+}
+
+impl Secret {
+    fn key(&self) -> Key {
+        match self {
+            Secret::Password(p) => super::kdf::psk_from_password(p),
+            Secret::Key(k) => k.clone(),
+        }
+    }
+}
+
 /// One site of a server: who it is, and what it may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiteConfig {
     pub name: String,
-    /// The pre-shared key from the site's password ([`super::kdf::psk_from_password`]).
-    pub psk: Key,
+    pub secret: Secret,
     /// Its tunnel addresses and the networks behind it.
     pub prefixes: Vec<Prefix>,
 }
@@ -53,45 +71,52 @@ pub struct SiteConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Layout {
     /// A client, or a server of one site: every datagram and packet is that tunnel's.
-    One(Key),
+    One(Secret),
     /// A server of many sites.
     Many(Vec<SiteConfig>),
 }
 
 /// Why a layout cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LayoutError {
-    /// Two sites have the same key (or, by a 2^-32 chance, the same key id).
-    SameKey { first: String, second: String },
-    /// Two sites claim the same prefix.
-    SamePrefix { first: String, second: String, prefix: Prefix },
+    /// Two sites have the same key id, or claim the same prefix. (The configuration refuses a
+    /// shared password or network with its file and line; only a key id two different keys
+    /// share, a 2^-32 chance, gets this far.)
+    Clash,
     /// Client and server, or one site and many, cannot swap in a running process.
     Changed,
+}
+
+impl std::fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LayoutError::Changed => "switching between one site and several needs a restart",
+            LayoutError::Clash => "two sites share a key id or a network",
+        })
+    }
 }
 
 #[derive(Debug)]
 struct Site {
     config: SiteConfig,
+    psk: Key,
     handshake_key: Key,
     key_id: u32,
     tunnel: Option<Box<Tunnel>>,
     /// Has a connected link (between its tunnel's `TunnelUp` and `TunnelDown`).
     up: bool,
+    /// Which of its outputs (`TRANSMIT`, `DELIVER`, `EVENT`) may have something: set by every
+    /// input, cleared as `poll_*` finds each empty.
+    busy: u8,
+    /// Its tunnel's `poll_timeout`, kept while it is not busy (an idle tunnel's timers do not
+    /// change).
+    wake: Option<Instant>,
 }
 
-impl std::fmt::Display for LayoutError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LayoutError::SameKey { first, second } => {
-                write!(f, "sites {first} and {second} have the same key")
-            }
-            LayoutError::SamePrefix { first, second, prefix } => {
-                write!(f, "sites {first} and {second} both claim {prefix}")
-            }
-            LayoutError::Changed => f.write_str("switching between one site and several needs a restart"),
-        }
-    }
-}
+/// [`Site::busy`] bits.
+const TRANSMIT: u8 = 1;
+const DELIVER: u8 = 2;
+const EVENT: u8 = 4;
 
 /// A site in a server's report of a reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +132,6 @@ pub struct SitesReconfigured {
     pub continued_from: Vec<Option<usize>>,
     /// Disconnects to send on the old sockets: (old link index, destination, datagram).
     pub goodbyes: Vec<(usize, SocketAddr, Vec<u8>)>,
-    pub added: usize,
     pub removed: Vec<RemovedSite>,
 }
 
@@ -125,7 +149,10 @@ pub struct Sites {
     rng: Csprng,
     /// What was dropped before reaching a site's tunnel.
     drops: DropCounters,
-    /// The site `poll_transmit` asks first: one datagram per site in turn.
+    /// Sites with outputs that may be waiting ([`Site::busy`]): the `poll_*` calls ask these
+    /// only, so that a packet costs the same with one site or a hundred.
+    busy: Vec<usize>,
+    /// Where in `busy` `poll_transmit` asks first: one datagram per site in turn.
     cursor: usize,
     /// The device MTU announced last (many sites).
     device_mtu: usize,
@@ -148,6 +175,7 @@ impl Sites {
             routes: RouteTable::default(),
             rng: Csprng::new(seed),
             drops: DropCounters::default(),
+            busy: Vec::new(),
             cursor: 0,
             pending: None,
         };
@@ -257,6 +285,7 @@ impl Sites {
             return self.dropped(DropReason::UnknownSession);
         };
         let r = t.handle_datagram(now, link, from, dg);
+        self.touch(site);
         if !self.many {
             return r;
         }
@@ -319,30 +348,21 @@ impl Sites {
     fn build(&mut self, site: usize, now: Instant) {
         let seed = self.rng.bytes();
         let s = &mut self.sites[site];
-        s.tunnel = Some(Box::new(Tunnel::new(self.config.clone(), &s.config.psk, seed, now)));
+        s.tunnel = Some(Box::new(Tunnel::new(self.config.clone(), &s.psk, seed, now)));
+        self.touch(site);
     }
 
     /// Whether `site`'s tunnel still accepts session `id` on `link`.
     fn holds(&self, site: usize, link: usize, id: u32) -> bool {
-        let Some(t) = self.sites[site].tunnel.as_deref() else { return false };
-        t.links().get(link).is_some_and(|l| l.session.iter().chain(l.previous.iter()).any(|s| s.id == id))
+        holds(&self.sites, site, link, id)
     }
 
     /// A confirm made session `id` on `site`'s `link`: route its datagrams there, and forget
     /// the ids of that link the site no longer accepts.
     fn register(&mut self, site: usize, link: usize, id: u32) {
         self.sessions.insert((link, id), site);
-        let stale: Vec<(usize, u32)> = self
-            .sessions
-            .iter()
-            .filter(|&&((l, i), s)| s == site && l == link && i != id)
-            .map(|(k, _)| *k)
-            .collect();
-        for (l, i) in stale {
-            if !self.holds(site, l, i) {
-                self.sessions.remove((l, i));
-            }
-        }
+        let sites = &self.sites;
+        self.sessions.retain(|(l, i), s| s != site || l != link || i == id || holds(sites, site, link, i));
     }
 
     /// Whether a packet `site` sent may enter: its source routes back to `site`.
@@ -374,7 +394,11 @@ impl Sites {
             0
         };
         match self.sites[site].tunnel.as_mut() {
-            Some(t) => t.handle_tun(now, buf, len),
+            Some(t) => {
+                let r = t.handle_tun(now, buf, len);
+                self.touch(site);
+                r
+            }
             None => {
                 self.drops.count(DropReason::NoLink);
                 Err(DropReason::NoLink)
@@ -386,6 +410,7 @@ impl Sites {
     pub fn handle_path_mtu_hint(&mut self, now: Instant, site: usize, link: usize, path_mtu: usize) {
         if let Some(t) = self.sites.get_mut(site).and_then(|s| s.tunnel.as_deref_mut()) {
             t.handle_path_mtu_hint(now, link, path_mtu);
+            self.touch(site);
         }
     }
 
@@ -394,29 +419,72 @@ impl Sites {
         self.tunnel(site)?.links().get(link)?.peer
     }
 
+    /// An input reached `site`: its outputs are worth asking for again.
+    fn touch(&mut self, site: usize) {
+        let s = &mut self.sites[site];
+        if s.busy == 0 {
+            self.busy.push(site);
+        }
+        s.busy = TRANSMIT | DELIVER | EVENT;
+    }
+
+    /// `site`'s `output` is empty; a site with none left leaves the busy list, its next
+    /// timer noted.
+    fn drained(&mut self, site: usize, output: u8) {
+        let s = &mut self.sites[site];
+        s.busy &= !output;
+        if s.busy == 0 {
+            s.wake = s.tunnel.as_ref().and_then(|t| t.poll_timeout());
+            self.busy.retain(|&i| i != site);
+        }
+    }
+
+    /// When `site`'s timers want it.
+    fn wake(&self, site: usize) -> Option<Instant> {
+        let s = &self.sites[site];
+        if s.busy == 0 { s.wake } else { s.tunnel.as_ref()?.poll_timeout() }
+    }
+
     /// When [`Sites::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sites.iter().filter_map(|s| s.tunnel.as_ref()?.poll_timeout()).min()
+        (0..self.sites.len()).filter_map(|i| self.wake(i)).min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        for t in self.tunnels_mut() {
-            if t.poll_timeout().is_some_and(|at| at <= now) {
-                t.handle_timeout(now);
+        for i in 0..self.sites.len() {
+            if self.wake(i).is_some_and(|at| at <= now) {
+                if let Some(t) = self.sites[i].tunnel.as_mut() {
+                    t.handle_timeout(now);
+                }
+                self.touch(i);
             }
         }
     }
 
     /// The next datagram to send, one site after the other.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        let n = self.sites.len();
-        for k in 0..n {
-            let i = (self.cursor + k) % n;
-            let Some(t) = self.sites[i].tunnel.as_mut() else { continue };
-            if let Some(tx) = t.poll_transmit(now, buf) {
-                self.cursor = (i + 1) % n;
-                return Some(tx);
+        while !self.busy.is_empty() {
+            let k = self.cursor % self.busy.len();
+            let i = self.busy[k];
+            let site = &mut self.sites[i];
+            let asked = site.busy & TRANSMIT != 0;
+            let tx = match site.tunnel.as_mut() {
+                Some(t) if asked => t.poll_transmit(now, buf),
+                _ => None,
+            };
+            if tx.is_some() {
+                self.cursor = k + 1;
+                return tx;
             }
+            if asked {
+                self.drained(i, TRANSMIT);
+                continue;
+            }
+            // Every busy site asked: nothing to send.
+            if self.busy.iter().all(|&j| self.sites[j].busy & TRANSMIT == 0) {
+                return None;
+            }
+            self.cursor = k + 1;
         }
         None
     }
@@ -424,12 +492,17 @@ impl Sites {
     /// The next packet a site's reorder buffer releases, into `buf`; packets whose source is
     /// not their site's are dropped on the way.
     pub fn poll_deliver(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
-        for i in 0..self.sites.len() {
-            while let Some(n) = self.sites[i].tunnel.as_mut().and_then(|t| t.poll_deliver(now, buf)) {
-                if !self.many || self.source_ok(i, &buf[..n]) {
-                    return Some(n);
-                }
-                self.drops.count(DropReason::SourceRejected);
+        let mut k = 0;
+        while let Some(&i) = self.busy.get(k) {
+            if self.sites[i].busy & DELIVER == 0 {
+                k += 1;
+                continue;
+            }
+            match self.sites[i].tunnel.as_mut().and_then(|t| t.poll_deliver(now, buf)) {
+                Some(n) if !self.many || self.source_ok(i, &buf[..n]) => return Some(n),
+                Some(_) => self.drops.count(DropReason::SourceRejected),
+                // (It may leave the list: the next one takes its place at `k`.)
+                None => self.drained(i, DELIVER),
             }
         }
         None
@@ -442,8 +515,17 @@ impl Sites {
         if let Some(e) = self.pending.take() {
             return Some(e);
         }
-        for i in 0..self.sites.len() {
-            while let Some(e) = self.sites[i].tunnel.as_mut().and_then(|t| t.poll_event()) {
+        let mut k = 0;
+        while let Some(&i) = self.busy.get(k) {
+            if self.sites[i].busy & EVENT == 0 {
+                k += 1;
+                continue;
+            }
+            let Some(e) = self.sites[i].tunnel.as_mut().and_then(|t| t.poll_event()) else {
+                self.drained(i, EVENT);
+                continue;
+            };
+            {
                 match e {
                     Event::TunnelUp => self.sites[i].up = true,
                     Event::TunnelDown => self.sites[i].up = false,
@@ -482,8 +564,11 @@ impl Sites {
 
     /// Shutting down: every site's links owe their peers a disconnect.
     pub fn close(&mut self, now: Instant) {
-        for t in self.tunnels_mut() {
-            t.close(now);
+        for i in 0..self.sites.len() {
+            if let Some(t) = self.sites[i].tunnel.as_mut() {
+                t.close(now);
+                self.touch(i);
+            }
         }
     }
 
@@ -508,32 +593,37 @@ impl Sites {
             config.links.iter().map(|c| self.config.links.iter().position(|l| l.name == c.name)).collect();
         let mut report = SitesReconfigured { continued_from, ..Default::default() };
         let wanted: Vec<SiteConfig> = match layout {
-            Layout::One(psk) => {
-                vec![SiteConfig { name: String::new(), psk, prefixes: Vec::new() }]
+            Layout::One(secret) => {
+                vec![SiteConfig { name: String::new(), secret, prefixes: Vec::new() }]
             }
             Layout::Many(sites) => sites,
         };
-        (self.by_key, self.routes) = tables(&wanted.iter().collect::<Vec<_>>())?;
+        // Each site's key: kept if its secret is, else made (stretched) now.
+        let wanted: Vec<(SiteConfig, Key)> = wanted
+            .into_iter()
+            .map(|c| {
+                let same = self.sites.iter().find(|s| s.config.name == c.name && s.config.secret == c.secret);
+                let psk = same.map_or_else(|| c.secret.key(), |s| s.psk.clone());
+                (c, psk)
+            })
+            .collect();
+        (self.by_key, self.routes) = tables(&wanted)?;
         let mut old: Vec<Option<Site>> = std::mem::take(&mut self.sites).into_iter().map(Some).collect();
         let mut sites = Vec::with_capacity(wanted.len());
-        for c in wanted {
+        for (c, psk) in wanted {
             let kept = old.iter_mut().find(|s| s.as_ref().is_some_and(|s| s.config.name == c.name));
             let mut site = match kept.and_then(Option::take) {
                 Some(mut s) => {
-                    if s.config.psk != c.psk {
-                        s.handshake_key = handshake_key(&c.psk);
-                        s.key_id = key_id(&c.psk);
-                    }
+                    s.handshake_key = handshake_key(&psk);
+                    s.key_id = key_id(&psk);
                     s.config = c;
+                    s.psk = psk;
                     s
                 }
-                None => {
-                    report.added += 1;
-                    new_site(c)
-                }
+                None => new_site(c, psk),
             };
             if let Some(t) = site.tunnel.as_mut() {
-                let r = t.reconfigure(now, config.clone(), &site.config.psk).map_err(|e| match e {
+                let r = t.reconfigure(now, config.clone(), &site.psk).map_err(|e| match e {
                     ReconfigureError::ModeChanged => LayoutError::Changed,
                 })?;
                 report.goodbyes.extend(r.goodbyes);
@@ -566,30 +656,38 @@ impl Sites {
     }
 }
 
+/// Whether `site`'s tunnel still accepts session `id` on `link`.
+fn holds(sites: &[Site], site: usize, link: usize, id: u32) -> bool {
+    let Some(t) = sites[site].tunnel.as_deref() else { return false };
+    t.links().get(link).is_some_and(|l| l.session.iter().chain(l.previous.iter()).any(|s| s.id == id))
+}
+
 /// The key and route tables of `sites`, or what two of them share.
-fn tables(sites: &[&SiteConfig]) -> Result<(SortedMap<u32, usize>, RouteTable), LayoutError> {
+fn tables(sites: &[(SiteConfig, Key)]) -> Result<(SortedMap<u32, usize>, RouteTable), LayoutError> {
     let mut by_key = SortedMap::default();
     let mut routes = RouteTable::default();
-    for (i, site) in sites.iter().enumerate() {
-        if let Some(first) = by_key.insert_first(key_id(&site.psk), i) {
-            return Err(LayoutError::SameKey { first: sites[first].name.clone(), second: site.name.clone() });
+    for (i, (site, psk)) in sites.iter().enumerate() {
+        if by_key.insert_first(key_id(psk), i).is_some() {
+            return Err(LayoutError::Clash);
         }
         for p in &site.prefixes {
-            if let Some(first) = routes.insert(*p, i) {
-                let (first, second) = (sites[first].name.clone(), site.name.clone());
-                return Err(LayoutError::SamePrefix { first, second, prefix: *p });
+            if routes.insert(*p, i).is_some() {
+                return Err(LayoutError::Clash);
             }
         }
     }
     Ok((by_key, routes))
 }
 
-fn new_site(config: SiteConfig) -> Site {
+fn new_site(config: SiteConfig, psk: Key) -> Site {
     Site {
-        handshake_key: handshake_key(&config.psk),
-        key_id: key_id(&config.psk),
+        handshake_key: handshake_key(&psk),
+        key_id: key_id(&psk),
         config,
+        psk,
         tunnel: None,
         up: false,
+        busy: 0,
+        wake: None,
     }
 }

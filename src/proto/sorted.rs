@@ -48,10 +48,9 @@ impl<K: Ord + Copy, V: Copy> SortedMap<K, V> {
         }
     }
 
-    pub fn remove(&mut self, k: K) {
-        if let Ok(i) = self.find(k) {
-            self.entries.remove(i);
-        }
+    /// Keeps the entries `keep` says to.
+    pub fn retain(&mut self, mut keep: impl FnMut(K, V) -> bool) {
+        self.entries.retain(|&(k, v)| keep(k, v));
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &(K, V)> {
@@ -68,7 +67,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_order_replaces_keeps_first_and_removes() {
+    fn keeps_order_replaces_keeps_first_and_retains() {
         let mut m = SortedMap::default();
         for k in [5u32, 1, 9, 3] {
             assert_eq!(m.insert(k, k * 10), None);
@@ -79,8 +78,7 @@ mod tests {
         assert_eq!(m.insert(3, 31), Some(30));
         assert_eq!(m.insert_first(3, 32), Some(31), "the first value stays");
         assert_eq!(m.get(3), Some(31));
-        m.remove(3);
-        m.remove(4);
+        m.retain(|k, _| k != 3);
         assert_eq!(m.get(3), None);
         assert_eq!(m.iter().count(), 3);
         m.clear();

@@ -483,7 +483,8 @@ impl Tunnel {
             gaps: GapList::default(),
             tx_seq: 0,
             peer_instance: None,
-            events: VecDeque::with_capacity(EVENT_QUEUE),
+            // Grows as events pile up (state changes, not packets), to at most EVENT_QUEUE.
+            events: VecDeque::with_capacity(8),
             events_dropped: 0,
             drops: DropCounters::default(),
             connected: 0,

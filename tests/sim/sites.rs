@@ -10,7 +10,7 @@ use super::harness::ms;
 use super::net::{Path, PathConfig, Rng};
 use mlvpn::proto::crypto::{Csprng, Key};
 use mlvpn::proto::route::Prefix;
-use mlvpn::proto::sites::{Layout, SiteConfig, Sites};
+use mlvpn::proto::sites::{Layout, Secret, SiteConfig, Sites};
 use mlvpn::proto::wire::{DATA_OVERHEAD, Hello, Kind};
 use mlvpn::proto::{Config, Duration, Instant, LinkConfig, Mode, Received, Tunnel, handshake, kdf};
 use std::cmp::Reverse;
@@ -52,7 +52,7 @@ fn config(mode: Mode) -> Config {
 fn site_config(name: &str, n: u8) -> SiteConfig {
     SiteConfig {
         name: name.into(),
-        psk: key(name),
+        secret: Secret::Key(key(name)),
         prefixes: vec![
             Prefix::new(IpAddr::V4(Ipv4Addr::new(10, 42, 0, n + 2)), 32).unwrap(),
             Prefix::new(IpAddr::V4(Ipv4Addr::new(192, 168, (n + 1) * 10, 0)), 24).unwrap(),

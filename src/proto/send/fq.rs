@@ -187,6 +187,7 @@ pub struct FqStats {
 
 #[derive(Debug)]
 pub struct FairQueue {
+    capacity: usize,
     slot_len: usize,
     quantum: i32,
     /// CoDel's target now ([`FairQueue::set_target`]).
@@ -194,7 +195,8 @@ pub struct FairQueue {
     storage: Vec<u8>,
     slots: Vec<Slot>,
     free: Vec<u16>,
-    flows: [Flow; FLOWS],
+    /// Per flow (empty until the first packet, as the buffers).
+    flows: Vec<Flow>,
     new_flows: VecDeque<u8>,
     old_flows: VecDeque<u8>,
     /// The flow whose head [`FairQueue::peek`] showed last, for [`FairQueue::pop`].
@@ -212,18 +214,20 @@ pub struct FairQueue {
 }
 
 impl FairQueue {
-    /// A queue of `capacity` packets of up to `slot_len` bytes, allocated now and never again.
-    /// A flow's turn is `slot_len` bytes: one full packet (RFC 8290, §4.2).
+    /// A queue of `capacity` packets of up to `slot_len` bytes, allocated with the first packet
+    /// queued and never again (a server's idle sites keep none). A flow's turn is `slot_len`
+    /// bytes: one full packet (RFC 8290, §4.2).
     pub fn new(capacity: usize, slot_len: usize) -> Self {
         assert!((1..u16::MAX as usize).contains(&capacity) && slot_len <= u16::MAX as usize);
         FairQueue {
+            capacity,
             slot_len,
             quantum: slot_len as i32,
             target: CODEL_TARGET,
-            storage: vec![0; capacity * slot_len],
-            slots: vec![Slot { len: 0, next: NIL, since: Instant::ZERO }; capacity],
-            free: (0..capacity as u16).rev().collect(),
-            flows: [IDLE; FLOWS],
+            storage: Vec::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            flows: Vec::new(),
             new_flows: VecDeque::with_capacity(FLOWS),
             old_flows: VecDeque::with_capacity(FLOWS),
             current: None,
@@ -235,6 +239,17 @@ impl FairQueue {
             sojourn: [Duration::ZERO; 2],
             sojourn_epoch: 0,
         }
+    }
+
+    /// Allocates the buffers and the flows, once (out of line: the send path keeps only the
+    /// test).
+    #[cold]
+    #[inline(never)]
+    fn allocate(&mut self) {
+        self.storage = vec![0; self.capacity * self.slot_len];
+        self.slots = vec![Slot { len: 0, next: NIL, since: Instant::ZERO }; self.capacity];
+        self.free = (0..self.capacity as u16).rev().collect();
+        self.flows = vec![IDLE; FLOWS];
     }
 
     /// CoDel's target from now on: [`CODEL_TARGET`], plus whatever queueing the links were
@@ -250,7 +265,7 @@ impl FairQueue {
 
     /// Whether `flow` has packets waiting (a new one of it must wait behind them).
     pub fn has_queued(&self, flow: usize) -> bool {
-        self.flows[flow].head != NIL
+        self.flows.get(flow).is_some_and(|f| f.head != NIL)
     }
 
     /// Appends `packet` to `flow`'s queue. Past `limit_bytes` queued in all, or with no free
@@ -264,6 +279,9 @@ impl FairQueue {
     ) -> Result<(), Refused> {
         if packet.len() > self.slot_len {
             return Err(Refused::TooBig);
+        }
+        if self.slots.is_empty() {
+            self.allocate();
         }
         while self.free.is_empty() || self.bytes + packet.len() as u64 > limit_bytes {
             match self.fattest() {
@@ -410,7 +428,7 @@ impl FairQueue {
     /// Drops everything; returns how many packets that was.
     pub fn clear(&mut self) -> usize {
         let n = self.packets;
-        for flow in 0..FLOWS {
+        for flow in 0..self.flows.len() {
             while self.unlink_head(flow).is_some() {}
             self.flows[flow] = IDLE;
         }
@@ -443,7 +461,7 @@ impl FairQueue {
     }
 
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.capacity
     }
 
     /// Flows with packets waiting.

@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use mlvpn::proto::crypto::Key;
 use mlvpn::proto::kdf::key_id;
 use mlvpn::proto::route::Prefix;
-use mlvpn::proto::sites::{Layout, SiteConfig, Sites};
+use mlvpn::proto::sites::{Layout, Secret, SiteConfig, Sites};
 use mlvpn::proto::wire::{DATA_OVERHEAD, Header, Kind};
 use mlvpn::proto::{Config, Duration, Instant, LinkConfig, Mode, Received, Tunnel};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -31,7 +31,7 @@ fn config(mode: Mode) -> Config {
 fn site(n: u8) -> SiteConfig {
     SiteConfig {
         name: format!("s{n}"),
-        psk: Key([n + 1; 32]),
+        secret: Secret::Key(Key([n + 1; 32])),
         prefixes: vec![
             Prefix::new(IpAddr::V4(Ipv4Addr::new(10, 42, 0, n + 2)), 32).unwrap(),
             Prefix::new(IpAddr::V4(Ipv4Addr::new(192, 168, n, 0)), 24).unwrap(),
@@ -47,7 +47,7 @@ fn allowed(src: IpAddr) -> bool {
 fn connect(now: Instant) -> (Sites, Tunnel) {
     let mut server =
         Sites::new(config(Mode::Server), Layout::Many((0..3).map(site).collect()), [1; 32], now).unwrap();
-    let mut client = Tunnel::new(config(Mode::Client), &site(0).psk, [2; 32], now);
+    let mut client = Tunnel::new(config(Mode::Client), &Key([1; 32]), [2; 32], now);
     let server_addr: SocketAddr = "10.0.0.1:5080".parse().unwrap();
     client.set_remote(0, server_addr);
     let from: SocketAddr = "10.0.0.2:4000".parse().unwrap();
@@ -68,7 +68,7 @@ fn connect(now: Instant) -> (Sites, Tunnel) {
 fuzz_target!(|data: &[u8]| {
     let mut now = Instant::from_micros(1_000_000);
     let (mut server, _client) = connect(now);
-    let known: Vec<u32> = (0..3).map(|n| key_id(&site(n).psk)).collect();
+    let known: Vec<u32> = (0..3).map(|n| key_id(&Key([n + 1; 32]))).collect();
     let from: SocketAddr = "10.0.0.2:4000".parse().unwrap();
     let mut buf = vec![0u8; 2048];
     let mut out = vec![0u8; 2048];
