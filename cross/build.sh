@@ -8,7 +8,7 @@
 # also kept in target/cross/sizes.md. With --tiny, builds the smallest variant, whose panics
 # abort without a message (-Cpanic=immediate-abort), into target/cross/tiny/<target>/mlvpn.
 #
-# The default build fails if the mipsel binary is over its budget of 447.8 KiB.
+# The default build fails if the mipsel binary is over its budget of 447.9 KiB.
 #
 # How: every target is built the same way, with the nightly toolchain rebuilding std for
 # size (-Z build-std with std's optimize_for_size feature: the MIPS and 32-bit ARM targets
@@ -48,9 +48,10 @@ BUDGET_TARGET=mipsel-unknown-linux-musl
 # so. What issue 14 costs after that, 34.3 KB: the engine's sites, routes, busy list, lazy
 # buffers and key id 21.0 KB (6 KB of it the tunnel's set-up and reload, inlined in the
 # daemon before), [site:NAME] sections 5.6 KB, status/JSON/metrics/table 4.6 KB, hooks and
-# the privileged parent 2.0 KB, the rest 1.0 KB, the daemon -1.1 KB. 458,592 bytes, 160
-# under the cap. (`cross/size-diff.sh BASE` reproduces such tables.)
-BUDGET_BYTES=458592
+# the privileged parent 2.0 KB, the rest 1.0 KB, the daemon -1.1 KB; then 128 bytes for
+# the busy list's reset on reload. 458,720 bytes, 32 under the cap.
+# (`cross/size-diff.sh BASE` reproduces such tables.)
+BUDGET_BYTES=458720
 TOOLCHAIN=${MLVPN_CROSS_TOOLCHAIN:-nightly}
 
 variant=default
@@ -159,8 +160,8 @@ case "$variant $targets" in
 default*$BUDGET_TARGET*)
     size=$(wc -c <"$out/$BUDGET_TARGET/mlvpn")
     if [ "$size" -gt "$BUDGET_BYTES" ]; then
-        die "$BUDGET_TARGET binary is $size bytes, over its budget of $BUDGET_BYTES (447.8 KiB)"
+        die "$BUDGET_TARGET binary is $size bytes, over its budget of $BUDGET_BYTES (447.9 KiB)"
     fi
-    echo "$BUDGET_TARGET: $size bytes, within the budget of $BUDGET_BYTES (447.8 KiB)"
+    echo "$BUDGET_TARGET: $size bytes, within the budget of $BUDGET_BYTES (447.9 KiB)"
     ;;
 esac

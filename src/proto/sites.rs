@@ -636,6 +636,15 @@ impl Sites {
         self.sites = sites;
         self.config = config;
         self.cursor = 0;
+        // The sites have new places: every tunnel is asked again (a reconfigured one may
+        // have events, a link gone down).
+        self.busy.clear();
+        for i in 0..self.sites.len() {
+            self.sites[i].busy = 0;
+            if self.sites[i].tunnel.is_some() {
+                self.touch(i);
+            }
+        }
         self.index();
         if !self.many && self.sites[0].tunnel.is_none() {
             self.build(0, now);

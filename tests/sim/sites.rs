@@ -497,6 +497,10 @@ fn a_reload_removes_one_site_and_keeps_the_others_sessions() {
     let paris_sessions: Vec<u32> =
         w.clients[0].engine.links().iter().map(|l| l.session.as_ref().unwrap().id).collect();
     w.traffic(ms(3000), ms(4000), 200);
+    // A packet for lyon that the server has taken and not yet sent when the reload comes.
+    let p = packet(Ipv4Addr::new(10, 42, 0, 1), lan_host(1, 7), 600, 7);
+    w.buf[DATA_OVERHEAD..DATA_OVERHEAD + p.len()].copy_from_slice(&p);
+    let _ = w.server.handle_tun(w.now, &mut w.buf, p.len());
     let r = w
         .server
         .reconfigure(w.now, config(Mode::Server), Layout::Many(vec![site_config("paris", 0)]))
