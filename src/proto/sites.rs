@@ -103,7 +103,6 @@ struct Site {
     config: SiteConfig,
     psk: Key,
     handshake_key: Key,
-    key_id: u32,
     tunnel: Option<Box<Tunnel>>,
     /// Has a connected link (between its tunnel's `TunnelUp` and `TunnelDown`).
     up: bool,
@@ -324,7 +323,7 @@ impl Sites {
     ) -> Result<usize, DropReason> {
         let site = self.by_key.get(h.key_id()).ok_or(DropReason::UnknownSite)?;
         if let Some(other) = self.sessions.get((link, h.session)) {
-            if other != site && self.holds(other, link, h.session) {
+            if other != site && holds(&self.sites, other, link, h.session) {
                 return Err(DropReason::SessionCollision);
             }
         }
@@ -352,11 +351,6 @@ impl Sites {
         let s = &mut self.sites[site];
         s.tunnel = Some(Box::new(Tunnel::new(self.config.clone(), &s.psk, seed, now)));
         self.touch(site);
-    }
-
-    /// Whether `site`'s tunnel still accepts session `id` on `link`.
-    fn holds(&self, site: usize, link: usize, id: u32) -> bool {
-        holds(&self.sites, site, link, id)
     }
 
     /// A confirm made session `id` on `site`'s `link`: route its datagrams there, and forget
@@ -617,7 +611,6 @@ impl Sites {
             let mut site = match kept.and_then(Option::take) {
                 Some(mut s) => {
                     s.handshake_key = handshake_key(&psk);
-                    s.key_id = key_id(&psk);
                     s.config = c;
                     s.psk = psk;
                     s
@@ -691,14 +684,5 @@ fn tables(sites: &[(SiteConfig, Key)]) -> Result<(SortedMap<u32, usize>, RouteTa
 }
 
 fn new_site(config: SiteConfig, psk: Key) -> Site {
-    Site {
-        handshake_key: handshake_key(&psk),
-        key_id: key_id(&psk),
-        config,
-        psk,
-        tunnel: None,
-        up: false,
-        busy: 0,
-        wake: None,
-    }
+    Site { handshake_key: handshake_key(&psk), config, psk, tunnel: None, up: false, busy: 0, wake: None }
 }

@@ -53,10 +53,6 @@ impl<K: Ord + Copy, V: Copy> SortedMap<K, V> {
         self.entries.retain(|&(k, v)| keep(k, v));
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &(K, V)> {
-        self.entries.iter()
-    }
-
     pub fn clear(&mut self) {
         self.entries.clear();
     }
@@ -72,7 +68,7 @@ mod tests {
         for k in [5u32, 1, 9, 3] {
             assert_eq!(m.insert(k, k * 10), None);
         }
-        assert_eq!(m.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 3, 5, 9]);
+        assert_eq!(m.entries.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 3, 5, 9]);
         assert_eq!(m.get(9), Some(90));
         assert_eq!(m.get(4), None);
         assert_eq!(m.insert(3, 31), Some(30));
@@ -80,7 +76,7 @@ mod tests {
         assert_eq!(m.get(3), Some(31));
         m.retain(|k, _| k != 3);
         assert_eq!(m.get(3), None);
-        assert_eq!(m.iter().count(), 3);
+        assert_eq!(m.entries.len(), 3);
         m.clear();
         assert_eq!(m.get(1), None);
     }

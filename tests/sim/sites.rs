@@ -427,28 +427,23 @@ fn a_session_id_two_sites_picked_is_refused_to_the_second() {
     let mut buf = [0u8; 256];
     let hello = Hello { instance: 2, client_random: [6; 32], timestamp: 0 };
     let lyon = key("lyon");
-    let n = handshake::seal(
-        &kdf::handshake_key(&lyon),
-        kdf::key_id(&lyon),
-        &mut rng,
-        Kind::Hello,
-        taken,
-        &mut buf,
-        |b| hello.emit(b),
-    );
+    let mut lyon_hello = |buf: &mut [u8]| {
+        handshake::seal(
+            &kdf::handshake_key(&lyon),
+            kdf::key_id(&lyon),
+            &mut rng,
+            Kind::Hello,
+            taken,
+            buf,
+            |b| hello.emit(b),
+        )
+    };
+    let n = lyon_hello(&mut buf);
     let r = w.server.handle_datagram(w.now, 0, client_addr(1, 0), &mut buf[..n]);
     assert_eq!(r, Received::Dropped(mlvpn::proto::DropReason::SessionCollision));
     assert_eq!(w.server.drops().session_collision, 1);
     // On another link the id is free: answered.
-    let n = handshake::seal(
-        &kdf::handshake_key(&lyon),
-        kdf::key_id(&lyon),
-        &mut rng,
-        Kind::Hello,
-        taken,
-        &mut buf,
-        |b| hello.emit(b),
-    );
+    let n = lyon_hello(&mut buf);
     assert!(matches!(
         w.server.handle_datagram(w.now, 1, client_addr(1, 1), &mut buf[..n]),
         Received::Reply(_)
