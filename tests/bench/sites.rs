@@ -17,7 +17,10 @@
 //!   at once, hashed on both ends: the aggregate against the single flow (target within 10 %);
 //! * **CPU**: the server's CPU time per packet through its TUN device during the flows.
 //!
-//! `MLVPN_SITES=N` changes the number of sites; `MLVPN_BIN`, `MLVPN_NETNS_KEEP=1` as elsewhere.
+//! `MLVPN_SITES=N` changes the number of sites, `MLVPN_SITES_CC` the senders' congestion
+//! control (default: the kernel's, cubic here; `bbr`, `reno`); `MLVPN_BIN`,
+//! `MLVPN_NETNS_KEEP=1` as elsewhere. The flows go from the server to the sites only (the
+//! sites' namespace has no route to the server but through each site's own device).
 
 #[path = "../netns/lab.rs"]
 mod lab;
@@ -244,7 +247,7 @@ exit 0
                     &self.srv,
                     &self.dir,
                     &format!("send{i}"),
-                    &["python3", script, "send", &site_ip(i), &port, &n, "3", "120", ""],
+                    &["python3", script, "send", &site_ip(i), &port, &n, "3", "120", &cc()],
                 )
             })
             .collect();
@@ -267,6 +270,11 @@ exit 0
         }
         (sites.len() as u64 * FLOW_BYTES) as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e6
     }
+}
+
+/// The senders' congestion control (`MLVPN_SITES_CC`; empty: the kernel's default).
+fn cc() -> String {
+    std::env::var("MLVPN_SITES_CC").unwrap_or_default()
 }
 
 /// The mlvpn process under `ip netns exec` (its only child, or itself once exec'd).
@@ -299,7 +307,11 @@ fn main() {
     }
     let Some(bin) = lab::release_mlvpn() else { return };
     let sites: usize = std::env::var("MLVPN_SITES").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
-    println!("{sites} sites × {LINKS} links of {LINK_MBIT} Mbit/s, one server ({})", lab::machine());
+    let cc = if cc().is_empty() { lab::tcp_congestion_control().unwrap_or_default() } else { cc() };
+    println!(
+        "{sites} sites × {LINKS} links of {LINK_MBIT} Mbit/s, one server, TCP {cc} ({})",
+        lab::machine()
+    );
     let mut b = Bench::new(bin, sites);
 
     // Memory of the configuration alone: one site, then all of them, none connected.
