@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! mlvpn [--config FILE] [--user NAME] [--name NAME] [--natural-title] [--debug]
-//!       [-D TOKEN]... [-v]... [-q] [--yes-run-as-root]      run the daemon
+//!       [-D TOKEN]... [-v]... [-q] [--yes-run-as-root] [--no-sandbox]   run the daemon
 //! mlvpn check-config --config FILE                          validate a config, run nothing
 //! mlvpn status [--json] [--socket PATH] [--config FILE]     ask a running daemon how it is
 //! mlvpn genkey                                              print a strong random password
@@ -34,6 +34,7 @@ options:
                          protocol, reorder, rtt, tuntap, wrr, hook); repeatable
   -v                     more messages (debug); -q fewer (errors only)
       --yes-run-as-root  run as root without dropping privileges
+      --no-sandbox       no system call sandbox for the network process
   -V, --version          print the version
   -h, --help             this help
 ";
@@ -59,6 +60,9 @@ pub struct Options {
     pub debug_areas: Vec<String>,
     pub verbosity: Verbosity,
     pub run_as_root: bool,
+    /// `--no-sandbox`: the network process keeps every system call (a way out, should the
+    /// sandbox's allow-list miss a call some kernel needs).
+    pub no_sandbox: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +137,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
             Verbosity::Normal
         },
         run_as_root: a.contains("--yes-run-as-root"),
+        no_sandbox: a.contains("--no-sandbox"),
     };
     let rest = a.finish();
     if let Some(extra) = rest.first() {
@@ -184,11 +189,12 @@ mod tests {
             "-v",
             "-v",
             "--yes-run-as-root",
+            "--no-sandbox",
         ]);
         assert_eq!(o.config, PathBuf::from("/tmp/x.conf"));
         assert_eq!(o.user.as_deref(), Some("nobody"));
         assert_eq!(o.name, "site1");
-        assert!(o.natural_title && o.debug && o.run_as_root);
+        assert!(o.natural_title && o.debug && o.run_as_root && o.no_sandbox);
         assert_eq!(o.debug_areas, ["net", "rtt"]);
         assert_eq!(o.verbosity, Verbosity::Verbose);
     }
@@ -199,7 +205,7 @@ mod tests {
         assert_eq!(o.config, PathBuf::from(DEFAULT_CONFIG));
         assert_eq!(o.name, "mlvpn");
         assert_eq!(o.verbosity, Verbosity::Normal);
-        assert!(!o.debug && !o.run_as_root && o.user.is_none());
+        assert!(!o.debug && !o.run_as_root && !o.no_sandbox && o.user.is_none());
         assert_eq!(run(&["-q"]).verbosity, Verbosity::Quiet);
         assert_eq!(run(&["-c", "a.conf"]).config, PathBuf::from("a.conf"));
     }

@@ -228,11 +228,29 @@ fn separate(daemon: Daemon, user: &sys::privsep::User, o: &Options) -> i32 {
                 log_error!("cannot drop privileges to {}: {e}", user.name);
                 return 1;
             }
+            use sys::sandbox::Outcome;
+            let sandbox =
+                if o.no_sandbox { Ok(Outcome::Unavailable("--no-sandbox")) } else { sys::sandbox::enter() };
+            let sandbox = match sandbox {
+                Ok(Outcome::Entered(what)) => what,
+                Ok(Outcome::Unavailable(why)) => {
+                    log_warn!("the network process runs without a system call sandbox: {why}");
+                    "none"
+                }
+                Err(e) => {
+                    log_error!("cannot enter the sandbox: {e}");
+                    return 1;
+                }
+            };
+            #[cfg(feature = "sandbox-selftest")]
+            if std::env::var_os("MLVPN_SANDBOX_SELFTEST").is_some() {
+                sys::sandbox::forbidden_call();
+            }
             log_info!(
-                "network process running as {} (uid {}){}",
+                "network process running as {} (uid {}){}, sandbox: {sandbox}",
                 user.name,
                 user.uid,
-                jail.as_ref().map(|j| format!(", chrooted to {}", j.display())).unwrap_or_default()
+                jail.as_ref().map(|j| format!(", chrooted to {}", j.display())).unwrap_or_default(),
             );
             daemon.become_child(mlvpn::daemon::privsep::Privileges::child(child_end));
             daemon.run()

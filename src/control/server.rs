@@ -354,9 +354,11 @@ impl ControlServer {
         self.http.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// Closes this copy of the listeners but leaves the socket file: another process (the
-    /// network child after a fork) serves it.
-    pub fn leave_to_other_process(mut self) {
+    /// Leaves the socket file to another process to remove: after the fork of privilege
+    /// separation both hold the listener, the child serves it and the parent, which outlives
+    /// the child and may still reach the file, removes it (the child is in a chroot, and its
+    /// sandbox forbids file calls).
+    pub fn disown_file(&mut self) {
         if let Some(f) = self.unix_file.take() {
             std::mem::forget(f);
         }

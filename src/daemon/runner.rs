@@ -889,8 +889,9 @@ impl Daemon {
     /// the link sockets and the control listeners, which the child serves (a link socket held
     /// here would keep its port bound, and the child could never open it again).
     pub fn leave_to_child(self) {
-        let Daemon { control, links, tun, .. } = self;
-        control.leave_to_other_process();
+        let Daemon { mut control, links, tun, .. } = self;
+        control.disown_file();
+        drop(control);
         drop(links);
         drop(tun);
     }
@@ -898,6 +899,7 @@ impl Daemon {
     /// From now on the privileged parent opens sockets and runs hooks.
     pub fn become_child(&mut self, privileges: Privileges) {
         self.privileges = privileges;
+        self.control.disown_file();
         if let Some(channel) = self.privileges.channel() {
             self.poller.set_fd(SLOT_PARENT, channel);
         }

@@ -18,6 +18,7 @@
 //! | [`proctitle`] | the process title `ps` shows |
 //! | [`start`] | the C `main`: standard fds, SIGPIPE, arguments, in place of Rust's start-up |
 //! | [`alloc`] | the global allocator: large blocks mapped, so they take memory only once used |
+//! | [`sandbox`] | the network process's system-call sandbox: seccomp on Linux, pledge on OpenBSD |
 //!
 //! # Every unsafe operation, and why it is needed
 //!
@@ -78,6 +79,7 @@ pub mod privsep;
 pub mod process;
 pub mod proctitle;
 pub mod random;
+pub mod sandbox;
 pub mod signals;
 pub mod start;
 pub mod syslog;
@@ -85,6 +87,8 @@ pub mod tun;
 pub mod udp;
 
 mod batch;
+#[cfg(target_os = "linux")]
+mod seccomp;
 mod sockaddr;
 #[cfg(test)]
 mod testutil;

@@ -282,7 +282,7 @@ fn host_quiet(argv: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn signal(pid: u32, sig: libc::c_int) {
+pub fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) with a pid we started (or read from `ip netns pids`) has no memory effects.
     unsafe {
         libc::kill(pid as libc::pid_t, sig);
@@ -678,6 +678,8 @@ pub struct Lab {
     /// A `sleep` in each namespace: its /proc/PID/net/* shows that namespace's counters.
     anchors: Vec<Proc>,
     pub bin: Option<PathBuf>,
+    /// Extra environment of the daemons started from now on.
+    pub daemon_env: Vec<(String, String)>,
 }
 
 impl Lab {
@@ -694,6 +696,7 @@ impl Lab {
             server: None,
             anchors: Vec::new(),
             bin: mlvpn_bin(),
+            daemon_env: Vec::new(),
         };
         for side in [Side::Client, Side::Server] {
             let ns = lab.ns(side);
@@ -1051,7 +1054,7 @@ exit 0
         let file = fs::OpenOptions::new().create(true).append(true).open(&log).expect("open daemon log");
         let mut cmd = Command::new(tool("ip"));
         cmd.args(["netns", "exec", &self.ns(side)]).arg(self.bin()).arg("--config").arg(config);
-        cmd.arg("--debug").args(args);
+        cmd.arg("--debug").args(args).envs(self.daemon_env.iter().map(|(k, v)| (k, v)));
         if std::env::var_os("MLVPN_NETNS_VERBOSE").is_some() {
             cmd.arg("-v");
         }
@@ -1064,12 +1067,13 @@ exit 0
         (child, log)
     }
 
-    /// Starts the daemon of a side with `config`: `mlvpn --config FILE --debug --yes-run-as-root`
-    /// (`-v` too when `MLVPN_NETNS_VERBOSE` is set). Its stdout and stderr go to
-    /// `<dir>/<side>.log`. A daemon already running on that side is stopped first.
+    /// Starts the daemon of a side with `config`: `mlvpn --config FILE --debug` (`-v` too when
+    /// `MLVPN_NETNS_VERBOSE` is set), as root, so with privilege separation and the network
+    /// process in its sandbox, as installed. Its stdout and stderr go to `<dir>/<side>.log`. A
+    /// daemon already running on that side is stopped first.
     pub fn start_daemon(&mut self, side: Side, config: &Path) {
         self.stop_daemon(side);
-        let (child, log) = self.spawn_daemon(side, config, &["--yes-run-as-root"]);
+        let (child, log) = self.spawn_daemon(side, config, &[]);
         let p = Proc {
             name: side.name().into(),
             child,
@@ -1108,8 +1112,25 @@ exit 0
     }
 
     /// Like [`Lab::stop_daemon`] with another signal (SIGINT).
+    /// A daemon whose network process the sandbox killed fails the test: no scenario expects it.
     pub fn stop_daemon_with(&mut self, side: Side, sig: libc::c_int) -> Option<(ExitStatus, bool)> {
-        self.daemon_slot(side).take().map(|mut p| p.stop_with(sig, Duration::from_secs(5)))
+        let stopped = self.daemon_slot(side).take().map(|mut p| p.stop_with(sig, Duration::from_secs(5)));
+        if let Some((status, _)) = &stopped
+            && status.code() == Some(128 + libc::SIGSYS)
+            && !std::thread::panicking()
+        {
+            panic!(
+                "{}: the sandbox killed the network process; log:\n{}",
+                side.name(),
+                tail(&self.log(side), 30)
+            );
+        }
+        stopped
+    }
+
+    /// Takes a side's daemon out of the lab, which will no longer stop or check it.
+    pub fn take_daemon(&mut self, side: Side) -> Option<Proc> {
+        self.daemon_slot(side).take()
     }
 
     /// Panics with the log if a daemon that was started has exited.
