@@ -225,6 +225,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::unnecessary_cast)] // ioctl numbers are u64 with glibc, i32 with musl
     fn arguments_narrow_socket_ioctl_and_prctl() {
         let p = program();
         let call = |nr, a0: u64, a1: u64| verdict(&p, ARCH, nr, [a0, a1, 0, 0, 0, 0]);
