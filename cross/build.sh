@@ -3,8 +3,8 @@
 #
 #   cross/build.sh [--tiny] [TARGET...]
 #
-# Builds each TARGET (default: the six of ALL_TARGETS below) and writes the stripped binary to
-# target/cross/<target>/mlvpn, then prints a table of sizes, stripped and xz-compressed,
+# Builds each TARGET (default: the nine of ALL_TARGETS below, six Linux and three BSD) and
+# writes the stripped binary to target/cross/<target>/mlvpn, then prints a table of sizes, stripped and xz-compressed,
 # also kept in target/cross/sizes.md. With --tiny, builds the smallest variant, whose panics
 # abort without a message (-Cpanic=immediate-abort), into target/cross/tiny/<target>/mlvpn.
 #
@@ -12,7 +12,8 @@
 #
 # How: every target is built the same way, with the nightly toolchain rebuilding std for
 # size (-Z build-std with std's optimize_for_size feature: the MIPS and 32-bit ARM targets
-# have no prebuilt std anyway), linked statically against zig's musl (cargo-zigbuild), and
+# have no prebuilt std anyway), linked by zig (cargo-zigbuild): statically against its musl
+# for Linux, against the system's C library for the BSDs (below). Then
 # stripped with llvm-strip, since cargo's strip leaves MIPS's .pdr section. Routers' targets
 # (MIPS, 32-bit ARM) use Cargo.toml's "router" profile (opt-level "s": size); x86_64 and
 # aarch64, which also serve as servers, use "release" (opt-level 3: speed). Both have lto, one
@@ -23,7 +24,8 @@ set -eu
 cd "$(dirname "$0")/.."
 
 ALL_TARGETS="mips-unknown-linux-musl mipsel-unknown-linux-musl armv7-unknown-linux-musleabihf
-arm-unknown-linux-musleabi aarch64-unknown-linux-musl x86_64-unknown-linux-musl"
+arm-unknown-linux-musleabi aarch64-unknown-linux-musl x86_64-unknown-linux-musl
+x86_64-unknown-freebsd aarch64-unknown-freebsd x86_64-unknown-openbsd"
 BUDGET_TARGET=mipsel-unknown-linux-musl
 # 400 KiB, raised by 7 KiB for issue 11 (after a size pass on its code): exactly-once
 # delivery with late packets delivered, holds of bulk packets and the sparse pass (2.4 KB),
@@ -99,7 +101,13 @@ for t in $targets; do
     # Static on every target: the MIPS musl targets default to dynamic linking, as OpenWrt's
     # own toolchain does. std is rebuilt, so rustc has no self-contained crt objects of its
     # own: zig provides crt and musl. Unwind tables are useless with panic=abort.
-    flags="-C target-feature=+crt-static -C link-self-contained=no -C force-unwind-tables=no"
+    # The BSDs' binaries are linked against the system's own C library (libc.so.7 on FreeBSD
+    # 14, OpenBSD's libc.so), whose symbols zig knows: there the C library is the system call
+    # interface (OpenBSD refuses system calls made from anywhere else).
+    flags="-C force-unwind-tables=no"
+    case $t in
+    *-linux-*) flags="$flags -C target-feature=+crt-static -C link-self-contained=no" ;;
+    esac
     # Nor for the C library, which zig builds with the flags of the link (10 KB on MIPS).
     flags="$flags -C link-arg=-fno-unwind-tables -C link-arg=-fno-asynchronous-unwind-tables"
     # RUSTFLAGS replaces .cargo/config.toml's flags: repeat its Poly1305 back-end choice.
@@ -113,6 +121,7 @@ for t in $targets; do
     std_features=optimize_for_size
     case $t in
     x86_64-* | aarch64-*) profile=release ;;
+    *-freebsd | *-openbsd) profile=release ;;
     *)
         profile=router
         # zig builds its own parts of the C library (malloc, qsort...) small with -Os at the

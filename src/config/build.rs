@@ -588,7 +588,7 @@ fn read_link(report: &mut Report<'_>, s: &Section<'_>, mode: Option<Mode>) -> (L
             L::BindHost => link.bind_host = if v.is_empty() { None } else { report.check(e, value::host(v)) },
             L::BindInterface => {
                 link.bind_interface =
-                    if v.is_empty() { None } else { report.check(e, value::interface_name(v)) }
+                    if v.is_empty() { None } else { report.check(e, value::bind_interface(v)) }
             }
             L::BindPort => link.bind_port = report.check(e, value::port(v, bindport_min)).unwrap_or(0),
             L::RemoteHost => link.remote_host = report.check(e, value::host(v)),

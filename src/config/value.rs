@@ -89,6 +89,25 @@ pub(crate) fn host(value: &str) -> Result<String, ErrorKind> {
 /// Longest interface name Linux accepts: `IFNAMSIZ` (16) less the terminating NUL.
 pub const IFNAME_MAX: usize = 15;
 
+/// `bindinterface`: a device name where the system can bind a socket to a device (Linux's
+/// `SO_BINDTODEVICE`). The BSDs cannot: there the key is refused, and `bindhost` (the device's
+/// address) is what chooses a link's way out.
+pub(crate) fn bind_interface(v: &str) -> Result<String, ErrorKind> {
+    match NO_BIND_INTERFACE {
+        None => interface_name(v),
+        Some(why) => Err(ErrorKind::BadValue { expected: why, got: v.into() }),
+    }
+}
+
+#[cfg(target_os = "linux")]
+const NO_BIND_INTERFACE: Option<&str> = None;
+#[cfg(target_os = "freebsd")]
+const NO_BIND_INTERFACE: Option<&str> =
+    Some("no bindinterface on FreeBSD, which cannot bind a socket to a device: use bindhost (its address)");
+#[cfg(target_os = "openbsd")]
+const NO_BIND_INTERFACE: Option<&str> =
+    Some("no bindinterface on OpenBSD, which cannot bind a socket to a device: use bindhost (its address)");
+
 /// A network interface name as Linux's `dev_valid_name` accepts it: 1 to 15 bytes, no `/`,
 /// `:` or whitespace, and not `.` or `..`. Checked here so a typo fails at start with a line
 /// number rather than as an `EINVAL` from `TUNSETIFF`.

@@ -233,7 +233,7 @@ pub(super) fn recv(fd: RawFd, batch: &mut Batch, gro: bool) -> io::Result<usize>
     // `gro`) at a control buffer of `msg_controllen` bytes; all are owned by `batch`,
     // exclusively borrowed here, and outlive the call. A null timeout is allowed (the socket
     // is non-blocking, so the call never waits).
-    let n = unsafe { libc::recvmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as libc::c_uint, 0, ptr::null_mut()) };
+    let n = unsafe { libc::recvmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as _, 0, ptr::null_mut()) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -261,7 +261,7 @@ fn gro_segment_size(msg: &libc::msghdr) -> usize {
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(msg);
         while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_GRO {
+            if (*c).cmsg_level == libc::IPPROTO_UDP && (*c).cmsg_type == UDP_GRO {
                 let size = ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
                 return size.max(0) as usize;
             }
@@ -319,7 +319,7 @@ pub(super) fn send(fd: RawFd, batch: &mut Batch, v6_socket: bool, gso: &Cell<boo
     // slot buffers holding `iov_len` bytes each), at a sockaddr_storage holding a
     // `msg_namelen`-byte address, and at a control message of `msg_controllen` bytes or none;
     // all are owned by `batch`, exclusively borrowed here, and outlive the call.
-    let n = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), messages as libc::c_uint, 0) };
+    let n = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), messages as _, 0) };
     if n < 0 {
         let err = io::Error::last_os_error();
         let first = iovlen(&hdrs[0]);
@@ -356,7 +356,7 @@ fn set_segment_size(hdr: &mut libc::mmsghdr, control: &mut Control, size: usize)
     unsafe {
         msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) as _;
         let c = libc::CMSG_FIRSTHDR(msg);
-        (*c).cmsg_level = libc::SOL_UDP;
+        (*c).cmsg_level = libc::IPPROTO_UDP;
         (*c).cmsg_type = UDP_SEGMENT;
         (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
         ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), size as u16);

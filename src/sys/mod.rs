@@ -5,10 +5,10 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`tun`] | open a TUN/TAP device, set its MTU and IFF_UP, read/write packets |
+//! | [`tun`] | open a TUN/TAP device, set its MTU and IFF_UP, read/write packets (Linux; FreeBSD and OpenBSD) |
 //! | [`udp`] | one non-blocking UDP socket per link; batched I/O with a preallocated [`udp::Batch`] |
 //! | [`poll`] | a fixed `poll(2)` table |
-//! | [`signals`] | SIGTERM/SIGINT/SIGHUP/SIGCHLD through a `signalfd` that sits in the poll table |
+//! | [`signals`] | SIGTERM/SIGINT/SIGHUP/SIGCHLD through an fd in the poll table: a `signalfd` (Linux), a self-pipe (BSDs) |
 //! | [`process`] | spawn a hook script with a clean environment and signal state; check its permissions; reap and signal children |
 //! | [`clock`] | the one place the daemon reads a clock (`CLOCK_MONOTONIC`) |
 //! | [`random`] | bytes from `getrandom(2)` |
@@ -73,6 +73,7 @@
 
 pub mod alloc;
 pub mod clock;
+#[cfg(target_os = "linux")]
 pub mod netns;
 pub mod poll;
 pub mod privsep;

@@ -141,6 +141,7 @@ pub fn fork() -> io::Result<Option<libc::pid_t>> {
 /// Binds socket `fd` to network device `name` (`SO_BINDTODEVICE`, needs `CAP_NET_RAW`): it then
 /// sends and receives only through that interface, whatever the routing table says — what a
 /// multi-WAN router needs so that each link leaves by its own WAN.
+#[cfg(target_os = "linux")]
 pub fn bind_to_device(fd: RawFd, name: &str) -> io::Result<()> {
     let c = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))?;
     let bytes = c.as_bytes_with_nul();
@@ -155,6 +156,12 @@ pub fn bind_to_device(fd: RawFd, name: &str) -> io::Result<()> {
         )
     })?;
     Ok(())
+}
+
+/// The BSDs have no such option (and the configuration refuses `bindinterface` there).
+#[cfg(not(target_os = "linux"))]
+pub fn bind_to_device(_fd: RawFd, _name: &str) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 /// An account to drop to.
@@ -205,6 +212,7 @@ pub fn drop_privileges(user: &User, root: Option<&Path>) -> io::Result<()> {
     // same). Cap numbers run from 0 to the kernel's last; past it the kernel says EINVAL.
     // Without CAP_SETPCAP (a service manager that already bounded our capabilities, as our
     // systemd unit does) it says EPERM: the manager's bound stays.
+    #[cfg(target_os = "linux")]
     for cap in 0..64 {
         // SAFETY: PR_CAPBSET_DROP takes a capability number; no pointers.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
@@ -221,6 +229,9 @@ pub fn drop_privileges(user: &User, root: Option<&Path>) -> io::Result<()> {
         cvt(libc::setgroups(groups.len() as _, groups.as_ptr()))?;
         cvt(libc::setresgid(user.gid, user.gid, user.gid))?;
         cvt(libc::setresuid(user.uid, user.uid, user.uid))?;
+        // The BSDs: a set-id program run later cannot gain privileges either way, since the
+        // sandbox (pledge) or the allow-list forbid exec; Linux says so explicitly.
+        #[cfg(target_os = "linux")]
         cvt(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
     }
     // Root must be gone for good.

@@ -11,6 +11,7 @@
 
 use std::io;
 
+#[cfg(target_os = "linux")]
 #[derive(Debug)]
 pub struct ProcTitle {
     start: usize,
@@ -18,6 +19,7 @@ pub struct ProcTitle {
 }
 
 /// `arg_start` and `arg_end` from `/proc/self/stat` (fields 48 and 49, Linux 3.5 and later).
+#[cfg(target_os = "linux")]
 fn arg_area() -> io::Result<(usize, usize)> {
     let stat = std::fs::read("/proc/self/stat")?;
     // The command name (field 2) is in parentheses and may contain anything: count from
@@ -31,6 +33,7 @@ fn arg_area() -> io::Result<(usize, usize)> {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl ProcTitle {
     pub fn init() -> io::Result<ProcTitle> {
         let (start, end) = arg_area()?;
@@ -61,6 +64,25 @@ impl ProcTitle {
         unsafe {
             libc::prctl(libc::PR_SET_NAME, comm.as_ptr() as libc::c_ulong, 0, 0, 0);
         }
+    }
+}
+
+/// The BSDs: `setproctitle(3)` does it all ("-" leaves the program's name out, as the title
+/// starts with it already).
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug)]
+pub struct ProcTitle;
+
+#[cfg(not(target_os = "linux"))]
+impl ProcTitle {
+    pub fn init() -> io::Result<ProcTitle> {
+        Ok(ProcTitle)
+    }
+
+    pub fn set(&self, title: &str) {
+        let Ok(title) = std::ffi::CString::new(title) else { return };
+        // SAFETY: a "%s" format with its one NUL-terminated string argument, alive for the call.
+        unsafe { libc::setproctitle(c"-%s".as_ptr(), title.as_ptr()) };
     }
 }
 

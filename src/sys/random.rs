@@ -1,7 +1,8 @@
 //! Random bytes for keys, nonces' random parts and handshake cookies.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
+#[cfg(target_os = "linux")]
+use std::{fs::File, io::Read};
 
 /// Fills `buf` from the kernel's CSPRNG with `getrandom(2)`.
 ///
@@ -9,6 +10,7 @@ use std::io::{self, Read};
 /// keys; routers seed within seconds). Interrupted and short reads are retried. Falls back to
 /// `/dev/urandom` only when the kernel lacks the syscall (`ENOSYS`, before Linux 3.17), never
 /// for other errors.
+#[cfg(target_os = "linux")]
 pub fn fill(buf: &mut [u8]) -> io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
@@ -25,6 +27,15 @@ pub fn fill(buf: &mut [u8]) -> io::Result<()> {
         }
         done += n as usize;
     }
+    Ok(())
+}
+
+/// The BSDs: `arc4random_buf(3)`, the kernel-seeded generator of their C library, which
+/// neither fails nor blocks (and needs no fd, so it works in any sandbox).
+#[cfg(not(target_os = "linux"))]
+pub fn fill(buf: &mut [u8]) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `buf`, which is live and exclusively ours.
+    unsafe { libc::arc4random_buf(buf.as_mut_ptr().cast(), buf.len()) };
     Ok(())
 }
 

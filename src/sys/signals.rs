@@ -42,6 +42,7 @@ pub struct Signals {
     file: File,
 }
 
+#[cfg(target_os = "linux")]
 impl Signals {
     /// Blocks the handled signals in the calling thread, ignores SIGPIPE, and opens the fd
     /// (non-blocking, close-on-exec).
@@ -85,15 +86,97 @@ impl Signals {
                 Err(e) => return Err(e),
             }
             let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
-            let signal = match libc::c_int::try_from(signo) {
-                Ok(libc::SIGTERM | libc::SIGINT) => Signal::Terminate,
-                Ok(libc::SIGHUP) => Signal::Reload,
-                Ok(libc::SIGCHLD) => Signal::Child,
-                // Only the handled signals reach this fd; skip anything else.
-                _ => continue,
-            };
-            return Ok(Some(signal));
+            // Only the handled signals reach this fd; skip anything else.
+            if let Some(signal) = libc::c_int::try_from(signo).ok().and_then(meaning) {
+                return Ok(Some(signal));
+            }
         }
+    }
+}
+
+/// What a handled signal asks for.
+fn meaning(signo: libc::c_int) -> Option<Signal> {
+    match signo {
+        libc::SIGTERM | libc::SIGINT => Some(Signal::Terminate),
+        libc::SIGHUP => Some(Signal::Reload),
+        libc::SIGCHLD => Some(Signal::Child),
+        _ => None,
+    }
+}
+
+/// The BSDs have no `signalfd`: a self-pipe. A handler writes the signal's number into a
+/// non-blocking pipe, whose other end sits in the poll table. The handler does only that
+/// (`write` is async-signal-safe) and keeps `errno` as it found it; a full pipe drops the byte,
+/// which loses nothing that matters (a pipe holds thousands, and the loop reads them all).
+#[cfg(not(target_os = "linux"))]
+impl Signals {
+    /// Installs the handlers (with `SA_RESTART`), ignores SIGPIPE, and opens the pipe
+    /// (non-blocking, close-on-exec). Create it once, at start.
+    pub fn new() -> io::Result<Signals> {
+        use std::sync::atomic::Ordering;
+        let mut fds = [-1; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2(2) writes.
+        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
+        // SAFETY: both fds were just created and have no other owner.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // The write end lives as long as the process: a handler may run at any time.
+        SELF_PIPE.store(std::os::fd::IntoRawFd::into_raw_fd(write), Ordering::Relaxed);
+        // SAFETY: setting a disposition to SIG_IGN installs no handler; no pointers.
+        if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) } == libc::SIG_ERR {
+            return Err(io::Error::last_os_error());
+        }
+        for sig in HANDLED {
+            // SAFETY: all-zero is a valid sigaction; the handler is an `extern "C" fn(c_int)`
+            // that only calls async-signal-safe functions.
+            unsafe {
+                let mut action: libc::sigaction = mem::zeroed();
+                action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+                action.sa_flags = libc::SA_RESTART;
+                cvt(libc::sigemptyset(&mut action.sa_mask))?;
+                cvt(libc::sigaction(sig, &action, ptr::null_mut()))?;
+            }
+        }
+        Ok(Signals { file: File::from(read) })
+    }
+
+    /// The next pending signal, `None` when there is none.
+    pub fn read(&self) -> io::Result<Option<Signal>> {
+        let mut byte = [0u8; 1];
+        loop {
+            match (&self.file).read(&mut byte) {
+                Ok(1) => {
+                    if let Some(signal) = meaning(libc::c_int::from(byte[0])) {
+                        return Ok(Some(signal));
+                    }
+                }
+                Ok(_) => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The self-pipe's write end, for the handler.
+#[cfg(not(target_os = "linux"))]
+static SELF_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+#[cfg(not(target_os = "linux"))]
+extern "C" fn on_signal(sig: libc::c_int) {
+    #[cfg(target_os = "freebsd")]
+    // SAFETY: the thread's errno location, always valid.
+    let errno = unsafe { libc::__error() };
+    #[cfg(target_os = "openbsd")]
+    // SAFETY: the thread's errno location, always valid.
+    let errno = unsafe { libc::__errno() };
+    // SAFETY: reading and restoring this thread's errno; write(2) of one byte from a local.
+    unsafe {
+        let saved = *errno;
+        let byte = sig as u8;
+        let fd = SELF_PIPE.load(std::sync::atomic::Ordering::Relaxed);
+        libc::write(fd, (&byte as *const u8).cast(), 1);
+        *errno = saved;
     }
 }
 
@@ -110,6 +193,7 @@ impl AsFd for Signals {
 }
 
 /// The set of handled signals.
+#[cfg(target_os = "linux")]
 fn handled_set() -> io::Result<libc::sigset_t> {
     // SAFETY: all-zero is a valid sigset_t (an integer array); sigemptyset then initialises it
     // properly, and sigaddset only writes to it.

@@ -80,10 +80,13 @@ impl UdpLink {
     /// [`GRO_SLOT_SIZE`](super::batch::GRO_SLOT_SIZE)). Returns (send offload, receive
     /// offload).
     pub fn enable_offloads(&mut self) -> (bool, bool) {
+        if !cfg!(target_os = "linux") {
+            return (false, false);
+        }
         let fd = self.socket.as_raw_fd();
         // The option reads back (as 0) only where the kernel knows it.
-        self.gso.set(get_int_option(fd, libc::SOL_UDP, batch::UDP_SEGMENT).is_ok());
-        self.gro = set_int_option(fd, libc::SOL_UDP, batch::UDP_GRO, 1).is_ok();
+        self.gso.set(get_int_option(fd, libc::IPPROTO_UDP, batch::UDP_SEGMENT).is_ok());
+        self.gro = set_int_option(fd, libc::IPPROTO_UDP, batch::UDP_GRO, 1).is_ok();
         (self.gso.get(), self.gro)
     }
 
@@ -135,8 +138,8 @@ impl UdpLink {
     /// account for its bookkeeping overhead and applies its minimum and maximum.
     pub fn set_buffer_sizes(&self, rcv: usize, snd: usize) -> io::Result<(usize, usize)> {
         let fd = self.socket.as_raw_fd();
-        set_buffer(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, rcv)?;
-        set_buffer(fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, snd)?;
+        set_buffer(fd, RCVBUF_FORCE, libc::SO_RCVBUF, rcv)?;
+        set_buffer(fd, SNDBUF_FORCE, libc::SO_SNDBUF, snd)?;
         let granted = |opt| get_int_option(fd, libc::SOL_SOCKET, opt).map(|v| v.max(0) as usize);
         Ok((granted(libc::SO_RCVBUF)?, granted(libc::SO_SNDBUF)?))
     }
@@ -162,6 +165,7 @@ impl AsFd for UdpLink {
 ///
 /// The IPv6 options are best effort: qemu-user does not emulate them (`ENOPROTOOPT`), and
 /// without them the kernel's default still sets DF, only heeding ICMP too.
+#[cfg(target_os = "linux")]
 fn dont_fragment(fd: RawFd, v6: bool) -> io::Result<()> {
     if v6 {
         let _ = set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE);
@@ -174,9 +178,31 @@ fn dont_fragment(fd: RawFd, v6: bool) -> io::Result<()> {
     }
 }
 
+/// The BSDs: DF where the system lets a UDP socket ask for it (`IPV6_DONTFRAG` on both,
+/// `IP_DONTFRAG` on FreeBSD). OpenBSD has no DF for IPv4 UDP: its datagrams may be fragmented
+/// on the way, so path MTU discovery over IPv4 finds the largest size that arrives, fragments
+/// and all.
+#[cfg(not(target_os = "linux"))]
+fn dont_fragment(fd: RawFd, v6: bool) -> io::Result<()> {
+    if v6 {
+        let _ = set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1);
+        return Ok(());
+    }
+    #[cfg(target_os = "freebsd")]
+    set_int_option(fd, libc::IPPROTO_IP, libc::IP_DONTFRAG, 1)?;
+    Ok(())
+}
+
+/// Only Linux says (`IP_MTU`); elsewhere path MTU discovery goes without the hint.
+#[cfg(not(target_os = "linux"))]
+pub fn route_mtu(_remote: SocketAddr) -> io::Result<usize> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
 /// The MTU of the route to `remote` as this host knows it: its interface's, or less if an
 /// ICMP message said so. Asked of a throwaway connected socket (nothing is sent); a hint for
 /// path MTU discovery, not a fact.
+#[cfg(target_os = "linux")]
 pub fn route_mtu(remote: SocketAddr) -> io::Result<usize> {
     let remote = sockaddr::canonical(remote);
     let (domain, level, name) = match remote {
@@ -201,12 +227,25 @@ pub fn route_mtu(remote: SocketAddr) -> io::Result<usize> {
     usize::try_from(mtu).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "negative MTU"))
 }
 
-/// Tries the privileged option, falls back to the plain one when not permitted.
-fn set_buffer(fd: RawFd, forced: libc::c_int, plain: libc::c_int, size: usize) -> io::Result<()> {
+/// Linux's privileged buffer options, past `rmem_max`/`wmem_max`; the BSDs have none.
+#[cfg(target_os = "linux")]
+const RCVBUF_FORCE: Option<libc::c_int> = Some(libc::SO_RCVBUFFORCE);
+#[cfg(target_os = "linux")]
+const SNDBUF_FORCE: Option<libc::c_int> = Some(libc::SO_SNDBUFFORCE);
+#[cfg(not(target_os = "linux"))]
+const RCVBUF_FORCE: Option<libc::c_int> = None;
+#[cfg(not(target_os = "linux"))]
+const SNDBUF_FORCE: Option<libc::c_int> = None;
+
+/// Tries the privileged option, falls back to the plain one when not permitted (or absent).
+fn set_buffer(fd: RawFd, forced: Option<libc::c_int>, plain: libc::c_int, size: usize) -> io::Result<()> {
     let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
-    match set_int_option(fd, libc::SOL_SOCKET, forced, size) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => set_int_option(fd, libc::SOL_SOCKET, plain, size),
-        other => other,
+    match forced.map(|forced| set_int_option(fd, libc::SOL_SOCKET, forced, size)) {
+        Some(Err(e)) if e.raw_os_error() == Some(libc::EPERM) => {
+            set_int_option(fd, libc::SOL_SOCKET, plain, size)
+        }
+        None => set_int_option(fd, libc::SOL_SOCKET, plain, size),
+        Some(other) => other,
     }
 }
 

@@ -1,4 +1,4 @@
-//! The TUN/TAP device: where the tunnel meets the kernel's IP stack.
+//! Linux's TUN/TAP device.
 //!
 //! [`Tun::open`] asks `/dev/net/tun` for a device with `TUNSETIFF`. The device is not
 //! persistent: it exists as long as the fd is open, so a crashed daemon leaves nothing behind.
@@ -16,16 +16,8 @@ use std::mem;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use super::cvt;
-
-/// Layer 3 or layer 2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TunKind {
-    /// IP packets (`IFF_TUN`).
-    Tun,
-    /// Ethernet frames (`IFF_TAP`).
-    Tap,
-}
+use super::TunKind;
+use crate::sys::cvt;
 
 /// An open TUN/TAP device.
 #[derive(Debug)]
