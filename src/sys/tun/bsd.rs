@@ -18,11 +18,13 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use super::TunKind;
 use super::family::{self, Families};
+#[cfg(target_os = "freebsd")]
+use super::name_of;
+use super::{TunKind, control_socket, ifreq};
 use crate::sys::cvt;
 
 const _: () = assert!(std::mem::size_of::<libc::ifreq>() == 32, "ioctl numbers assume a 32-byte ifreq");
@@ -275,35 +277,6 @@ fn flags_ptr(req: &mut libc::ifreq) -> *mut libc::c_short {
     return (&raw mut req.ifr_ifru.ifru_flags).cast();
     #[cfg(target_os = "openbsd")]
     return &raw mut req.ifr_ifru.ifru_flags;
-}
-
-fn ifreq(name: &str) -> io::Result<libc::ifreq> {
-    if name.len() >= libc::IFNAMSIZ || name.contains('\0') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("interface name {name:?} is longer than {} bytes or holds a NUL", libc::IFNAMSIZ - 1),
-        ));
-    }
-    // SAFETY: all-zero is a valid ifreq (a byte array and a union of integers, byte arrays and
-    // pointers); the name stays NUL-terminated because it is shorter than the array.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, &src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
-        *dst = src as libc::c_char;
-    }
-    Ok(req)
-}
-
-#[cfg(target_os = "freebsd")]
-fn name_of(req: &libc::ifreq) -> String {
-    let bytes: Vec<u8> = req.ifr_name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-fn control_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall without pointers.
-    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: `fd` was just returned by socket(2), is open, and has no other owner.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn if_ioctl(sock: &OwnedFd, request: libc::c_ulong, req: &mut libc::ifreq) -> io::Result<()> {

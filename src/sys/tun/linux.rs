@@ -12,11 +12,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::mem;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use super::TunKind;
+use super::{TunKind, control_socket, ifreq, name_of};
 use crate::sys::cvt;
 
 /// An open TUN/TAP device.
@@ -166,7 +165,6 @@ impl AsFd for Tun {
     }
 }
 
-/// A zeroed `ifreq` carrying `name`, which must fit `IFNAMSIZ` with its NUL.
 /// Sets the MTU of interface `name` (the privileged parent does this on reload: the device is
 /// held by the child).
 pub fn set_mtu_of(name: &str, mtu: u32) -> io::Result<()> {
@@ -174,36 +172,6 @@ pub fn set_mtu_of(name: &str, mtu: u32) -> io::Result<()> {
     req.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "MTU out of range"))?;
     if_ioctl(&control_socket()?, libc::SIOCSIFMTU, &mut req)
-}
-
-fn ifreq(name: &str) -> io::Result<libc::ifreq> {
-    if name.len() >= libc::IFNAMSIZ || name.contains('\0') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("interface name {name:?} is longer than {} bytes or holds a NUL", libc::IFNAMSIZ - 1),
-        ));
-    }
-    // SAFETY: all-zero is a valid ifreq (a byte array and a union of integers, byte arrays and
-    // a raw pointer); the name stays NUL-terminated because it is shorter than the array.
-    let mut req: libc::ifreq = unsafe { mem::zeroed() };
-    for (dst, &src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
-        *dst = src as libc::c_char;
-    }
-    Ok(req)
-}
-
-/// The NUL-terminated name the kernel wrote back into `req`.
-fn name_of(req: &libc::ifreq) -> String {
-    let bytes: Vec<u8> = req.ifr_name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// A socket to address interface ioctls to. Any family would do; AF_INET is always present.
-fn control_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall without pointers.
-    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: `fd` was just returned by socket(2), is open, and has no other owner.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// One `SIOC*IF*` ioctl. The request numbers are `c_ulong` in libc, while `ioctl` takes
