@@ -294,8 +294,8 @@ check "an unknown command: fails" test "$rc" -ne 0
 echo "== OpenBSD rc.d script, against a stub of rc.subr"
 ob_src=cross/bsd/openbsd/mlvpn
 check 'rc.d: daemon="/usr/local/sbin/mlvpn"' grep -qx 'daemon="/usr/local/sbin/mlvpn"' "$ob_src"
-check 'rc.d: daemon_flags="-c /etc/mlvpn/mlvpn.conf"' \
-    grep -qx 'daemon_flags="-c /etc/mlvpn/mlvpn.conf"' "$ob_src"
+check 'rc.d: daemon_flags="--natural-title -c /etc/mlvpn/mlvpn.conf"' \
+    grep -qx 'daemon_flags="--natural-title -c /etc/mlvpn/mlvpn.conf"' "$ob_src"
 check "rc.d: sources /etc/rc.d/rc.subr" grep -qx '\. /etc/rc\.d/rc\.subr' "$ob_src"
 check "rc.d: ends with rc_cmd" test "$(tail -n 1 "$ob_src")" = 'rc_cmd "$1"'
 check "rc.d: executable" test -x "$ob_src"
@@ -344,9 +344,9 @@ obsd() {
 }
 obsd start
 check_eq "start: what rc.subr sees" \
-    "name mlvpn daemon $ob/mlvpn-bin daemon_flags -c /etc/mlvpn/mlvpn.conf rc_bg YES" "$(head -n 1 "$ob/out")"
+    "name mlvpn daemon $ob/mlvpn-bin daemon_flags --natural-title -c /etc/mlvpn/mlvpn.conf rc_bg YES" "$(head -n 1 "$ob/out")"
 check_eq "start: rc_pre checks the file, then starts" \
-    "0 mlvpn check-config -c /etc/mlvpn/mlvpn.conf|start $ob/mlvpn-bin -c /etc/mlvpn/mlvpn.conf" \
+    "0 mlvpn check-config --natural-title -c /etc/mlvpn/mlvpn.conf|start $ob/mlvpn-bin --natural-title -c /etc/mlvpn/mlvpn.conf" \
     "$rc $(cat "$ob/mlvpn.log")|$(tail -n 1 "$ob/out")"
 echo 'mlvpn_flags="-c /etc/mlvpn/site.conf -v"' >"$ob/rc.conf.local"
 obsd start
@@ -360,7 +360,7 @@ obsd start
 check "start, broken file: refused" not grep -q '^start' "$ob/out"
 rm "$ob/broken"
 obsd reload
-check_eq "reload: SIGHUP by rc.subr's default" "pkill -HUP -xf $ob/mlvpn-bin -c /etc/mlvpn/mlvpn.conf" \
+check_eq "reload: SIGHUP by rc.subr's default" "pkill -HUP -xf $ob/mlvpn-bin --natural-title -c /etc/mlvpn/mlvpn.conf" \
     "$(tail -n 1 "$ob/out")"
 check_eq "reload: mlvpn not run" "" "$(cat "$ob/mlvpn.log")"
 
