@@ -108,10 +108,7 @@ impl Parent {
         }
         let status = status.or_else(|| process::try_wait(self.child).ok().flatten()).unwrap_or(1);
         if status == 128 + libc::SIGSYS {
-            log_error!(
-                "the network process was killed by its sandbox: a system call outside its allow-list \
-                 (the kernel log names it: dmesg | grep type=1326); --no-sandbox runs without"
-            );
+            log_error!("the network process was killed by its sandbox (dmesg names the call)");
         } else if status != 0 {
             log_warn!("the network process exited with status {status}");
         }

@@ -23,14 +23,24 @@ pub struct ProcTitle {
 fn arg_area() -> io::Result<(usize, usize)> {
     let stat = std::fs::read("/proc/self/stat")?;
     // The command name (field 2) is in parentheses and may contain anything: count from
-    // the last ')', which ends field 2.
+    // the last ')', which ends field 2. Then each space starts the next field: after the k-th,
+    // field k + 2. Digits are summed by hand (a parse through `str` costs a kilobyte on MIPS).
     let after = stat.iter().rposition(|&b| b == b')').map_or(&[][..], |i| &stat[i + 1..]);
-    let mut fields = after.split(|&b| b == b' ').filter(|f| !f.is_empty()).skip(48 - 3);
-    let mut number = || -> Option<usize> { std::str::from_utf8(fields.next()?).ok()?.trim().parse().ok() };
-    match (number(), number()) {
-        (Some(start), Some(end)) => Ok((start, end)),
-        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "no argument area in /proc/self/stat")),
+    let (mut field, mut area) = (2, [0usize; 2]);
+    for &b in after {
+        match (b, field) {
+            (b' ', _) => field += 1,
+            (b'0'..=b'9', 48 | 49) => {
+                let n = &mut area[field - 48];
+                *n = n.wrapping_mul(10).wrapping_add(usize::from(b - b'0'));
+            }
+            _ => {}
+        }
     }
+    if field < 49 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "no argument area in /proc/self/stat"));
+    }
+    Ok((area[0], area[1]))
 }
 
 #[cfg(target_os = "linux")]

@@ -112,39 +112,69 @@ const fn arg_low(n: u32) -> u32 {
 /// x32 calls reach the kernel as x86_64 ones with this bit set.
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
-fn op(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+const fn op(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
-/// The filter program. Its last instruction allows; every "allowed" comparison jumps there.
-pub fn program() -> Vec<libc::sock_filter> {
+/// Instructions in the program (checked when it is built).
+const LEN: usize = {
+    let mut n = 4 + (cfg!(target_arch = "x86_64") as usize) * 2 + ALWAYS.len() + WORD_SIZED.len() + 2;
+    let mut i = 0;
+    while i < ONLY_WITH.len() {
+        n += ONLY_WITH[i].2.len() + 3;
+        i += 1;
+    }
+    n
+};
+
+/// The filter program, built by the compiler: the binary holds the instructions, not the code
+/// that makes them. Its last instruction allows; every "allowed" comparison jumps there.
+pub static PROGRAM: [libc::sock_filter; LEN] = program();
+
+const fn program() -> [libc::sock_filter; LEN] {
     let kill = op(RET_K, libc::SECCOMP_RET_KILL_PROCESS, 0, 0);
-    let mut p = vec![op(LD_W_ABS, ARCH_OFFSET, 0, 0), op(JEQ_K, ARCH, 1, 0), kill, op(LD_W_ABS, NR, 0, 0)];
+    let mut p = [kill; LEN];
+    let allow = LEN - 1;
+    p[allow] = op(RET_K, libc::SECCOMP_RET_ALLOW, 0, 0);
+    p[0] = op(LD_W_ABS, ARCH_OFFSET, 0, 0);
+    p[1] = op(JEQ_K, ARCH, 1, 0);
+    // p[2] kills another architecture's calls.
+    p[3] = op(LD_W_ABS, NR, 0, 0);
+    let mut at = 4;
     if cfg!(target_arch = "x86_64") {
-        p.extend([op(JGE_K, X32_SYSCALL_BIT, 0, 1), kill]);
+        p[4] = op(JGE_K, X32_SYSCALL_BIT, 0, 1);
+        at = 6; // p[5] kills
     }
-    // Jumps to the final "allow", patched once its place is known: jt holds a marker.
-    let mut to_allow = Vec::new();
-    for &nr in ALWAYS.iter().chain(WORD_SIZED) {
-        to_allow.push(p.len());
-        p.push(op(JEQ_K, nr as u32, 0, 0));
+    // A comparison that jumps to "allow" when equal.
+    const fn to_allow(at: usize, k: u32) -> libc::sock_filter {
+        let jump = LEN - 1 - at - 1;
+        assert!(jump <= 255, "filter jumps fit 8 bits");
+        op(JEQ_K, k, jump as u8, 0)
     }
-    for &(nr, arg, values) in ONLY_WITH {
+    let mut i = 0;
+    while i < ALWAYS.len() + WORD_SIZED.len() {
+        let nr = if i < ALWAYS.len() { ALWAYS[i] } else { WORD_SIZED[i - ALWAYS.len()] };
+        p[at] = to_allow(at, nr as u32);
+        at += 1;
+        i += 1;
+    }
+    let mut r = 0;
+    while r < ONLY_WITH.len() {
+        let (nr, arg, values) = ONLY_WITH[r];
         // Not this call: skip the load, the comparisons and the kill.
-        p.push(op(JEQ_K, nr as u32, 0, values.len() as u8 + 2));
-        p.push(op(LD_W_ABS, arg_low(arg), 0, 0));
-        for &v in values {
-            to_allow.push(p.len());
-            p.push(op(JEQ_K, v, 0, 0));
+        p[at] = op(JEQ_K, nr as u32, 0, values.len() as u8 + 2);
+        p[at + 1] = op(LD_W_ABS, arg_low(arg), 0, 0);
+        at += 2;
+        let mut v = 0;
+        while v < values.len() {
+            p[at] = to_allow(at, values[v]);
+            at += 1;
+            v += 1;
         }
-        p.push(kill);
+        at += 1; // a kill
+        r += 1;
     }
-    p.push(kill);
-    let allow = p.len();
-    p.push(op(RET_K, libc::SECCOMP_RET_ALLOW, 0, 0));
-    for i in to_allow {
-        p[i].jt = u8::try_from(allow - i - 1).expect("filter jumps fit 8 bits");
-    }
+    assert!(at + 2 == LEN, "LEN counts every instruction");
     p
 }
 
@@ -161,10 +191,9 @@ pub enum FilterError {
 /// [`super::privsep::drop_privileges`] sets). Call it single-threaded: it covers this thread
 /// and the threads it later makes, not existing ones.
 pub fn install() -> Result<(), FilterError> {
-    let filter = program();
-    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
-    // SAFETY: PR_SET_SECCOMP reads `prog` and the instructions it points at during the call;
-    // both are alive across it. The kernel copies the program.
+    let prog = libc::sock_fprog { len: LEN as u16, filter: PROGRAM.as_ptr().cast_mut() };
+    // SAFETY: PR_SET_SECCOMP reads `prog` and the instructions it points at (a static) during
+    // the call, and copies the program; it writes nothing through the pointer.
     let r = unsafe {
         libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog)
     };
@@ -212,8 +241,8 @@ mod tests {
 
     #[test]
     fn the_loop_s_calls_pass_and_others_kill() {
-        let p = program();
-        let call = |nr, args| verdict(&p, ARCH, nr, args);
+        let p = &PROGRAM[..];
+        let call = |nr, args| verdict(p, ARCH, nr, args);
         for &nr in ALWAYS.iter().chain(WORD_SIZED) {
             assert_eq!(call(nr, [0; 6]), ALLOW, "call {nr}");
         }
@@ -221,14 +250,14 @@ mod tests {
             assert_eq!(call(nr, [0; 6]), KILL, "call {nr}");
         }
         assert_eq!(call(libc::SYS_read, [0; 6]), ALLOW);
-        assert_eq!(verdict(&p, ARCH ^ 0x4000_0000, libc::SYS_read, [0; 6]), KILL, "another ABI");
+        assert_eq!(verdict(p, ARCH ^ 0x4000_0000, libc::SYS_read, [0; 6]), KILL, "another ABI");
     }
 
     #[test]
     #[allow(clippy::unnecessary_cast)] // ioctl numbers are u64 with glibc, i32 with musl
     fn arguments_narrow_socket_ioctl_and_prctl() {
-        let p = program();
-        let call = |nr, a0: u64, a1: u64| verdict(&p, ARCH, nr, [a0, a1, 0, 0, 0, 0]);
+        let p = &PROGRAM[..];
+        let call = |nr, a0: u64, a1: u64| verdict(p, ARCH, nr, [a0, a1, 0, 0, 0, 0]);
         for af in [libc::AF_INET, libc::AF_INET6, libc::AF_UNIX] {
             assert_eq!(call(libc::SYS_socket, af as u64, libc::SOCK_DGRAM as u64), ALLOW);
         }
@@ -246,9 +275,9 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn x32_calls_are_killed() {
-        let p = program();
+        let p = &PROGRAM[..];
         let nr = (X32_SYSCALL_BIT as libc::c_long) | libc::SYS_read;
-        assert_eq!(verdict(&p, ARCH, nr, [0; 6]), KILL);
+        assert_eq!(verdict(p, ARCH, nr, [0; 6]), KILL);
     }
 
     /// The real kernel: a forked child installs the filter and makes the calls of the poll
