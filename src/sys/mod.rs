@@ -68,6 +68,13 @@
 //!   blocks come from `mmap` and go back with `munmap`, small ones from the C library.
 //! * **UDP offload control messages** ([`udp`]): `UDP_SEGMENT` written and `UDP_GRO` read with
 //!   the `CMSG_*` macros over each message's control buffer.
+//! * **The sandbox** ([`sandbox`]): `prctl(PR_SET_SECCOMP)` with a pointer to the static
+//!   filter program (Linux); `pledge` with string literals (OpenBSD).
+//! * **The BSDs**: `readv`/`writev` around the TUN's 4-byte family header (two iovecs over live
+//!   buffers); the `SIOC*IF*`, `TUNSIFHEAD`, `TUNGIFNAME`, `SIOCSIFNAME` and `SIOCIFDESTROY`
+//!   ioctls on `ifreq`s, whose union members are reached by raw pointer; the signal self-pipe
+//!   (`pipe2`, `sigaction`, and a handler that calls only `write` and keeps `errno`);
+//!   `arc4random_buf`; `setproctitle` with a `"%s"` format.
 //! * Tests additionally use `fork`, `waitpid`, `_exit`, `raise` and `kill` to exercise signals
 //!   in a process of their own.
 

@@ -15,10 +15,15 @@
 //!   stopped): [`process::spawn_hook`](super::process::spawn_hook) resets it in the child.
 
 use std::fs::File;
-use std::io::{self, Read};
-use std::mem;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::ptr;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+#[cfg(target_os = "linux")]
+use std::{
+    io::Read,
+    mem,
+    os::fd::{FromRawFd, OwnedFd},
+    ptr,
+};
 
 use super::cvt;
 
@@ -104,46 +109,67 @@ fn meaning(signo: libc::c_int) -> Option<Signal> {
     }
 }
 
-/// The BSDs have no `signalfd`: a self-pipe. A handler writes the signal's number into a
-/// non-blocking pipe, whose other end sits in the poll table. The handler does only that
-/// (`write` is async-signal-safe) and keeps `errno` as it found it; a full pipe drops the byte,
-/// which loses nothing that matters (a pipe holds thousands, and the loop reads them all).
+/// The BSDs have no `signalfd`: a self-pipe ([`self_pipe`]).
 #[cfg(not(target_os = "linux"))]
 impl Signals {
-    /// Installs the handlers (with `SA_RESTART`), ignores SIGPIPE, and opens the pipe
-    /// (non-blocking, close-on-exec). Create it once, at start.
+    /// Installs the handlers, ignores SIGPIPE, and opens the pipe (non-blocking,
+    /// close-on-exec). Create it once, at start.
     pub fn new() -> io::Result<Signals> {
-        use std::sync::atomic::Ordering;
+        // SAFETY: setting a disposition to SIG_IGN installs no handler; no pointers.
+        if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) } == libc::SIG_ERR {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Signals { file: self_pipe::open()? })
+    }
+
+    /// The next pending signal, `None` when there is none.
+    pub fn read(&self) -> io::Result<Option<Signal>> {
+        self_pipe::read(&self.file)
+    }
+}
+
+/// A handler writes the signal's number into a non-blocking pipe, whose other end sits in the
+/// poll table. The handler does only that (`write` is async-signal-safe) and keeps `errno` as
+/// it found it; a full pipe drops the byte, which loses nothing that matters (a pipe holds
+/// thousands, and the loop reads them all). Compiled on Linux for its tests.
+#[cfg(any(test, not(target_os = "linux")))]
+mod self_pipe {
+    use super::{HANDLED, Signal, cvt, meaning};
+    use std::fs::File;
+    use std::io::{self, Read};
+    use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    /// The pipe's write end, for the handler; it lives as long as the process.
+    static WRITE_END: AtomicI32 = AtomicI32::new(-1);
+
+    /// Opens the pipe and installs the handlers (with `SA_RESTART`): the read end.
+    pub fn open() -> io::Result<File> {
         let mut fds = [-1; 2];
         // SAFETY: `fds` has room for the two descriptors pipe2(2) writes.
         cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
         // SAFETY: both fds were just created and have no other owner.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        // The write end lives as long as the process: a handler may run at any time.
-        SELF_PIPE.store(std::os::fd::IntoRawFd::into_raw_fd(write), Ordering::Relaxed);
-        // SAFETY: setting a disposition to SIG_IGN installs no handler; no pointers.
-        if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) } == libc::SIG_ERR {
-            return Err(io::Error::last_os_error());
-        }
+        WRITE_END.store(write.into_raw_fd(), Ordering::Relaxed);
         for sig in HANDLED {
             // SAFETY: all-zero is a valid sigaction; the handler is an `extern "C" fn(c_int)`
             // that only calls async-signal-safe functions.
             unsafe {
-                let mut action: libc::sigaction = mem::zeroed();
+                let mut action: libc::sigaction = std::mem::zeroed();
                 action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
                 action.sa_flags = libc::SA_RESTART;
                 cvt(libc::sigemptyset(&mut action.sa_mask))?;
-                cvt(libc::sigaction(sig, &action, ptr::null_mut()))?;
+                cvt(libc::sigaction(sig, &action, std::ptr::null_mut()))?;
             }
         }
-        Ok(Signals { file: File::from(read) })
+        Ok(File::from(read))
     }
 
-    /// The next pending signal, `None` when there is none.
-    pub fn read(&self) -> io::Result<Option<Signal>> {
+    /// The next signal the pipe holds, `None` when it is empty.
+    pub fn read(mut pipe: &File) -> io::Result<Option<Signal>> {
         let mut byte = [0u8; 1];
         loop {
-            match (&self.file).read(&mut byte) {
+            match pipe.read(&mut byte) {
                 Ok(1) => {
                     if let Some(signal) = meaning(libc::c_int::from(byte[0])) {
                         return Ok(Some(signal));
@@ -156,28 +182,25 @@ impl Signals {
             }
         }
     }
-}
 
-/// The self-pipe's write end, for the handler.
-#[cfg(not(target_os = "linux"))]
-static SELF_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
-
-#[cfg(not(target_os = "linux"))]
-extern "C" fn on_signal(sig: libc::c_int) {
-    #[cfg(target_os = "freebsd")]
-    // SAFETY: the thread's errno location, always valid.
-    let errno = unsafe { libc::__error() };
-    #[cfg(target_os = "openbsd")]
-    // SAFETY: the thread's errno location, always valid.
-    let errno = unsafe { libc::__errno() };
-    // SAFETY: reading and restoring this thread's errno; write(2) of one byte from a local.
-    unsafe {
-        let saved = *errno;
-        let byte = sig as u8;
-        let fd = SELF_PIPE.load(std::sync::atomic::Ordering::Relaxed);
-        libc::write(fd, (&byte as *const u8).cast(), 1);
-        *errno = saved;
+    extern "C" fn on_signal(sig: libc::c_int) {
+        // SAFETY: the thread's errno location, always valid; read and restored around one
+        // write(2) of a byte from a local.
+        unsafe {
+            let errno = errno_location();
+            let saved = *errno;
+            let byte = sig as u8;
+            libc::write(WRITE_END.load(Ordering::Relaxed), (&byte as *const u8).cast(), 1);
+            *errno = saved;
+        }
     }
+
+    #[cfg(target_os = "openbsd")]
+    use libc::__errno as errno_location;
+    #[cfg(target_os = "linux")]
+    use libc::__errno_location as errno_location;
+    #[cfg(target_os = "freebsd")]
+    use libc::__error as errno_location;
 }
 
 impl AsRawFd for Signals {
@@ -275,6 +298,56 @@ mod tests {
             }
             if signals.read().ok() != Some(None) {
                 return 16;
+            }
+            0
+        }
+        assert_eq!(in_forked_child(child), 0, "failed step (see the test)");
+    }
+
+    /// The BSDs' self-pipe, run on Linux: in a single-threaded child (the handlers are
+    /// process-wide), a signal from `raise`, one from `kill` and a child's exit each arrive
+    /// through the pipe, in order, and an empty pipe reads as `None`. The Linux mask of
+    /// [`Signals::new`] is not set here: the handlers must run.
+    #[test]
+    fn the_self_pipe_delivers_signals() {
+        fn child() -> i32 {
+            let Ok(pipe) = self_pipe::open() else { return 10 };
+            if self_pipe::read(&pipe).ok() != Some(None) {
+                return 11;
+            }
+            raise(libc::SIGHUP);
+            // SAFETY: plain syscalls; the handler only writes to the pipe.
+            if unsafe { libc::kill(libc::getpid(), libc::SIGTERM) } != 0 {
+                return 12;
+            }
+            // SAFETY: the grandchild only calls _exit.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: ends the grandchild at once, without running any Rust code.
+                unsafe { libc::_exit(0) };
+            }
+            let mut poller = Poller::with_capacity(1);
+            let slot = poller.register(&pipe, Interest::Read);
+            let mut got = Vec::new();
+            // A handler interrupts poll (EINTR: zero events), as in the daemon's loop.
+            for _ in 0..10 {
+                match poller.wait(Some(Duration::from_secs(5))) {
+                    Ok(0) => continue,
+                    Ok(_) if poller.readable(slot) => {}
+                    _ => return 13,
+                }
+                while let Ok(Some(signal)) = self_pipe::read(&pipe) {
+                    got.push(signal);
+                }
+                if got.len() >= 3 {
+                    break;
+                }
+            }
+            if got != [Signal::Reload, Signal::Terminate, Signal::Child] {
+                return 14;
+            }
+            if self_pipe::read(&pipe).ok() != Some(None) {
+                return 15;
             }
             0
         }
