@@ -938,8 +938,9 @@ fn crowd(rig: &Rig, side: Side, n: usize) -> Result<(Vec<Duration>, String), Str
 /// to where it was and its RSS does not grow; the silent clients are closed after the daemon's
 /// 5 s timeout.
 ///
-/// The flow's rate is the one figure a loaded machine can spoil: up to three attempts, the CPU
-/// pressure printed with each; everything else is checked every time.
+/// The flow's rate is a figure a loaded machine can spoil, and RSS one the flow's pools, which
+/// allocate as they are first used, can raise in the first attempt: up to three attempts, the
+/// CPU pressure printed with each; everything else is checked every time.
 #[test]
 fn control_crowd_and_silent_clients() {
     let Some(_turn) = lab::daemon_scenario("control_crowd_and_silent_clients") else { return };
@@ -1049,12 +1050,11 @@ fn crowd_attempt(rig: &Rig, attempt: u32) -> Result<(), String> {
         before.0.fds, after.0.fds
     );
     assert_eq!(after.1.fds, before.1.fds, "fds of the privileged parent");
-    assert!(
-        after.0.rss_kib <= before.0.rss_kib + 256,
-        "RSS grew from {} to {} KiB",
-        before.0.rss_kib,
-        after.0.rss_kib
-    );
+    // The flow's own pools (reorder window, resend store) may still be filling in the first
+    // attempt; a leak the crowd causes grows every attempt.
+    if after.0.rss_kib > before.0.rss_kib + 256 {
+        return Err(format!("RSS grew from {} to {} KiB", before.0.rss_kib, after.0.rss_kib));
+    }
     for s in &silent {
         let t = s.closed_after.unwrap_or_else(|| panic!("{}: never closed", s.what));
         if s.what.contains("never sends") || s.what.contains("half") {
