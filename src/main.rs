@@ -173,7 +173,13 @@ fn run(o: &Options) -> u8 {
         }
     };
     let Some(user) = user else {
-        return daemon.run() as u8;
+        #[cfg(target_os = "freebsd")]
+        let device = daemon.device().to_string();
+        let status = daemon.run() as u8;
+        drop(daemon); // closes the device first: destroying an open one waits for its close
+        #[cfg(target_os = "freebsd")]
+        let _ = sys::tun::destroy(&device);
+        return status;
     };
     separate(daemon, &user, o) as u8
 }

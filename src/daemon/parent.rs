@@ -106,6 +106,8 @@ impl Parent {
         if let Some(path) = &self.config.control_unix_path {
             let _ = std::fs::remove_file(path);
         }
+        #[cfg(target_os = "freebsd")]
+        let _ = tun::destroy(&self.device);
         let status = status.or_else(|| process::try_wait(self.child).ok().flatten()).unwrap_or(1);
         if status == 128 + libc::SIGSYS {
             log_error!("the network process was killed by its sandbox (dmesg names the call)");

@@ -48,10 +48,13 @@ impl UdpLink {
         let raw = cvt(unsafe { libc::socket(domain, kind, 0) })?;
         // SAFETY: `raw` was just returned by socket(2), is open, and has no other owner.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        if let SocketAddr::V6(a) = addr {
-            if a.ip().is_unspecified() {
-                set_int_option(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)?;
-            }
+        // OpenBSD has no IPv4-mapped addresses (it refuses `IPV6_V6ONLY` 0): there `[::]`
+        // serves IPv6 peers only, and IPv4 peers need a link bound to an IPv4 address.
+        if let SocketAddr::V6(a) = addr
+            && a.ip().is_unspecified()
+            && !cfg!(target_os = "openbsd")
+        {
+            set_int_option(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)?;
         }
         dont_fragment(fd.as_raw_fd(), v6)?;
         let mut storage = sockaddr::zeroed_storage();

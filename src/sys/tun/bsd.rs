@@ -2,9 +2,10 @@
 //!
 //! * **FreeBSD** (`tun(4)`, `tap(4)`): opening `/dev/tun` (or `/dev/tap`) clones a new device
 //!   `tunN`. `TUNSIFHEAD` puts each packet behind its address family, so that IPv6 travels too.
-//!   `SIOCSIFNAME` then gives it the configured name (a `%d` in it becomes N). Cloned devices
-//!   outlive their fd, so a name still held by a previous run's device is taken back: that
-//!   device is destroyed first.
+//!   `SIOCSIFNAME` then gives it the configured name (a `%d` in it becomes N); a name `tunN`
+//!   opens that unit. Cloned devices outlive their fd: the process that outlives the device's
+//!   holder destroys it at exit ([`destroy`]), and a name still held by a device that is down
+//!   (a crashed run's) is taken back; one that is up is refused.
 //! * **OpenBSD** (`tun(4)`, `tap(4)`): the first free `/dev/tunN` (or `/dev/tapN`); the device
 //!   lives as long as the fd. Interfaces cannot be renamed: a name `tunN` opens that one, any
 //!   other name takes the first free device, and hooks get its real name in `DEVICE`.
@@ -108,8 +109,18 @@ impl Tun {
         if !wanted.is_empty() && wanted != self.name {
             match rename(&self.name, &wanted) {
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                    // A previous run's device: cloned devices outlive their fd here.
-                    if_ioctl(&control_socket()?, SIOCIFDESTROY, &mut ifreq(&wanted)?)?;
+                    // Cloned devices outlive their fd here, and closing one brings it down: a
+                    // device of that name that is down is taken to be a previous run's, whose
+                    // parent did not live to destroy it. One that is up is someone else's.
+                    let mut req = ifreq(&wanted)?;
+                    let sock = control_socket()?;
+                    if_ioctl(&sock, SIOCGIFFLAGS, &mut req)?;
+                    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+                    if unsafe { *flags_ptr(&mut req) } & libc::IFF_UP as libc::c_short != 0 {
+                        let what = format!("interface {wanted} exists and is up: another mlvpn's?");
+                        return Err(io::Error::new(io::ErrorKind::AddrInUse, what));
+                    }
+                    if_ioctl(&sock, SIOCIFDESTROY, &mut ifreq(&wanted)?)?;
                     rename(&self.name, &wanted)?;
                 }
                 r => r?,
@@ -221,12 +232,14 @@ impl AsFd for Tun {
 fn open_device(base: &str, name: &str) -> io::Result<(File, u32)> {
     let open =
         |path: &str| OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(path);
+    // A name `tunN` opens that unit (FreeBSD creates it if need be: renaming a clone to it
+    // would leave the unit free for the next clone).
+    if let Some(unit) = name.strip_prefix(base).and_then(|n| n.parse::<u32>().ok()) {
+        return Ok((open(&format!("/dev/{base}{unit}"))?, unit));
+    }
     if cfg!(target_os = "freebsd") {
         // The unit is read back with TUNGIFNAME.
         return Ok((open(&format!("/dev/{base}"))?, 0));
-    }
-    if let Some(unit) = name.strip_prefix(base).and_then(|n| n.parse::<u32>().ok()) {
-        return Ok((open(&format!("/dev/{base}{unit}"))?, unit));
     }
     let mut last = io::Error::from(io::ErrorKind::NotFound);
     for unit in 0..256 {
@@ -250,6 +263,16 @@ fn rename(from: &str, to: &str) -> io::Result<()> {
     }
     req.ifr_ifru.ifru_data = new_name.as_mut_ptr();
     if_ioctl(&control_socket()?, SIOCSIFNAME, &mut req)
+}
+
+/// Destroys interface `name`: FreeBSD keeps cloned devices after their fd closes, so the
+/// process that outlives the device's holder (the privileged parent, or the one process)
+/// removes it at exit. OpenBSD destroys them on close by itself.
+pub fn destroy(name: &str) -> io::Result<()> {
+    #[cfg(target_os = "freebsd")]
+    if_ioctl(&control_socket()?, SIOCIFDESTROY, &mut ifreq(name)?)?;
+    let _ = name;
+    Ok(())
 }
 
 /// Sets the MTU of interface `name` (the privileged parent does this for the child).
