@@ -48,6 +48,7 @@ fn ifreq(name: &str) -> io::Result<libc::ifreq> {
 
 #[cfg(any(target_os = "linux", target_os = "freebsd"))]
 /// The NUL-terminated name the kernel wrote back into `req`.
+#[allow(clippy::unnecessary_cast)] // c_char is i8 or u8, by architecture
 fn name_of(req: &libc::ifreq) -> String {
     let bytes: Vec<u8> = req.ifr_name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
     String::from_utf8_lossy(&bytes).into_owned()
