@@ -14,7 +14,8 @@
 //!   through lossy, jittery, rate-limited links in plain `cargo test`.
 //! * Everything with side effects — sockets, the TUN device, `poll(2)`, the clock, randomness,
 //!   signals, child processes — lives in a thin shell around it, and every `unsafe` block of the
-//!   crate lives in `sys`.
+//!   crate lives in `sys`. [`log`] is the one home of logging, for the shell and the control
+//!   socket alike.
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod log;
 pub mod proto;
 #[allow(unsafe_code)]
 pub mod sys;

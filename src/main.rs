@@ -4,8 +4,8 @@
 #![cfg_attr(not(test), no_main)]
 
 use mlvpn::cli::{self, Command, Options, USAGE};
-use mlvpn::daemon::{Daemon, Identity, log};
-use mlvpn::{config, log_error, log_info, log_warn, sys};
+use mlvpn::daemon::{Daemon, Identity};
+use mlvpn::{config, log, log_error, log_info, log_warn, sys};
 use std::ffi::OsString;
 
 mlvpn::c_main!(run_command);

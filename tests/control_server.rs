@@ -9,7 +9,6 @@ mod control_common;
 use control_common::{PROM_DIGEST, python, sample};
 use mlvpn::control::{self, ControlServer, LinkStatus, MAX_CLIENTS, Status, query, query_http};
 use mlvpn::proto::Duration;
-use mlvpn::sys::clock;
 use mlvpn::sys::poll::Poller;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -82,7 +81,7 @@ impl Loop {
     /// One round as the daemon runs it: poll until a slot is ready or the server's deadline
     /// (at most 50 ms here, so the test can check on its clients), then `handle`.
     fn round(&mut self) {
-        let now = clock::now();
+        let now = mlvpn::daemon::now();
         let cap = StdDuration::from_millis(50);
         let timeout = self
             .server
@@ -94,7 +93,7 @@ impl Loop {
             *snapshots += 1;
             status.clone()
         };
-        self.server.handle(&mut self.poller, clock::now(), &mut snapshot);
+        self.server.handle(&mut self.poller, mlvpn::daemon::now(), &mut snapshot);
         self.rounds += 1;
     }
 

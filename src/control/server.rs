@@ -23,7 +23,7 @@ use super::json;
 use super::prom;
 use super::request::{self, Answer, Framing, MAX_REQUEST, Parse, Request};
 use super::status::Status;
-use crate::daemon::log::Throttle;
+use crate::log::Throttle;
 use crate::proto::{Duration, Instant};
 use crate::sys::poll::{Interest, Poller};
 use crate::{log_debug, log_warn};

@@ -2,7 +2,6 @@
 
 pub mod gro;
 pub mod hooks;
-pub mod log;
 pub mod net;
 pub mod offload;
 pub mod parent;
@@ -10,3 +9,9 @@ pub mod privsep;
 mod runner;
 
 pub use runner::{Daemon, Identity, StartError, make_hooks};
+
+/// The engine's time: the system's monotonic clock in the core's unit. The seam where `sys`
+/// (which reads clocks) meets `proto` (which takes time only as an argument).
+pub fn now() -> crate::proto::Instant {
+    crate::proto::Instant::from_micros(crate::sys::clock::monotonic_micros())
+}

@@ -10,7 +10,7 @@ use crate::sys::poll::{Interest, Poller};
 use crate::sys::privsep::Channel;
 use crate::sys::process;
 use crate::sys::signals::{Signal, Signals};
-use crate::sys::{clock, tun};
+use crate::sys::tun;
 use crate::{log_error, log_info, log_warn};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -51,13 +51,13 @@ impl Parent {
         let mut buf = [0u8; MAX_MESSAGE];
         let mut status = None;
         while status.is_none() {
-            let now = clock::now();
+            let now = super::now();
             let timeout =
                 self.hooks.deadline().map(|t| std::time::Duration::from_micros((t - now).as_micros()));
             if poller.wait(timeout.or(Some(std::time::Duration::from_secs(1)))).is_err() {
                 break;
             }
-            let now = clock::now();
+            let now = super::now();
             if poller.readable(0) {
                 while let Ok(Some(sig)) = signals.read() {
                     match sig {
@@ -97,11 +97,11 @@ impl Parent {
             status = process::try_wait(self.child).ok().flatten();
         }
         // The child is gone (or the loop broke): let the last hooks (tuntap_down...) finish.
-        let until = clock::now() + FINAL_HOOK_WAIT;
-        while !self.hooks.idle() && clock::now() < until {
+        let until = super::now() + FINAL_HOOK_WAIT;
+        while !self.hooks.idle() && super::now() < until {
             let _ = poller.wait(Some(std::time::Duration::from_millis(20)));
             while let Ok(Some(_)) = signals.read() {}
-            self.hooks.poll(clock::now());
+            self.hooks.poll(super::now());
         }
         if let Some(path) = &self.config.control_unix_path {
             let _ = std::fs::remove_file(path);

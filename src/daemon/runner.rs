@@ -7,12 +7,12 @@
 
 use super::gro::Coalescer;
 use super::hooks::{HookEvent, Hooks};
-use super::log::Throttle;
 use super::net::{self, SOCKET_BUFFER};
 use super::offload::{self, Segmenter, VNET_HDR_LEN, VnetHdr};
 use super::privsep::Privileges;
 use crate::config::{self, Config, TunTap};
 use crate::control::{self, ControlServer, ShellInfo};
+use crate::log::Throttle;
 use crate::proto::sites::Sites;
 use crate::proto::wire::{DATA_OVERHEAD, MAX_CONTROL_LEN};
 use crate::proto::{DownReason, Duration, Event, Instant, LinkState, Received};
@@ -21,7 +21,7 @@ use crate::sys::proctitle::ProcTitle;
 use crate::sys::signals::{Signal, Signals};
 use crate::sys::tun::{Tun, TunKind};
 use crate::sys::udp::{Batch, GRO_SLOT_SIZE, UdpLink};
-use crate::sys::{clock, process, random};
+use crate::sys::{process, random};
 use crate::{log_debug, log_error, log_info, log_warn};
 use std::io;
 use std::net::SocketAddr;
@@ -281,7 +281,7 @@ impl Daemon {
         tun.set_up(true).map_err(|e| start_error("cannot bring the device up", e))?;
         log_info!("{} {} up, mtu {}", config.tuntap.as_str(), tun.name(), config.mtu);
         let hooks = make_hooks(&config, tun.name())?;
-        let now = clock::now();
+        let now = super::now();
         let engine = Sites::new(config.engine_config(), config.layout(), seed()?, now)
             .map_err(|e| start_error("sites", e))?;
         let mut poller = Poller::with_capacity(3 + control.slots_needed() + config.links.len());
@@ -444,13 +444,13 @@ impl Daemon {
     /// Runs until SIGTERM/SIGINT. Returns the exit status.
     pub fn run(&mut self) -> i32 {
         loop {
-            let now = clock::now();
+            let now = super::now();
             let timeout = self.next_wakeup().map(|t| std::time::Duration::from_micros((t - now).as_micros()));
             if let Err(e) = self.poller.wait(timeout) {
                 log_error!("poll: {e}");
                 return 1;
             }
-            let now = clock::now();
+            let now = super::now();
             if self.poller.readable(SLOT_SIGNALS) {
                 loop {
                     match self.signals.read() {
@@ -1033,7 +1033,7 @@ impl Daemon {
     /// SIGTERM: a disconnect on every link, the down hooks, and exit 0. The TUN device goes
     /// with the process.
     fn shutdown(&mut self) -> i32 {
-        let now = clock::now();
+        let now = super::now();
         log_info!("shutting down");
         self.engine.close(now);
         self.flush(now);
@@ -1044,7 +1044,7 @@ impl Daemon {
             if hooks.idle() {
                 break;
             }
-            let now = clock::now();
+            let now = super::now();
             if now >= until {
                 log_warn!("shutting down without waiting longer for the hook");
                 break;

@@ -295,7 +295,7 @@ mod tests {
             if install().is_err() {
                 return 11;
             }
-            let _ = super::super::clock::now();
+            let _ = super::super::clock::monotonic_micros();
             // SAFETY: plain calls without pointers: the route-MTU hint's throwaway socket.
             unsafe {
                 let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);

@@ -89,14 +89,14 @@ pub fn write(level: Level, area: &str, args: fmt::Arguments<'_>) {
 }
 
 #[macro_export]
-macro_rules! log_error { ($($t:tt)*) => { $crate::daemon::log::write($crate::daemon::log::Level::Error, "", format_args!($($t)*)) } }
+macro_rules! log_error { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Error, "", format_args!($($t)*)) } }
 #[macro_export]
-macro_rules! log_warn { ($($t:tt)*) => { $crate::daemon::log::write($crate::daemon::log::Level::Warn, "", format_args!($($t)*)) } }
+macro_rules! log_warn { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Warn, "", format_args!($($t)*)) } }
 #[macro_export]
-macro_rules! log_info { ($($t:tt)*) => { $crate::daemon::log::write($crate::daemon::log::Level::Info, "", format_args!($($t)*)) } }
+macro_rules! log_info { ($($t:tt)*) => { $crate::log::write($crate::log::Level::Info, "", format_args!($($t)*)) } }
 /// `log_debug!("area", "format", args...)`
 #[macro_export]
-macro_rules! log_debug { ($area:expr, $($t:tt)*) => { $crate::daemon::log::write($crate::daemon::log::Level::Debug, $area, format_args!($($t)*)) } }
+macro_rules! log_debug { ($area:expr, $($t:tt)*) => { $crate::log::write($crate::log::Level::Debug, $area, format_args!($($t)*)) } }
 
 /// Wall-clock time as `2026-11-26T03:52:32.123Z`, for stderr lines.
 fn utc_now() -> String {
