@@ -8,7 +8,7 @@
 # also kept in target/cross/sizes.md. With --tiny, builds the smallest variant, whose panics
 # abort without a message (-Cpanic=immediate-abort), into target/cross/tiny/<target>/mlvpn.
 #
-# The default build fails if the mipsel binary is over its budget of 447.9 KiB.
+# The default build fails if the mipsel binary is over its budget of 447.97 KiB.
 #
 # How: every target is built the same way, with the nightly toolchain rebuilding std for
 # size (-Z build-std with std's optimize_for_size feature: the MIPS and 32-bit ARM targets
@@ -56,8 +56,11 @@ BUDGET_TARGET=mipsel-unknown-linux-musl
 # such tables as the ones above.) Issue 15 (the network process's seccomp filter; the BSD code
 # is not in Linux builds) came to 1.9 KB and fitted after its size pass: the filter built by
 # the compiler, not at run time (-0.5 KB), /proc/self/stat read without str parsing (-1.2 KB):
-# 458,672 bytes.
-BUDGET_BYTES=458704
+# 458,672 bytes. Its review added what a router's child needs: the time zone read before the
+# sandbox (tzset) and mprotect for musl's own malloc (OpenWrt SDK builds); shorter messages
+# paid for most of it, and the budget was raised by the remaining 16 bytes to 458,720 (32
+# under the cap).
+BUDGET_BYTES=458720
 TOOLCHAIN=${MLVPN_CROSS_TOOLCHAIN:-nightly}
 
 variant=default
@@ -173,8 +176,8 @@ case "$variant $targets" in
 default*$BUDGET_TARGET*)
     size=$(wc -c <"$out/$BUDGET_TARGET/mlvpn")
     if [ "$size" -gt "$BUDGET_BYTES" ]; then
-        die "$BUDGET_TARGET binary is $size bytes, over its budget of $BUDGET_BYTES (447.9 KiB)"
+        die "$BUDGET_TARGET binary is $size bytes, over its budget of $BUDGET_BYTES (447.97 KiB)"
     fi
-    echo "$BUDGET_TARGET: $size bytes, within the budget of $BUDGET_BYTES (447.9 KiB)"
+    echo "$BUDGET_TARGET: $size bytes, within the budget of $BUDGET_BYTES (447.97 KiB)"
     ;;
 esac

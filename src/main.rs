@@ -240,7 +240,7 @@ fn separate(daemon: Daemon, user: &sys::privsep::User, o: &Options) -> i32 {
             let sandbox = match sandbox {
                 Ok(Outcome::Entered(what)) => what,
                 Ok(Outcome::Unavailable(why)) => {
-                    log_warn!("the network process runs without a system call sandbox: {why}");
+                    log_warn!("network process not sandboxed: {why}");
                     "none"
                 }
                 Err(e) => {

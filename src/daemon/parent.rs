@@ -110,7 +110,7 @@ impl Parent {
         let _ = tun::destroy(&self.device);
         let status = status.or_else(|| process::try_wait(self.child).ok().flatten()).unwrap_or(1);
         if status == 128 + libc::SIGSYS {
-            log_error!("the network process was killed by its sandbox (dmesg names the call)");
+            log_error!("network process killed by its sandbox (see dmesg)");
         } else if status != 0 {
             log_warn!("the network process exited with status {status}");
         }

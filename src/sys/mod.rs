@@ -98,7 +98,12 @@ mod batch;
 // The architectures whose system call numbers the filter knows (every one we ship).
 #[cfg(all(
     target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm", target_arch = "mips")
+    any(
+        all(target_arch = "x86_64", target_pointer_width = "64"),
+        target_arch = "aarch64",
+        all(target_arch = "arm", target_endian = "little"),
+        target_arch = "mips"
+    )
 ))]
 mod seccomp;
 mod sockaddr;

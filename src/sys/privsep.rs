@@ -229,8 +229,9 @@ pub fn drop_privileges(user: &User, root: Option<&Path>) -> io::Result<()> {
         cvt(libc::setgroups(groups.len() as _, groups.as_ptr()))?;
         cvt(libc::setresgid(user.gid, user.gid, user.gid))?;
         cvt(libc::setresuid(user.uid, user.uid, user.uid))?;
-        // The BSDs: a set-id program run later cannot gain privileges either way, since the
-        // sandbox (pledge) or the allow-list forbid exec; Linux says so explicitly.
+        // Linux: no set-id program run later may gain privileges (the seccomp filter needs it
+        // too). OpenBSD's pledge forbids exec; on FreeBSD only the empty chroot stands in the
+        // way (procctl's PROC_NO_NEW_PRIVS_CTL, FreeBSD 14, would be the equivalent).
         #[cfg(target_os = "linux")]
         cvt(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
     }

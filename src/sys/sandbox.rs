@@ -4,7 +4,7 @@
 //! | OS | sandbox |
 //! |---|---|
 //! | Linux | a seccomp-bpf allow-list ([`super::seccomp`]) |
-//! | OpenBSD | `pledge("stdio inet unix recvfd")`: packets, messages and fds received on the sockets it holds; no file system at all |
+//! | OpenBSD | `pledge("stdio inet unix recvfd")`: sockets of the internet and local families, fds received from the parent; no file system, no exec |
 //! | FreeBSD | none yet: Capsicum's capability mode refuses `sendto(2)` with a destination address, and every datagram of ours carries one (links are unconnected, so that a server's link answers a peer at any address) |
 
 use std::io;
@@ -21,13 +21,18 @@ pub enum Outcome {
 /// Locks the calling process (single-threaded, privileges already dropped) into its sandbox.
 #[cfg(all(
     target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm", target_arch = "mips")
+    any(
+        all(target_arch = "x86_64", target_pointer_width = "64"),
+        target_arch = "aarch64",
+        all(target_arch = "arm", target_endian = "little"),
+        target_arch = "mips"
+    )
 ))]
 pub fn enter() -> io::Result<Outcome> {
     use super::seccomp::{FilterError, install};
     match install() {
         Ok(()) => Ok(Outcome::Entered("seccomp filter")),
-        Err(FilterError::Unsupported) => Ok(Outcome::Unavailable("the kernel refuses seccomp filters")),
+        Err(FilterError::Unsupported) => Ok(Outcome::Unavailable("the kernel refused the filter")),
         Err(FilterError::Os(e)) => Err(e),
     }
 }
@@ -35,7 +40,12 @@ pub fn enter() -> io::Result<Outcome> {
 /// Linux on an architecture the filter does not know the numbers of: built, not sandboxed.
 #[cfg(all(
     target_os = "linux",
-    not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm", target_arch = "mips"))
+    not(any(
+        all(target_arch = "x86_64", target_pointer_width = "64"),
+        target_arch = "aarch64",
+        all(target_arch = "arm", target_endian = "little"),
+        target_arch = "mips"
+    ))
 ))]
 pub fn enter() -> io::Result<Outcome> {
     Ok(Outcome::Unavailable("no seccomp filter for this architecture yet"))

@@ -11,9 +11,10 @@
 //!
 //! The program (seccomp(2), `Documentation/userspace-api/seccomp_filter.rst`) checks the
 //! architecture first (a filter keyed on x86_64's numbers would let an i386 or x32 call through
-//! under another number), then the number against the list, then the argument of the three
+//! under another number), then the number against the list, then the argument of the four
 //! calls that are allowed only in part: `socket` (internet and local families: no raw or
-//! netlink sockets), `ioctl` (`FIONBIO` only), `prctl` (`PR_SET_NAME` only).
+//! netlink sockets), `ioctl` (`FIONBIO` only), `prctl` (`PR_SET_NAME` only), `mprotect`
+//! (read and write only: never `PROT_EXEC`).
 
 use std::io;
 
@@ -96,6 +97,8 @@ const ONLY_WITH: &[(libc::c_long, u32, &[u32])] = &[
     (libc::SYS_socket, 0, &[libc::AF_INET as u32, libc::AF_INET6 as u32, libc::AF_UNIX as u32]),
     (libc::SYS_ioctl, 1, &[libc::FIONBIO as u32]),
     (libc::SYS_prctl, 0, &[libc::PR_SET_NAME as u32]),
+    // musl's malloc (mallocng) makes its metadata pages writable; never executable.
+    (libc::SYS_mprotect, 2, &[(libc::PROT_READ | libc::PROT_WRITE) as u32]),
 ];
 
 // Classic BPF (`<linux/filter.h>`) and `struct seccomp_data`'s layout.
@@ -181,8 +184,10 @@ const fn program() -> [libc::sock_filter; LEN] {
 /// Why the filter is not in place.
 #[derive(Debug)]
 pub enum FilterError {
-    /// The kernel has no seccomp filters (`CONFIG_SECCOMP_FILTER` off), or qemu-user, which
-    /// refuses them: the process goes on without.
+    /// The kernel refused the filter with `EINVAL`: it has no seccomp filters
+    /// (`CONFIG_SECCOMP_FILTER` off), or is qemu-user, which refuses them; a program the
+    /// kernel found malformed would say the same (the unit tests run it through an
+    /// interpreter on every architecture we ship). The process goes on without.
     Unsupported,
     Os(io::Error),
 }

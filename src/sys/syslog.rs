@@ -59,6 +59,11 @@ struct Connection {
     socket: Option<UnixDatagram>,
 }
 
+unsafe extern "C" {
+    /// POSIX `tzset(3)`, which the libc crate does not declare for Unix.
+    fn tzset();
+}
+
 /// Set by [`open`], cleared by [`close`]; behind a lock because tests log from many threads.
 static SYSLOG: Mutex<Option<Connection>> = Mutex::new(None);
 
@@ -83,6 +88,10 @@ pub fn open(ident: &str) -> io::Result<()> {
     if ident.contains('\0') {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "syslog ident holds a NUL"));
     }
+    // The C library reads the time zone file at the first local time it is asked for: have it
+    // read now, while the file is reachable, not in the network child's chroot and sandbox.
+    // SAFETY: tzset takes nothing and only sets the C library's time zone state.
+    unsafe { tzset() };
     let mut guard = syslog();
     let socket = guard.take().and_then(|c| c.socket).or_else(connect);
     *guard = Some(Connection { ident: ident.to_string(), socket });
@@ -202,5 +211,34 @@ mod tests {
         close();
         log(Priority::Notice, "after close");
         assert!(open("bad\0ident").is_err());
+    }
+
+    /// The network child's first syslog line comes after it entered its sandbox, where the
+    /// time zone file (`/etc/localtime`) can no longer be opened: [`open`] must have read it.
+    /// Run in a fresh process (this test binary again, this test only), since any earlier
+    /// local time in this one would have read it already.
+    #[cfg_attr(any(target_arch = "mips", target_arch = "arm"), ignore = "qemu-user refuses seccomp filters")]
+    #[test]
+    fn a_sandboxed_process_logs_after_open() {
+        const CHILD: &str = "MLVPN_TEST_SYSLOG_IN_SANDBOX";
+        let name = "sys::syslog::tests::a_sandboxed_process_logs_after_open";
+        if std::env::var_os(CHILD).is_some() {
+            open("mlvpn-test").unwrap();
+            // SAFETY: plain prctl without pointers; the sandbox needs no_new_privs.
+            assert_eq!(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }, 0);
+            let entered = crate::sys::sandbox::enter().unwrap();
+            assert!(matches!(entered, crate::sys::sandbox::Outcome::Entered(_)), "{entered:?}");
+            log(Priority::Err, "from inside the sandbox");
+            // Out at once: the harness's own threads and locks are not the daemon's to allow.
+            // SAFETY: ends the process without running any more Rust code.
+            unsafe { libc::_exit(7) };
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--test-threads=1", "--nocapture"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(7), "{:?} (SIGSYS is 31)\n{text}", out.status);
     }
 }

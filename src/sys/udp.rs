@@ -50,10 +50,7 @@ impl UdpLink {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // OpenBSD has no IPv4-mapped addresses (it refuses `IPV6_V6ONLY` 0): there `[::]`
         // serves IPv6 peers only, and IPv4 peers need a link bound to an IPv4 address.
-        if let SocketAddr::V6(a) = addr
-            && a.ip().is_unspecified()
-            && !cfg!(target_os = "openbsd")
-        {
+        if matches!(addr, SocketAddr::V6(a) if a.ip().is_unspecified()) && !cfg!(target_os = "openbsd") {
             set_int_option(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)?;
         }
         dont_fragment(fd.as_raw_fd(), v6)?;

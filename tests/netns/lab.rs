@@ -1055,6 +1055,9 @@ exit 0
         let mut cmd = Command::new(tool("ip"));
         cmd.args(["netns", "exec", &self.ns(side)]).arg(self.bin()).arg("--config").arg(config);
         cmd.arg("--debug").args(args).envs(self.daemon_env.iter().map(|(k, v)| (k, v)));
+        // A backtrace reads files, which the network process's sandbox forbids: with it, a
+        // panic there would end as a sandbox kill instead of showing its message.
+        cmd.env_remove("RUST_BACKTRACE");
         if std::env::var_os("MLVPN_NETNS_VERBOSE").is_some() {
             cmd.arg("-v");
         }

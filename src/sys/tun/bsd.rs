@@ -105,6 +105,8 @@ impl Tun {
         // SAFETY: TUNGIFNAME writes one `struct ifreq`, which `req` is.
         cvt(unsafe { libc::ioctl(fd, TUNGIFNAME, &mut req as *mut libc::ifreq) })?;
         self.name = name_of(&req);
+        // The clone's unit, from its name (`tun7`): what a `%d` in the wanted name becomes.
+        let unit = self.name.trim_start_matches(|c: char| c.is_ascii_alphabetic()).parse().unwrap_or(unit);
         let wanted = wanted.replace("%d", &unit.to_string());
         if !wanted.is_empty() && wanted != self.name {
             match rename(&self.name, &wanted) {
@@ -157,6 +159,9 @@ impl Tun {
                 return Err(io::Error::last_os_error());
             }
             let n = n as usize;
+            if n == 0 {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+            }
             if n >= 4 && family::carries(header, FAMILIES) {
                 return Ok(n - 4);
             }
