@@ -55,11 +55,18 @@ fn the_network_process_works_in_its_sandbox_and_dies_outside_it() {
     let status = lab.status(Side::Server, true);
     assert!(status.contains("\"tunnels\""), "status through the control socket: {status}");
 
-    // A reload: the parent reads the file and hands its text over; the child applies it.
+    // A reload that adds a link: the parent reads the file, hands its text over, and opens the
+    // new link's socket for the child, which receives it and sets it up inside the sandbox.
+    let link0 = &lab.links[0];
+    let extra = format!("\n[extra]\nbindhost = {}\nbindport = {}\n", link0.server_ip, link0.port + 50);
+    let text = lab.server_config(&opts) + &extra;
+    lab.write_file("server.conf", &text, 0o600);
     let mark = lab.log(Side::Server).lines().count();
     lab::signal(lab.daemon_pid(Side::Server), libc::SIGHUP);
-    let reloaded = lab.wait_log(Side::Server, mark, "reloaded", Duration::from_secs(10));
+    let reloaded = lab.wait_log(Side::Server, mark, "1 added", Duration::from_secs(10));
     assert!(reloaded.is_some(), "no reload under the sandbox:\n{}", lab::tail(&lab.log(Side::Server), 20));
+    let listening = lab.wait_log(Side::Server, mark, "link extra: listening", Duration::from_secs(10));
+    assert!(listening.is_some(), "the new link's socket:\n{}", lab::tail(&lab.log(Side::Server), 20));
     transfer_both_ways(&lab, 6110);
     lab.assert_running(Side::Client);
     lab.assert_running(Side::Server);
