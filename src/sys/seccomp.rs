@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     #[allow(clippy::unnecessary_cast)] // ioctl numbers are u64 with glibc, i32 with musl
-    fn arguments_narrow_socket_ioctl_and_prctl() {
+    fn arguments_narrow_socket_ioctl_prctl_and_mprotect() {
         let p = &PROGRAM[..];
         let call = |nr, a0: u64, a1: u64| verdict(p, ARCH, nr, [a0, a1, 0, 0, 0, 0]);
         for af in [libc::AF_INET, libc::AF_INET6, libc::AF_UNIX] {
@@ -273,6 +273,11 @@ mod tests {
         assert_eq!(call(libc::SYS_ioctl, libc::FIONBIO as u64, 0), KILL, "the request is arg 1");
         assert_eq!(call(libc::SYS_prctl, libc::PR_SET_NAME as u64, 0), ALLOW);
         assert_eq!(call(libc::SYS_prctl, libc::PR_SET_SECCOMP as u64, 0), KILL);
+        let protect =
+            |prot: libc::c_int| verdict(p, ARCH, libc::SYS_mprotect, [0, 4096, prot as u64, 0, 0, 0]);
+        assert_eq!(protect(libc::PROT_READ | libc::PROT_WRITE), ALLOW);
+        assert_eq!(protect(libc::PROT_READ | libc::PROT_EXEC), KILL);
+        assert_eq!(protect(libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC), KILL);
         // The high half of a register is not what the kernel reads for an int argument.
         assert_eq!(call(libc::SYS_prctl, (1 << 32) | libc::PR_SET_NAME as u64, 0), ALLOW);
     }
