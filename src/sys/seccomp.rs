@@ -30,18 +30,22 @@ const ARCH: u32 = 0x0000_0008;
 #[cfg(all(target_arch = "mips", target_endian = "little"))]
 const ARCH: u32 = 0x4000_0008;
 
-/// Calls allowed whatever their arguments, on every architecture.
+/// Calls allowed whatever their arguments, on every architecture. The kernel compares a call
+/// with each entry in turn, on every system call: the packet path's calls come first, in the
+/// order of how often the child made them (read, then poll, recvmmsg, write, sendmmsg), after
+/// [`WORD_SIZED`], which holds `poll` and the 32-bit `recvmmsg`.
 const ALWAYS: &[libc::c_long] = &[
     libc::SYS_read,
+    libc::SYS_ppoll,
+    libc::SYS_recvmmsg,
     libc::SYS_write,
-    libc::SYS_writev,
-    libc::SYS_close,
+    libc::SYS_sendmmsg,
     libc::SYS_recvfrom,
     libc::SYS_sendto,
+    libc::SYS_writev,
+    libc::SYS_close,
     libc::SYS_recvmsg,
     libc::SYS_sendmsg,
-    libc::SYS_recvmmsg,
-    libc::SYS_sendmmsg,
     libc::SYS_accept4,
     libc::SYS_connect,
     libc::SYS_shutdown,
@@ -49,7 +53,6 @@ const ALWAYS: &[libc::c_long] = &[
     libc::SYS_getpeername,
     libc::SYS_setsockopt,
     libc::SYS_getsockopt,
-    libc::SYS_ppoll,
     libc::SYS_clock_gettime,
     libc::SYS_getrandom,
     libc::SYS_getpid,
@@ -70,21 +73,21 @@ const ALWAYS: &[libc::c_long] = &[
 
 /// The same on 64-bit architectures.
 #[cfg(target_arch = "x86_64")]
-const WORD_SIZED: &[libc::c_long] = &[libc::SYS_mmap, libc::SYS_fcntl, libc::SYS_poll];
+const WORD_SIZED: &[libc::c_long] = &[libc::SYS_poll, libc::SYS_mmap, libc::SYS_fcntl];
 #[cfg(target_arch = "aarch64")]
 const WORD_SIZED: &[libc::c_long] = &[libc::SYS_mmap, libc::SYS_fcntl];
 
-/// On 32-bit ones, musl 1.2's calls with 64-bit time (`clock_gettime64` 403, `ppoll_time64`
-/// 414, `recvmmsg_time64` 417 in the shared numbering of Linux 5.1, offset by 4000 on MIPS
+/// On 32-bit ones, musl 1.2's calls with 64-bit time (`recvmmsg_time64` 417, `clock_gettime64`
+/// 403, `ppoll_time64` 414 in the shared numbering of Linux 5.1, offset by 4000 on MIPS
 /// o32) and the 32-bit forms of `mmap` and `fcntl`.
 #[cfg(target_pointer_width = "32")]
 const WORD_SIZED: &[libc::c_long] = &[
-    libc::SYS_mmap2,
-    libc::SYS_fcntl64,
     libc::SYS_poll,
+    TIME64_BASE + 417,
     TIME64_BASE + 403,
     TIME64_BASE + 414,
-    TIME64_BASE + 417,
+    libc::SYS_mmap2,
+    libc::SYS_fcntl64,
 ];
 #[cfg(all(target_pointer_width = "32", target_arch = "mips"))]
 const TIME64_BASE: libc::c_long = 4000;
@@ -155,8 +158,8 @@ const fn program() -> [libc::sock_filter; LEN] {
         op(JEQ_K, k, jump as u8, 0)
     }
     let mut i = 0;
-    while i < ALWAYS.len() + WORD_SIZED.len() {
-        let nr = if i < ALWAYS.len() { ALWAYS[i] } else { WORD_SIZED[i - ALWAYS.len()] };
+    while i < WORD_SIZED.len() + ALWAYS.len() {
+        let nr = if i < WORD_SIZED.len() { WORD_SIZED[i] } else { ALWAYS[i - WORD_SIZED.len()] };
         p[at] = to_allow(at, nr as u32);
         at += 1;
         i += 1;
